@@ -1,0 +1,113 @@
+"""The catalogue of remediation actions a playbook may name, with typed parameters.
+
+An action is what a fix *does* to production. Each names the action that compensates it, so a fix
+whose verification fails can be undone. The playbook loader checks every ``fixes[].action`` and its
+``params`` against this catalogue; ``tasks/fix.py`` carries them out through the adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmedic.catalog import AnomalyType
+
+__all__ = ["ACTIONS", "ActionSpec", "actions_for"]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(_Params):
+    """The action takes no parameters."""
+
+
+class SetConcurrencyParams(_Params):
+    """Lower (or restore) the instance's concurrent-request limit."""
+
+    factor: float = Field(0.5, gt=0, le=1)
+    """New limit = max(min_limit, floor(current × factor))."""
+    min_limit: int = Field(1, ge=1)
+    limit: int | None = Field(None, ge=1)
+    """Absolute limit; overrides factor (used by the compensation to restore the old value)."""
+
+
+class ScaleParams(_Params):
+    """Bring standby instances into rotation (or take them out)."""
+
+    replicas: int = Field(1, ge=1, le=16)
+
+
+class RestartParams(_Params):
+    """Restart an instance and wait until it is healthy."""
+
+    ready_timeout_seconds: float = Field(60, gt=0)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action: its parameters, what undoes it, and which anomaly types may use it."""
+
+    name: str
+    params: type[_Params]
+    compensation: str | None
+    anomalies: frozenset[AnomalyType]
+    description: str
+
+
+_SERVICE = frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK, AnomalyType.GPU_FAULT})
+
+ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec(
+            "set_concurrency",
+            SetConcurrencyParams,
+            "set_concurrency",
+            frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK}),
+            "lower the instance's concurrency limit (sheds load; the old limit is restored on rollback)",
+        ),
+        ActionSpec(
+            "restart_instance",
+            RestartParams,
+            "drain_instance",
+            _SERVICE,
+            "restart the instance and wait for /health (rollback keeps it out of rotation)",
+        ),
+        ActionSpec(
+            "scale_out",
+            ScaleParams,
+            "scale_in",
+            frozenset({AnomalyType.LATENCY}),
+            "bring standby instances into rotation (rollback takes them out again)",
+        ),
+        ActionSpec(
+            "scale_in",
+            ScaleParams,
+            None,
+            frozenset(),
+            "take instances out of rotation (compensation of scale_out)",
+        ),
+        ActionSpec(
+            "drain_instance",
+            NoParams,
+            "undrain_instance",
+            _SERVICE,
+            "take the instance out of rotation",
+        ),
+        ActionSpec(
+            "undrain_instance",
+            NoParams,
+            None,
+            frozenset(),
+            "put the instance back into rotation",
+        ),
+    )
+}
+
+
+def actions_for(anomaly: AnomalyType) -> dict[str, ActionSpec]:
+    """Actions a playbook for ``anomaly`` may name."""
+    return {n: s for n, s in ACTIONS.items() if anomaly in s.anomalies}

@@ -1,0 +1,337 @@
+"""Settings (environment, ``LLMEDIC_*``) and the environment file ``llmedic.yaml``.
+
+Settings say *where* things are (home directory, config file, playbooks); the environment file says
+*what* llmedic looks after: target services and their instances, the metrics source, hosts, the
+allowlisted command templates, datasets, golden sets, team routes and alert-routing rules.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmedic.catalog import AnomalyType
+from llmedic.errors import ConfigError
+from llmedic.yamlfile import load_model
+
+__all__ = [
+    "AlertRule",
+    "CommandParam",
+    "CommandTemplate",
+    "ControlConfig",
+    "DatasetConfig",
+    "EnvironmentFile",
+    "GoldenSetConfig",
+    "HostConfig",
+    "InstanceConfig",
+    "MetricsConfig",
+    "ServiceConfig",
+    "Settings",
+    "TeamRoute",
+    "load_environment",
+]
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(BaseSettings):
+    """Process settings, read from ``LLMEDIC_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMEDIC_", extra="ignore")
+
+    home: Path = Path(".llmedic")
+    """State directory: Prefect database, incidents, knowledge base, outbox."""
+    config: Path | None = None
+    """Environment file; default ``./llmedic.yaml`` if it exists, else ``<home>/llmedic.yaml``."""
+    playbooks_dir: Path | None = None
+    """Directory of playbook YAML files that override the shipped ones, file by file."""
+    approval_sweep_seconds: float = 15.0
+    """How often ``llmedic up`` looks for approvals past their deadline."""
+
+    def config_path(self) -> Path:
+        """The environment file this process uses."""
+        if self.config is not None:
+            return self.config
+        local = Path("llmedic.yaml")
+        return local if local.exists() else self.home / "llmedic.yaml"
+
+    @property
+    def incidents_dir(self) -> Path:
+        """Working copies of open and closed incidents."""
+        return self.home / "incidents"
+
+    @property
+    def kb_dir(self) -> Path:
+        """Knowledge base: archived incident reports (Markdown + JSON)."""
+        return self.home / "kb"
+
+
+class InstanceConfig(_Strict):
+    """One serving instance (a vLLM / TGI / OpenAI-compatible server)."""
+
+    name: Name
+    url: AnyHttpUrl
+    host: Name = "local"
+    metrics_url: AnyHttpUrl | None = None
+    """Where its Prometheus metrics are, if not ``<url>/metrics``."""
+
+    @property
+    def base_url(self) -> str:
+        """URL without a trailing slash."""
+        return str(self.url).rstrip("/")
+
+    @property
+    def metrics_endpoint(self) -> str:
+        """Full URL of the instance's ``/metrics``."""
+        return str(self.metrics_url) if self.metrics_url else f"{self.base_url}/metrics"
+
+
+class ControlConfig(_Strict):
+    """How llmedic acts on a service: the sandbox's admin API, or allowlisted command templates."""
+
+    kind: Literal["sandbox", "commands"] = "sandbox"
+    admin_token: SecretStr | None = None
+    """Bearer token for the sandbox admin API (kind: sandbox)."""
+    commands: dict[Literal["drain", "undrain", "restart", "set_concurrency", "scale_out", "scale_in"], Name] = Field(
+        default_factory=dict
+    )
+    """Action → name of a template in ``commands:`` (kind: commands)."""
+
+
+class ServiceConfig(_Strict):
+    """A vertical LLM service: several instances behind one name."""
+
+    name: Name
+    engine: Literal["vllm", "tgi", "openai"] = "vllm"
+    model: str | None = None
+    instances: list[InstanceConfig] = Field(min_length=1)
+    standby: list[InstanceConfig] = Field(default_factory=list)
+    """Instances kept out of rotation that ``scale_out`` may bring in."""
+    control: ControlConfig = ControlConfig()
+
+    @model_validator(mode="after")
+    def _unique_instances(self) -> ServiceConfig:
+        seen: set[str] = set()
+        for inst in [*self.instances, *self.standby]:
+            if inst.name in seen:
+                raise ValueError(f"instance name {inst.name!r} is used twice")
+            seen.add(inst.name)
+        return self
+
+
+class MetricsConfig(_Strict):
+    """Where metrics come from."""
+
+    kind: Literal["prometheus", "scrape"] = "scrape"
+    url: AnyHttpUrl | None = None
+    """Prometheus base URL (kind: prometheus)."""
+    timeout_seconds: float = Field(5.0, gt=0)
+    instance_label: str = "instance"
+    """Label that names an instance in PromQL selectors."""
+
+    @model_validator(mode="after")
+    def _url_for_prometheus(self) -> MetricsConfig:
+        if self.kind == "prometheus" and self.url is None:
+            raise ValueError("kind 'prometheus' needs a url, e.g. http://127.0.0.1:9090")
+        return self
+
+
+class HostConfig(_Strict):
+    """A machine commands can run on."""
+
+    name: Name
+    kind: Literal["local", "ssh"] = "local"
+    address: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = None
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    host_key_fingerprint: str | None = None
+    """Pinned ``SHA256:...`` fingerprint; unknown host keys are refused otherwise."""
+
+    @model_validator(mode="after")
+    def _ssh_needs_address(self) -> HostConfig:
+        if self.kind == "ssh" and not self.address:
+            raise ValueError("an ssh host needs an address")
+        return self
+
+
+class CommandParam(_Strict):
+    """A typed, validated parameter of a command template."""
+
+    pattern: str = r"^[A-Za-z0-9@%+=:,./_-]{1,128}$"
+    """Regular expression the whole value must match."""
+    choices: list[str] | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class CommandTemplate(_Strict):
+    """An allowlisted command; ``{name}`` placeholders are filled with quoted, validated values."""
+
+    template: str = Field(min_length=1)
+    params: dict[str, CommandParam] = Field(default_factory=dict)
+    timeout_seconds: float = Field(60.0, gt=0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _placeholders_declared(self) -> CommandTemplate:
+        used = {f for _, f, _, _ in string.Formatter().parse(self.template) if f}
+        missing = sorted(used - set(self.params))
+        if missing:
+            raise ValueError(
+                f"placeholders {missing} are not declared under params "
+                "(every parameter must be declared so it can be validated)"
+            )
+        return self
+
+
+class DatasetConfig(_Strict):
+    """A versioned dataset llmedic audits and repairs."""
+
+    path: Path
+    format: Literal["csv", "parquet", "jsonl"] = "csv"
+    description: str = ""
+
+
+class GoldenSetConfig(_Strict):
+    """A golden set of questions with accepted answers, scored against a service."""
+
+    path: Path
+    service: Name
+
+
+class TeamRoute(_Strict):
+    """Where a team is notified."""
+
+    webhook_url: AnyHttpUrl | None = None
+    email: list[str] = Field(default_factory=list)
+    channel: str | None = None
+
+
+class AlertRule(_Strict):
+    """Maps alerts without an ``anomaly`` label to an anomaly type by label equality."""
+
+    match: dict[str, str] = Field(min_length=1)
+    anomaly: AnomalyType
+
+
+class EnvironmentFile(_Strict):
+    """The content of ``llmedic.yaml``."""
+
+    services: list[ServiceConfig] = Field(default_factory=list)
+    metrics: MetricsConfig = MetricsConfig()
+    hosts: list[HostConfig] = Field(default_factory=lambda: [HostConfig(name="local")])
+    commands: dict[Name, CommandTemplate] = Field(default_factory=dict)
+    datasets: dict[Name, DatasetConfig] = Field(default_factory=dict)
+    golden_sets: dict[Name, GoldenSetConfig] = Field(default_factory=dict)
+    teams: dict[Literal["data", "algorithm", "ops"], TeamRoute] = Field(default_factory=dict)
+    alert_rules: list[AlertRule] = Field(default_factory=list)
+    prefect_ui_url: AnyHttpUrl | None = None
+    """Base URL of the Prefect UI, used for links in notifications and reports."""
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> EnvironmentFile:
+        hosts = {h.name for h in self.hosts}
+        if len(hosts) != len(self.hosts):
+            raise ValueError("host names must be unique")
+        names = [s.name for s in self.services]
+        if len(set(names)) != len(names):
+            raise ValueError("service names must be unique")
+        for svc in self.services:
+            for inst in [*svc.instances, *svc.standby]:
+                if inst.host not in hosts:
+                    raise ValueError(
+                        f"service {svc.name!r} instance {inst.name!r} names host {inst.host!r}, "
+                        f"which is not under hosts: (known: {sorted(hosts)})"
+                    )
+            for action, tmpl in svc.control.commands.items():
+                if tmpl not in self.commands:
+                    raise ValueError(
+                        f"service {svc.name!r} maps {action!r} to command {tmpl!r}, "
+                        f"which is not under commands: (known: {sorted(self.commands)})"
+                    )
+            if svc.control.kind == "commands" and not svc.control.commands:
+                raise ValueError(f"service {svc.name!r}: control kind 'commands' needs commands:")
+        for name, gs in self.golden_sets.items():
+            if gs.service not in names:
+                raise ValueError(f"golden set {name!r} names unknown service {gs.service!r}")
+        return self
+
+    def service(self, name: str) -> ServiceConfig:
+        """The service called ``name``."""
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise ConfigError(
+            f"no service named {name!r} in the environment file",
+            hint=f"known services: {[s.name for s in self.services]}",
+        )
+
+    def find_instance(self, target: str) -> tuple[ServiceConfig, InstanceConfig] | None:
+        """The service and instance an alert target names (instance name, ``host:port`` or URL)."""
+        for svc in self.services:
+            for inst in [*svc.instances, *svc.standby]:
+                netloc = inst.base_url.split("://", 1)[-1]
+                if target in (inst.name, netloc, inst.base_url):
+                    return svc, inst
+        return None
+
+
+def _hints(path: str, kind: str) -> str | None:
+    if path.startswith("metrics") and "url" in path:
+        return "metrics.url is the Prometheus base URL, e.g. http://127.0.0.1:9090"
+    if path.startswith("commands") and kind == "value_error":
+        return "declare each {placeholder} under the template's params:"
+    return None
+
+
+def load_environment(path: Path | None = None, settings: Settings | None = None) -> EnvironmentFile:
+    """Load and validate the environment file (``llmedic.yaml``).
+
+    A missing default file gives an empty environment; a missing file that was asked for by name
+    is an error.
+    """
+    settings = settings or Settings()
+    explicit = path is not None or settings.config is not None
+    target = path or settings.config_path()
+    if not target.exists() and not explicit:
+        return EnvironmentFile()
+    return load_model(EnvironmentFile, target, error=ConfigError, hints=_hints)
+
+
+def settings_from_env() -> Settings:
+    """Settings from the environment, with a clear error for a bad ``LLMEDIC_*`` value."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LLMEDIC_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid setting: {problems}", hint="fix the environment variable") from None

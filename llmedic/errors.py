@@ -1,0 +1,160 @@
+"""The one error tree of llmedic.
+
+Two families, so callers can tell "fix your file" from "something outside failed"::
+
+    LlmedicError
+    ├── AuthoringError            a mistake in something an operator wrote; fix it and retry
+    │   ├── ConfigError           llmedic.yaml / settings
+    │   ├── PlaybookError         playbooks/*.yaml, or a playbook override
+    │   ├── UnknownAnomalyType    a name that is not in the catalogue
+    │   └── AlertPayloadError     an alert body that does not match its schema (4xx, never retried)
+    └── OperationalError          the outside world failed; often transient
+        ├── MetricsSourceError    Prometheus / direct scrape unreachable or answering nonsense
+        ├── EndpointError         the target LLM service unreachable or answering nonsense
+        ├── ControlError          drain / restart / scale actions refused or failed
+        ├── RemoteCommandError    a shell command (local or SSH) failed or timed out
+        ├── OrchestrationError    the Prefect API refused or is unreachable
+        ├── ApprovalError         an approval cannot be given (run not waiting, not an approver, ...)
+        │   └── ApprovalRequired  a risky fix was about to run without an approval
+        └── VerificationFailed    a fix did not bring the service back within its criteria
+
+Every error carries a stable ``code`` (documented in ``docs/errors.md``; a test keeps the two
+identical) and, where it can, a ``hint`` that says how to fix the problem. Third-party errors are
+translated into this tree at one seam per outside system (see ``llmedic/adapters``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AlertPayloadError",
+    "ApprovalError",
+    "ApprovalRequired",
+    "AuthoringError",
+    "ConfigError",
+    "ControlError",
+    "EndpointError",
+    "LlmedicError",
+    "MetricsSourceError",
+    "OperationalError",
+    "OrchestrationError",
+    "PlaybookError",
+    "RemoteCommandError",
+    "UnknownAnomalyType",
+    "VerificationFailed",
+    "all_error_codes",
+]
+
+
+class LlmedicError(Exception):
+    """Base class of every error llmedic raises on purpose."""
+
+    code: ClassVar[str] = "llmedic-error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f"\n  fix: {self.hint}"
+        return text
+
+
+class AuthoringError(LlmedicError):
+    """Something an operator wrote (a file, an override, a command line) is wrong."""
+
+    code = "authoring-error"
+
+
+class ConfigError(AuthoringError):
+    """``llmedic.yaml`` or an ``LLMEDIC_*`` setting is invalid."""
+
+    code = "config-invalid"
+
+
+class PlaybookError(AuthoringError):
+    """A playbook file (or an override applied to it) is invalid."""
+
+    code = "playbook-invalid"
+
+
+class UnknownAnomalyType(AuthoringError):
+    """A name that is not one of the nine anomaly types of the catalogue."""
+
+    code = "anomaly-unknown"
+
+
+class AlertPayloadError(AuthoringError):
+    """An alert body does not match the schema of the endpoint it was sent to."""
+
+    code = "alert-invalid"
+
+
+class OperationalError(LlmedicError):
+    """Something outside llmedic failed; retrying later may cure it."""
+
+    code = "operational-error"
+
+
+class MetricsSourceError(OperationalError):
+    """The metrics source (Prometheus or a direct scrape) is unreachable or answered nonsense."""
+
+    code = "metrics-unavailable"
+
+
+class EndpointError(OperationalError):
+    """The target LLM service is unreachable or answered something unexpected."""
+
+    code = "endpoint-unavailable"
+
+
+class ControlError(OperationalError):
+    """An action on the target service (drain, restart, scale, limits) was refused or failed."""
+
+    code = "control-failed"
+
+
+class RemoteCommandError(OperationalError):
+    """A command run through the shell adapter failed, timed out or could not be started."""
+
+    code = "command-failed"
+
+
+class OrchestrationError(OperationalError):
+    """The Prefect API refused a request or could not be reached."""
+
+    code = "orchestration-failed"
+
+
+class ApprovalError(OperationalError):
+    """An approval decision could not be delivered or is not valid."""
+
+    code = "approval-invalid"
+
+
+class ApprovalRequired(ApprovalError):
+    """A risky fix was about to run without a valid approval; it was not run."""
+
+    code = "approval-required"
+
+
+class VerificationFailed(OperationalError):
+    """A fix did not bring the service back within the playbook's verification criteria."""
+
+    code = "verification-failed"
+
+
+def all_error_codes() -> list[str]:
+    """Every error code, in the order of the tree (depth first)."""
+
+    def walk(cls: type[LlmedicError]) -> list[str]:
+        codes = [cls.code]
+        for sub in cls.__subclasses__():
+            codes.extend(walk(sub))
+        return codes
+
+    return walk(LlmedicError)

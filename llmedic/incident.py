@@ -1,0 +1,284 @@
+"""The incident record: everything that happened from the alert to the post-mortem.
+
+An :class:`Incident` is plain data (JSON round-trips exactly). Flows build it from the results of
+their step tasks, save the working copy after each step (:class:`IncidentStore`), and archive it
+at the end. Timestamps come from the tasks, so a flow that re-runs after a suspended approval
+rebuilds the same record from cached task results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmedic.alerts import Alert
+from llmedic.catalog import AnomalyType, Category, Risk, Team
+from llmedic.errors import ConfigError
+
+__all__ = [
+    "ActionRecord",
+    "ApprovalRecord",
+    "Decision",
+    "EvidenceItem",
+    "Incident",
+    "IncidentStore",
+    "Outcome",
+    "Step",
+    "StepRecord",
+    "Verification",
+    "VerificationCheck",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """Aware UTC now (the one clock every record uses)."""
+    return datetime.now(UTC)
+
+
+class Step(StrEnum):
+    """The guide's response process, in order."""
+
+    DETECT = "detect"
+    CONFIRM = "confirm"
+    ASSESS = "assess"
+    EVIDENCE = "evidence"
+    ISOLATE = "isolate"
+    REPRODUCE = "reproduce"
+    APPROVE = "approve"
+    FIX = "fix"
+    VERIFY = "verify"
+    ROLLBACK = "rollback"
+    RECOVER = "recover"
+    ARCHIVE = "archive"
+
+
+class Outcome(StrEnum):
+    """How an incident ended."""
+
+    OPEN = "open"
+    FALSE_POSITIVE = "false_positive"
+    RESOLVED = "resolved"
+    DRY_RUN = "dry_run"
+    REJECTED = "rejected"
+    FAILED_ROLLED_BACK = "failed_rolled_back"
+    ESCALATED = "escalated"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepRecord(_Record):
+    """One step of the timeline."""
+
+    step: Step
+    started_at: datetime
+    finished_at: datetime
+    status: Literal["ok", "skipped", "failed", "waiting"] = "ok"
+    summary: str = ""
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the step."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class EvidenceItem(_Record):
+    """One piece of evidence: where it came from, what it says, the raw figures."""
+
+    name: str
+    source: str
+    """Which adapter produced it (``scrape``, ``prometheus``, ``probe``, ``sandbox-admin`` ...)."""
+    summary: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    collected_at: datetime = Field(default_factory=utcnow)
+    gap: bool = False
+    """True when the evidence could not be collected (the summary says why)."""
+
+
+class Decision(_Record):
+    """A choice llmedic made (diagnosis, fix chosen, scope) and why."""
+
+    topic: str
+    choice: str
+    reason: str
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalRecord(_Record):
+    """A human decision at an approval gate."""
+
+    action: str
+    risk: Risk
+    approved: bool
+    by: str
+    comment: str = ""
+    requested_at: datetime
+    decided_at: datetime
+    via: Literal["prefect", "timeout", "policy"] = "prefect"
+    flow_run_id: str = ""
+
+
+class ActionRecord(_Record):
+    """A change made (or, in a dry run, that would have been made) and its compensation."""
+
+    name: str
+    risk: Risk
+    params: dict[str, Any] = Field(default_factory=dict)
+    target: str
+    compensation: str | None = None
+    """Name of the action that undoes this one (None when nothing needs undoing)."""
+    compensation_params: dict[str, Any] = Field(default_factory=dict)
+    applied: bool = False
+    dry_run: bool = False
+    at: datetime = Field(default_factory=utcnow)
+    result: str = ""
+    compensated: bool = False
+    compensated_at: datetime | None = None
+
+
+class VerificationCheck(_Record):
+    """One verification criterion and whether it held."""
+
+    name: str
+    passed: bool
+    observed: float | str | None = None
+    expected: str = ""
+
+
+class Verification(_Record):
+    """Result of the verify step."""
+
+    passed: bool
+    checks: list[VerificationCheck] = Field(default_factory=list)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Incident(_Record):
+    """Everything llmedic knows about one incident."""
+
+    id: str
+    anomaly: AnomalyType
+    category: Category
+    team: Team
+    title: str
+    target: str
+    service: str | None = None
+    alert: Alert
+    flow_run_id: str = ""
+    dry_run: bool = False
+    opened_at: datetime
+    closed_at: datetime | None = None
+    outcome: Outcome = Outcome.OPEN
+    escalated: bool = False
+    escalation_reason: str = ""
+    scope: str = ""
+    impact: str = ""
+    diagnosis: str = ""
+    timeline: list[StepRecord] = Field(default_factory=list)
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    actions: list[ActionRecord] = Field(default_factory=list)
+    verification: Verification | None = None
+    pending_approval: dict[str, Any] | None = None
+    """While waiting at a gate: action, risk, deadline, flow_run_id."""
+    notifications: list[str] = Field(default_factory=list)
+    report_path: str | None = None
+    related: list[str] = Field(default_factory=list)
+    resolved_alerts: list[datetime] = Field(default_factory=list)
+
+    def step(self, step: Step) -> StepRecord | None:
+        """The last timeline entry for ``step``."""
+        for rec in reversed(self.timeline):
+            if rec.step == step:
+                return rec
+        return None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Open → closed."""
+        return (self.closed_at - self.opened_at).total_seconds() if self.closed_at else None
+
+    def close(self, outcome: Outcome, at: datetime | None = None) -> None:
+        """Set the final outcome."""
+        self.outcome = outcome
+        self.closed_at = at or utcnow()
+        self.pending_approval = None
+
+    def escalate(self, reason: str) -> None:
+        """Mark the incident for human follow-up."""
+        self.escalated = True
+        self.escalation_reason = reason
+
+
+class IncidentStore:
+    """Working copies of incidents as JSON files, written atomically (a crash never leaves half a file)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, incident_id: str) -> Path:
+        """File of one incident."""
+        if not incident_id or "/" in incident_id or incident_id.startswith("."):
+            raise ConfigError(f"invalid incident id {incident_id!r}")
+        return self.directory / f"{incident_id}.json"
+
+    def save(self, incident: Incident) -> Path:
+        """Write (replace) the working copy."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.path(incident.id)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(incident.model_dump_json(indent=2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        return target
+
+    def load(self, incident_id: str) -> Incident:
+        """Read one incident."""
+        path = self.path(incident_id)
+        try:
+            return Incident.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no incident {incident_id!r} in {self.directory}",
+                hint="`llmedic incidents list` shows the known incidents",
+            ) from None
+
+    def all(self) -> list[Incident]:
+        """Every incident, oldest first; unreadable files are skipped, never deleted."""
+        out: list[Incident] = []
+        if not self.directory.exists():
+            return out
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                out.append(Incident.model_validate_json(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return sorted(out, key=lambda i: i.opened_at)
+
+    def find_by_run(self, flow_run_id: str) -> Incident | None:
+        """The incident a flow run handles."""
+        for inc in self.all():
+            if inc.flow_run_id == flow_run_id:
+                return inc
+        return None
+
+    def pending_approvals(self) -> list[Incident]:
+        """Incidents waiting at an approval gate."""
+        return [i for i in self.all() if i.pending_approval and i.outcome == Outcome.OPEN]
+
+
+def dump_json(data: Any) -> str:
+    """Stable JSON for reports."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,254 @@
+"""Playbooks: the policy of each anomaly flow, as YAML operators edit without touching code.
+
+A playbook sets the thresholds, the retries and timeouts of each step, the fix options with their
+risk, which risks need an approval and who may give it, and the verification criteria. Files are
+validated strictly (``extra="forbid"``): a typo is an error naming the file, the line and the fix,
+never a silently ignored key.
+
+Shipped playbooks live in the ``playbooks`` package; ``LLMEDIC_PLAYBOOKS_DIR`` may hold files with
+the same names that replace them.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llmedic.actions import actions_for
+from llmedic.catalog import AnomalyType, Risk, parse_anomaly
+from llmedic.config import Settings
+from llmedic.errors import PlaybookError
+from llmedic.incident import Step
+from llmedic.yamlfile import format_loc, load_model, validate_model
+
+__all__ = [
+    "ApprovalPolicy",
+    "FixOption",
+    "LatencySettings",
+    "Playbook",
+    "StepPolicy",
+    "load_all_playbooks",
+    "load_playbook",
+    "playbook_files",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepPolicy(_Strict):
+    """Retries and timeout of one step's task."""
+
+    retries: int = Field(1, ge=0, le=10)
+    retry_delay_seconds: float = Field(2.0, ge=0, le=3600)
+    timeout_seconds: float = Field(120.0, gt=0, le=86400)
+
+
+class FixOption(_Strict):
+    """One way to fix the anomaly."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    action: str
+    risk: Risk
+    when: list[str] = Field(min_length=1)
+    """Diagnoses this fix applies to (first matching fix in file order wins)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+
+
+class ApprovalPolicy(_Strict):
+    """Who must approve what, and for how long a gate waits."""
+
+    required_for: list[Risk] = Field(default_factory=lambda: [Risk.MEDIUM, Risk.HIGH])
+    timeout_minutes: float = Field(30.0, gt=0, le=7 * 24 * 60)
+    approvers: list[str] = Field(default_factory=list)
+    """Names allowed to approve; empty means anyone who can reach the Prefect API."""
+
+    def needs_approval(self, risk: Risk) -> bool:
+        """Does a fix of this risk need a human decision?"""
+        return risk in self.required_for
+
+    def may_approve(self, who: str) -> bool:
+        """Is ``who`` allowed to approve?"""
+        return not self.approvers or who in self.approvers
+
+
+class LatencySettings(_Strict):
+    """Thresholds of the latency playbook."""
+
+    slo_p99_seconds: float = Field(gt=0)
+    """End-to-end p99 the service must stay under."""
+    slo_ttft_p99_seconds: float | None = Field(None, gt=0)
+    confirm_probes: int = Field(8, ge=1, le=500)
+    reproduce_probes: int = Field(12, ge=1, le=500)
+    verify_probes: int = Field(20, ge=3, le=1000)
+    probe_concurrency: int = Field(4, ge=1, le=64)
+    probe_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+    probe_max_tokens: int = Field(16, ge=1, le=4096)
+    probe_timeout_seconds: float = Field(30.0, gt=0)
+    queue_threshold: float = Field(2.0, ge=0)
+    """Mean waiting requests above which the instance is queueing."""
+    kv_cache_threshold: float = Field(0.9, gt=0, le=1)
+    fleet_share_threshold: float = Field(0.5, gt=0, le=1)
+    """Share of instances over the SLO at which the problem is fleet-wide."""
+    min_healthy_instances: int = Field(1, ge=0)
+    """Never drain if fewer healthy instances than this would remain."""
+
+
+# Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
+SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {AnomalyType.LATENCY: LatencySettings}
+
+
+class Playbook(_Strict):
+    """One playbook file."""
+
+    anomaly: AnomalyType
+    version: int = Field(1, ge=1)
+    description: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[Step, StepPolicy] = Field(default_factory=dict)
+    evidence: list[str] = Field(default_factory=list)
+    fixes: list[FixOption] = Field(min_length=1)
+    approval: ApprovalPolicy = ApprovalPolicy()
+    isolate: bool = True
+    """Isolate (drain / quarantine) before reproducing, when it is safe to."""
+
+    @field_validator("fixes")
+    @classmethod
+    def _unique_fix_names(cls, fixes: list[FixOption]) -> list[FixOption]:
+        names = [f.name for f in fixes]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"fix names must be unique; repeated: {sorted(dup)}")
+        return fixes
+
+    @model_validator(mode="after")
+    def _actions_and_settings(self) -> Playbook:
+        allowed = actions_for(self.anomaly)
+        problems: list[str] = []
+        for i, fix in enumerate(self.fixes):
+            spec = allowed.get(fix.action)
+            if spec is None:
+                problems.append(
+                    f"fixes[{i}] ({fix.name}): action {fix.action!r} is not available to "
+                    f"{self.anomaly.value} playbooks (available: {sorted(allowed)})"
+                )
+                continue
+            problems += _sub_errors(spec.params, fix.params, f"fixes[{i}].params")
+        model = SETTINGS_MODELS.get(self.anomaly)
+        if model is not None:
+            problems += _sub_errors(model, self.settings, "settings")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def step_policy(self, step: Step) -> StepPolicy:
+        """Retries/timeout for a step (defaults when the playbook says nothing)."""
+        return self.steps.get(step, StepPolicy())
+
+    def typed_settings(self, model: type[Any]) -> Any:
+        """The settings as their anomaly's model."""
+        return model.model_validate(self.settings)
+
+    def fix_for(self, diagnosis: str) -> FixOption | None:
+        """The first fix whose ``when`` lists the diagnosis."""
+        for fix in self.fixes:
+            if diagnosis in fix.when:
+                return fix
+        return None
+
+
+def _sub_errors(model: type[BaseModel], data: Any, where: str) -> list[str]:
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return [
+            f"{where}.{format_loc(e['loc'])}: {e['msg']}"
+            + ("" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})")
+            for e in exc.errors(include_url=False)
+        ]
+    return []
+
+
+def _hints(path: str, kind: str) -> str | None:
+    if path.startswith("fixes") and kind == "value_error":
+        return "see docs/playbooks.md for the actions each anomaly type may use"
+    if path.startswith("steps"):
+        return f"step names are: {', '.join(s.value for s in Step)}"
+    return None
+
+
+def _shipped_dir() -> Path:
+    return Path(str(resources.files("playbooks")))
+
+
+def playbook_files(settings: Settings | None = None) -> dict[AnomalyType, Path]:
+    """Which file is used for each anomaly type (overrides first, then shipped)."""
+    out: dict[AnomalyType, Path] = {}
+    dirs = [_shipped_dir()]
+    if settings and settings.playbooks_dir:
+        if not settings.playbooks_dir.is_dir():
+            raise PlaybookError(
+                f"LLMEDIC_PLAYBOOKS_DIR={settings.playbooks_dir} is not a directory",
+                hint="point it at a directory of <anomaly>.yaml files, or unset it",
+            )
+        dirs.append(settings.playbooks_dir)
+    for directory in dirs:
+        for path in sorted(directory.glob("*.yaml")):
+            try:
+                kind = parse_anomaly(path.stem)
+            except Exception:
+                raise PlaybookError(
+                    f"{path}: file name {path.stem!r} is not an anomaly type",
+                    hint="name playbook files <anomaly>.yaml, e.g. latency.yaml",
+                ) from None
+            out[kind] = path
+    return out
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_playbook(
+    anomaly: AnomalyType | str,
+    settings: Settings | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Playbook:
+    """Load, validate and (optionally) override the playbook of one anomaly type."""
+    kind = anomaly if isinstance(anomaly, AnomalyType) else parse_anomaly(anomaly)
+    files = playbook_files(settings)
+    if kind not in files:
+        raise PlaybookError(
+            f"no playbook for anomaly type {kind.value!r}",
+            hint=f"add {kind.value}.yaml to the playbooks directory",
+        )
+    path = files[kind]
+    book = load_model(Playbook, path, error=PlaybookError, hints=_hints)
+    if book.anomaly != kind:
+        raise PlaybookError(
+            f"{path}: declares anomaly {book.anomaly.value!r} but is named {path.name}",
+            hint=f"set `anomaly: {kind.value}` or rename the file",
+        )
+    if overrides:
+        merged = _merge(book.model_dump(mode="json"), overrides)
+        book = validate_model(
+            Playbook, merged, source=f"{path.name} + overrides", error=PlaybookError, hints=_hints
+        )
+    return book
+
+
+def load_all_playbooks(settings: Settings | None = None) -> dict[AnomalyType, Playbook]:
+    """Every playbook, validated (used by ``llmedic playbooks check`` and CI)."""
+    return {kind: load_playbook(kind, settings) for kind in playbook_files(settings)}

@@ -1,0 +1,1 @@
+"""Shipped playbooks: one ``<anomaly>.yaml`` per anomaly type (see ``docs/playbooks.md``)."""
