@@ -251,7 +251,9 @@ def parse_alertmanager(body: Any, rules: Sequence[AlertRule] = ()) -> list[Alert
             hint='only webhook payload version "4" is understood (a custom `payload:` template '
             "replaces it; send such bodies to POST /alerts instead)",
         )
-    payload = validate_model(AlertmanagerPayload, body, source="alertmanager payload", error=AlertPayloadError)
+    payload = validate_model(
+        AlertmanagerPayload, body, source="alertmanager payload", error=AlertPayloadError
+    )
     return [
         _normalise(
             a,

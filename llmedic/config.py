@@ -110,9 +110,9 @@ class ControlConfig(_Strict):
     kind: Literal["sandbox", "commands"] = "sandbox"
     admin_token: SecretStr | None = None
     """Bearer token for the sandbox admin API (kind: sandbox)."""
-    commands: dict[Literal["drain", "undrain", "restart", "set_concurrency", "scale_out", "scale_in"], Name] = Field(
-        default_factory=dict
-    )
+    commands: dict[
+        Literal["drain", "undrain", "restart", "set_concurrency", "scale_out", "scale_in"], Name
+    ] = Field(default_factory=dict)
     """Action → name of a template in ``commands:`` (kind: commands)."""
 
 

@@ -145,6 +145,4 @@ def load_model(
             f"{path}: the top level must be a mapping (key: value), not {type(data).__name__}",
             hint="start the file with keys such as `services:`",
         )
-    return validate_model(
-        model, data, source=str(path), error=error, node=node, hints=hints, context=context
-    )
+    return validate_model(model, data, source=str(path), error=error, node=node, hints=hints, context=context)

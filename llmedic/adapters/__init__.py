@@ -1,0 +1,1 @@
+"""Adapters: one module per outside system, each a small Protocol plus its real implementation."""

@@ -1,0 +1,181 @@
+"""Acting on a service: drain, undrain, restart, concurrency limit, scale out/in.
+
+Two implementations behind :class:`ServiceControl`: the sandbox's admin API (``kind: sandbox``) and
+allowlisted command templates run through the shell adapter (``kind: commands``), which is how a
+real vLLM/TGI fleet is driven (``systemctl restart vllm@{port}``, a load-balancer CLI, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from llmedic.adapters.endpoint import Endpoint
+from llmedic.adapters.http import translate_http_errors
+from llmedic.adapters.shell import LocalShell, Shell, run_template
+from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig
+from llmedic.errors import ConfigError, ControlError
+
+__all__ = ["CommandControl", "InstanceState", "SandboxControl", "ServiceControl", "make_control"]
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """What the control plane knows about an instance."""
+
+    name: str
+    healthy: bool
+    drained: bool = False
+    concurrency_limit: int | None = None
+    model_version: str | None = None
+    restarts: int | None = None
+    faults: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {**self.__dict__, "faults": list(self.faults)}
+
+
+class ServiceControl(Protocol):
+    """Actions on the instances of one service."""
+
+    def state(self, instance: InstanceConfig) -> InstanceState:
+        """Current state of an instance."""
+        ...
+
+    def drain(self, instance: InstanceConfig) -> None:
+        """Take the instance out of rotation."""
+        ...
+
+    def undrain(self, instance: InstanceConfig) -> None:
+        """Put the instance back into rotation."""
+        ...
+
+    def restart(self, instance: InstanceConfig, *, ready_timeout: float) -> None:
+        """Restart and wait until ``/health`` answers 200."""
+        ...
+
+    def set_concurrency(self, instance: InstanceConfig, limit: int) -> None:
+        """Set the concurrent-request limit."""
+        ...
+
+
+def wait_healthy(instance: InstanceConfig, timeout: float) -> None:
+    """Poll ``/health`` until 200 or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    with Endpoint(instance.base_url, timeout=5) as ep:
+        while time.monotonic() < deadline:
+            if ep.health():
+                return
+            time.sleep(0.25)
+    raise ControlError(f"{instance.name} did not become healthy within {timeout:g}s after restart")
+
+
+class SandboxControl:
+    """The sandbox's admin API (``/admin/*``)."""
+
+    def __init__(self, token: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(timeout=10, headers=headers, transport=transport)
+
+    def _post(self, instance: InstanceConfig, path: str, body: dict[str, Any] | None = None) -> Any:
+        with translate_http_errors(ControlError, f"{instance.name} POST {path}"):
+            resp = self._client.post(f"{instance.base_url}{path}", json=body or {})
+            resp.raise_for_status()
+        return resp.json()
+
+    def state(self, instance: InstanceConfig) -> InstanceState:
+        """Read ``/admin/state``; an unreachable instance is reported unhealthy, not raised."""
+        try:
+            resp = self._client.get(f"{instance.base_url}/admin/state")
+            resp.raise_for_status()
+            s = resp.json()
+        except (httpx.HTTPError, ValueError):
+            return InstanceState(instance.name, healthy=False)
+        return InstanceState(
+            instance.name,
+            healthy=bool(s.get("healthy")),
+            drained=bool(s.get("drained")),
+            concurrency_limit=s.get("concurrency_limit"),
+            model_version=s.get("model_version"),
+            restarts=s.get("restarts"),
+            faults=tuple(f["kind"] for f in s.get("faults", [])),
+        )
+
+    def drain(self, instance: InstanceConfig) -> None:
+        """POST /admin/drain."""
+        self._post(instance, "/admin/drain")
+
+    def undrain(self, instance: InstanceConfig) -> None:
+        """POST /admin/undrain."""
+        self._post(instance, "/admin/undrain")
+
+    def restart(self, instance: InstanceConfig, *, ready_timeout: float) -> None:
+        """POST /admin/restart, then wait for /health."""
+        self._post(instance, "/admin/restart")
+        wait_healthy(instance, ready_timeout)
+
+    def set_concurrency(self, instance: InstanceConfig, limit: int) -> None:
+        """POST /admin/concurrency."""
+        self._post(instance, "/admin/concurrency", {"limit": limit})
+
+
+class CommandControl:
+    """Drives a real fleet with the allowlisted command templates named in the service's control."""
+
+    def __init__(self, service: ServiceConfig, env: EnvironmentFile, shells: dict[str, Shell]) -> None:
+        self.service = service
+        self.env = env
+        self.shells = shells
+
+    def _run(self, action: str, instance: InstanceConfig, **extra: object) -> None:
+        name = self.service.control.commands.get(action)  # type: ignore[call-overload]
+        if name is None:
+            raise ConfigError(
+                f"service {self.service.name!r} has no command for {action!r}",
+                hint=f"add `{action}: <template>` under the service's control.commands",
+            )
+        shell = self.shells.get(instance.host)
+        if shell is None:
+            raise ConfigError(f"no shell for host {instance.host!r}")
+        template = self.env.commands[name]
+        values: dict[str, object] = {"instance": instance.name, "host": instance.host, **extra}
+        params = {k: v for k, v in values.items() if k in template.params}
+        run_template(shell, self.env.commands, name, params)
+
+    def state(self, instance: InstanceConfig) -> InstanceState:
+        """Only health is known without an admin API."""
+        with Endpoint(instance.base_url, timeout=5) as ep:
+            return InstanceState(instance.name, healthy=ep.health())
+
+    def drain(self, instance: InstanceConfig) -> None:
+        """Run the service's ``drain`` command."""
+        self._run("drain", instance)
+
+    def undrain(self, instance: InstanceConfig) -> None:
+        """Run the service's ``undrain`` command."""
+        self._run("undrain", instance)
+
+    def restart(self, instance: InstanceConfig, *, ready_timeout: float) -> None:
+        """Run the ``restart`` command and wait for /health."""
+        self._run("restart", instance)
+        wait_healthy(instance, ready_timeout)
+
+    def set_concurrency(self, instance: InstanceConfig, limit: int) -> None:
+        """Run the ``set_concurrency`` command with ``{limit}``."""
+        self._run("set_concurrency", instance, limit=limit)
+
+
+def make_control(service: ServiceConfig, env: EnvironmentFile) -> ServiceControl:
+    """The control adapter a service's configuration asks for."""
+    if service.control.kind == "sandbox":
+        token = service.control.admin_token
+        return SandboxControl(token.get_secret_value() if token else None)
+    shells: dict[str, Shell] = {}
+    for host in env.hosts:
+        if host.kind == "local":
+            shells[host.name] = LocalShell()
+    return CommandControl(service, env, shells)
