@@ -1,0 +1,169 @@
+"""Run a small sandbox fleet in one process: N instances (+ standby) on consecutive ports and an
+optional background load, and write the ``llmedic.yaml`` that describes it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+import yaml
+
+from llmedic.sandbox.app import create_app
+from llmedic.sandbox.instance import SandboxInstance
+from llmedic.sandbox.knowledge import load_knowledge
+
+__all__ = ["FleetSpec", "environment_for", "free_port", "run_fleet"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """Shape of a sandbox fleet."""
+
+    instances: int = 3
+    standby: int = 1
+    host: str = "127.0.0.1"
+    port: int = 8100
+    """First port; 0 picks free ports."""
+    load_qps: float = 0.0
+    concurrency_limit: int = 16
+    admin_token: str | None = None
+    service: str = "pharma-qa"
+
+    def names(self) -> list[tuple[str, bool]]:
+        """(instance name, is standby) in port order."""
+        return [(f"sandbox-{i}", i >= self.instances) for i in range(self.instances + self.standby)]
+
+
+def _ports(spec: FleetSpec) -> Iterator[int]:
+    if spec.port == 0:
+        while True:
+            yield free_port(spec.host)
+    yield from itertools.count(spec.port)
+
+
+def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]:
+    """The ``llmedic.yaml`` content that points llmedic at this fleet."""
+
+    def inst(name: str) -> dict[str, str]:
+        return {"name": name, "url": f"http://{spec.host}:{ports[name]}"}
+
+    control: dict[str, object] = {"kind": "sandbox"}
+    if spec.admin_token:
+        control["admin_token"] = spec.admin_token
+    return {
+        "services": [
+            {
+                "name": spec.service,
+                "engine": "vllm",
+                "model": "pharma-qa-1.0",
+                "instances": [inst(n) for n, standby in spec.names() if not standby],
+                "standby": [inst(n) for n, standby in spec.names() if standby],
+                "control": control,
+            }
+        ],
+        "metrics": {"kind": "scrape"},
+        "alert_rules": [
+            {"match": {"alertname": "VLLMHighP99Latency"}, "anomaly": "latency"},
+            {"match": {"alertname": "VLLMHighTTFT"}, "anomaly": "latency"},
+        ],
+    }
+
+
+class _Server(uvicorn.Server):
+    # Several servers share one loop; the fleet handles signals itself.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _load(
+    instances: list[SandboxInstance], ports: dict[str, int], spec: FleetSpec, stop: asyncio.Event
+) -> None:
+    kb = instances[0].knowledge
+    rng = random.Random(7)
+    rr = itertools.count()
+    pending: set[asyncio.Task[object]] = set()
+    async with httpx.AsyncClient(timeout=60) as client:
+        while not stop.is_set():
+            active = [i for i in instances if not i.drained and i.healthy]
+            if active:
+                inst = active[next(rr) % len(active)]
+                item = rng.choice(kb.items)
+                body = {
+                    "model": "default",
+                    "messages": [{"role": "user", "content": item.question}],
+                    "max_tokens": 16,
+                }
+                url = f"http://{spec.host}:{ports[inst.name]}/v1/chat/completions"
+                task = asyncio.create_task(client.post(url, json=body))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0 / spec.load_qps)
+        for task in pending:
+            task.cancel()
+
+
+async def _serve(spec: FleetSpec, config_out: Path | None, ready: asyncio.Event | None = None) -> None:
+    kb = load_knowledge()
+    port_iter = _ports(spec)
+    ports: dict[str, int] = {}
+    instances: list[SandboxInstance] = []
+    servers: list[_Server] = []
+    for i, (name, standby) in enumerate(spec.names()):
+        ports[name] = next(port_iter)
+        inst = SandboxInstance(
+            name=name, knowledge=kb, standby=standby, concurrency_limit=spec.concurrency_limit, seed=i + 1
+        )
+        instances.append(inst)
+        app = create_app(inst, spec.admin_token)
+        config = uvicorn.Config(app, host=spec.host, port=ports[name], log_level="warning", access_log=False)
+        servers.append(_Server(config))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    async def watch() -> None:
+        await stop.wait()
+        for s in servers:
+            s.should_exit = True
+
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    tasks.append(asyncio.create_task(watch()))
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks[:-1]):
+            stop.set()
+            break
+        await asyncio.sleep(0.05)
+    if not stop.is_set():
+        if config_out is not None:
+            config_out.parent.mkdir(parents=True, exist_ok=True)
+            config_out.write_text(yaml.safe_dump(environment_for(spec, ports), sort_keys=False))
+        if ready is not None:
+            ready.set()
+        if spec.load_qps > 0:
+            tasks.append(asyncio.create_task(_load(instances, ports, spec, stop)))
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_fleet(spec: FleetSpec, config_out: Path | None = None) -> None:
+    """Serve the fleet until SIGINT/SIGTERM; writes ``config_out`` once every instance listens."""
+    asyncio.run(_serve(spec, config_out))

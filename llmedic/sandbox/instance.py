@@ -1,0 +1,289 @@
+"""State of one sandbox instance: its faults, its latency model, and its vLLM-named metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmedic.sandbox.knowledge import KnowledgeBase
+
+__all__ = ["Fault", "SandboxInstance"]
+
+FaultKind = Literal["slow", "kv_pressure", "errors", "down", "leak", "wrong_answers"]
+
+# Faults a restart clears (they live in the process); the others live in load, data or the model.
+PROCESS_FAULTS: frozenset[str] = frozenset({"slow", "leak", "down"})
+
+E2E_BUCKETS = (
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    3.0,
+    4.0,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    60.0,
+)
+TTFT_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0)
+
+
+class Fault(BaseModel):
+    """An injected fault."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: FaultKind
+    delay_seconds: float = Field(2.5, ge=0, le=120)
+    """slow: added to every request's time to first token."""
+    kv_slots: int = Field(3, ge=1)
+    """kv_pressure: requests that fit in KV cache; more running requests get preempted."""
+    rate: float = Field(0.5, ge=0, le=1)
+    """errors / wrong_answers: share of requests affected."""
+    bytes_per_request: int = Field(4_000_000, ge=0)
+    """leak: resident memory that each request never gives back."""
+
+
+class _Metrics:
+    """A fresh registry (a restart resets counters, as a real process restart does)."""
+
+    def __init__(self, model: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model_name", "engine"]
+        self.lv = {"model_name": model, "engine": "0"}
+        r = self.registry
+        self.running = Gauge(
+            "vllm:num_requests_running", "Number of requests in model execution batches.", labels, registry=r
+        )
+        self.waiting = Gauge(
+            "vllm:num_requests_waiting", "Number of requests waiting to be processed.", labels, registry=r
+        )
+        self.kv = Gauge(
+            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", labels, registry=r
+        )
+        self.success = Counter(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            [*labels, "finished_reason"],
+            registry=r,
+        )
+        self.preemptions = Counter(
+            "vllm:num_preemptions", "Cumulative number of preemption.", labels, registry=r
+        )
+        self.prompt_tokens = Counter(
+            "vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=r
+        )
+        self.gen_tokens = Counter(
+            "vllm:generation_tokens", "Number of generation tokens processed.", labels, registry=r
+        )
+        self.e2e = Histogram(
+            "vllm:e2e_request_latency_seconds",
+            "End-to-end request latency.",
+            labels,
+            buckets=E2E_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "vllm:time_to_first_token_seconds",
+            "Time to first token.",
+            labels,
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "vllm:inter_token_latency_seconds",
+            "Inter-token latency.",
+            labels,
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.queue = Histogram(
+            "vllm:request_queue_time_seconds", "Time spent waiting.", labels, buckets=E2E_BUCKETS, registry=r
+        )
+        self.rss = Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", registry=r)
+        for g in (self.running, self.waiting, self.kv):
+            g.labels(**self.lv).set(0)
+        for reason in ("stop", "length", "abort", "error"):
+            self.success.labels(**self.lv, finished_reason=reason)
+
+
+@dataclass
+class SandboxInstance:
+    """One simulated serving instance."""
+
+    name: str
+    knowledge: KnowledgeBase
+    model_version: str = "pharma-qa-1.0"
+    concurrency_limit: int = 16
+    kv_slots: int = 16
+    standby: bool = False
+    restart_seconds: float = 0.5
+    base_rss: int = 1_500_000_000
+    seed: int = 0
+    drained: bool = False
+    restarts: int = 0
+    faults: dict[str, Fault] = field(default_factory=dict)
+    leaked_bytes: int = 0
+    restarting_until: float = 0.0
+    started_at: float = field(default_factory=time.time)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.drained = self.drained or self.standby
+        self.metrics = _Metrics(self.model_version)
+        self._running = 0
+        self._waiting = 0
+        self._cond: asyncio.Condition | None = None
+        self._rng = random.Random(self.seed or hash(self.name))
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def restarting(self) -> bool:
+        """Inside the simulated restart window."""
+        return time.time() < self.restarting_until
+
+    @property
+    def healthy(self) -> bool:
+        """What ``/health`` answers."""
+        return not self.restarting and "down" not in self.faults
+
+    def record(self, action: str, **detail: Any) -> None:
+        """Remember an admin action (tests assert on these)."""
+        self.actions.append({"action": action, "at": time.time(), **detail})
+
+    def state(self) -> dict[str, Any]:
+        """``GET /admin/state``."""
+        return {
+            "name": self.name,
+            "healthy": self.healthy,
+            "drained": self.drained,
+            "standby": self.standby,
+            "concurrency_limit": self.concurrency_limit,
+            "model_version": self.model_version,
+            "restarts": self.restarts,
+            "running": self._running,
+            "waiting": self._waiting,
+            "faults": [f.model_dump() for f in self.faults.values()],
+            "rss_bytes": self.base_rss + self.leaked_bytes,
+            "actions": self.actions[-50:],
+        }
+
+    def restart(self) -> None:
+        """Simulate a process restart: a short outage, process-bound faults gone, counters reset."""
+        self.restarts += 1
+        self.restarting_until = time.time() + self.restart_seconds
+        for kind in PROCESS_FAULTS:
+            self.faults.pop(kind, None)
+        self.leaked_bytes = 0
+        self.metrics = _Metrics(self.model_version)
+        self.record("restart")
+
+    async def set_limit(self, limit: int) -> None:
+        """Change the concurrency limit; waiters re-check at once."""
+        self.concurrency_limit = limit
+        self.record("set_concurrency", limit=limit)
+        if self._cond is not None:
+            async with self._cond:
+                self._cond.notify_all()
+
+    # ------------------------------------------------------------ serving
+
+    def _update_gauges(self) -> None:
+        lv = self.metrics.lv
+        self.metrics.running.labels(**lv).set(self._running)
+        self.metrics.waiting.labels(**lv).set(self._waiting)
+        slots = self.faults["kv_pressure"].kv_slots if "kv_pressure" in self.faults else self.kv_slots
+        self.metrics.kv.labels(**lv).set(min(1.0, self._running / slots))
+        self.metrics.rss.set(self.base_rss + self.leaked_bytes)
+
+    async def complete(self, question: str, max_tokens: int) -> tuple[int, dict[str, Any]]:
+        """Serve one chat completion; returns (HTTP status, body)."""
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        m = self.metrics
+        lv = m.lv
+        arrived = time.perf_counter()
+        self._waiting += 1
+        self._update_gauges()
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._running < self.concurrency_limit)
+            self._waiting -= 1
+            self._running += 1
+        queued = time.perf_counter() - arrived
+        self._update_gauges()
+        try:
+            item = self.knowledge.lookup(question)
+            answer = item.answers[0] if item else "I don't know."
+            wrong = self.faults.get("wrong_answers")
+            if wrong and item and self._rng.random() < wrong.rate:
+                other = self._rng.choice(self.knowledge.items)
+                answer = other.answers[0] if other.id != item.id else "no known interaction"
+            gen = min(max_tokens, len(answer.split()) + 1)
+            prompt_tokens = len(question.split())
+            slots = self.faults["kv_pressure"].kv_slots if "kv_pressure" in self.faults else self.kv_slots
+            over = max(0, self._running - slots)
+            factor = 1.0 + 0.6 * over
+            if over:
+                m.preemptions.labels(**lv).inc(over)
+            ttft = (0.02 + 0.001 * prompt_tokens) * factor
+            if "slow" in self.faults:
+                ttft += self.faults["slow"].delay_seconds
+            itl = 0.004 * factor
+            await asyncio.sleep(ttft + itl * gen)
+            failing = self.faults.get("errors")
+            if failing and self._rng.random() < failing.rate:
+                m.success.labels(**lv, finished_reason="error").inc()
+                return 500, {"error": {"message": "internal engine error", "type": "InternalServerError"}}
+            leak = self.faults.get("leak")
+            if leak:
+                self.leaked_bytes += leak.bytes_per_request
+            total = time.perf_counter() - arrived
+            m.e2e.labels(**lv).observe(total)
+            m.ttft.labels(**lv).observe(queued + ttft)
+            m.itl.labels(**lv).observe(itl)
+            m.queue.labels(**lv).observe(queued)
+            m.prompt_tokens.labels(**lv).inc(prompt_tokens)
+            m.gen_tokens.labels(**lv).inc(gen)
+            reason = "length" if gen >= max_tokens else "stop"
+            m.success.labels(**lv, finished_reason=reason).inc()
+            return 200, {
+                "id": f"chatcmpl-{self.name}-{int(arrived * 1e6)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model_version,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": gen,
+                    "total_tokens": prompt_tokens + gen,
+                },
+            }
+        finally:
+            async with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+            self._update_gauges()
