@@ -28,10 +28,12 @@ __all__ = [
     "Decision",
     "EvidenceItem",
     "Incident",
+    "IncidentRequest",
     "IncidentStore",
     "Outcome",
     "Step",
     "StepRecord",
+    "StepResult",
     "Verification",
     "VerificationCheck",
     "utcnow",
@@ -196,6 +198,15 @@ class Incident(_Record):
     related: list[str] = Field(default_factory=list)
     resolved_alerts: list[datetime] = Field(default_factory=list)
 
+    def apply(self, result: StepResult) -> None:
+        """Fold a step's result into the record."""
+        self.timeline.append(result.record())
+        self.evidence.extend(result.evidence)
+        self.decisions.extend(result.decisions)
+        self.actions.extend(result.actions)
+        if result.verification is not None:
+            self.verification = result.verification
+
     def step(self, step: Step) -> StepRecord | None:
         """The last timeline entry for ``step``."""
         for rec in reversed(self.timeline):
@@ -282,3 +293,44 @@ class IncidentStore:
 def dump_json(data: Any) -> str:
     """Stable JSON for reports."""
     return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
+class StepResult(_Record):
+    """What one step task returns; the flow folds it into the incident with :meth:`Incident.apply`."""
+
+    step: Step
+    started_at: datetime
+    finished_at: datetime
+    status: Literal["ok", "skipped", "failed", "waiting"] = "ok"
+    summary: str = ""
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    actions: list[ActionRecord] = Field(default_factory=list)
+    verification: Verification | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    """Step-specific figures later steps read (e.g. ``confirmed``, ``diagnosis``)."""
+
+    def record(self) -> StepRecord:
+        """The timeline entry."""
+        return StepRecord(
+            step=self.step,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            status=self.status,
+            summary=self.summary,
+        )
+
+
+class IncidentRequest(BaseModel):
+    """Parameters of every anomaly flow run (the Prefect UI renders this as a form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert: Alert | None = None
+    """The alert that started the run; leave empty for a manual run and set ``target``."""
+    target: str = Field("", pattern=r"^[A-Za-z0-9._:/@\[\]%+=-]{0,256}$")
+    """Instance / service / dataset to look at (manual runs)."""
+    dry_run: bool = False
+    """Run confirm, assess, evidence and reproduce for real; record what the fix would do, change nothing."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Playbook overrides for this run only, e.g. ``{"settings": {"slo_p99_seconds": 1.5}}``."""

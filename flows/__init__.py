@@ -1,0 +1,1 @@
+"""Prefect flows: one per anomaly type, plus the scheduled flows. Flows only wire tasks."""

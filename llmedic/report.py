@@ -1,0 +1,183 @@
+"""The incident report: Markdown for people (with the guide's post-mortem questions pre-filled from
+the timeline) and JSON for machines, written to the knowledge base."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from llmedic.catalog import AnomalyType
+from llmedic.incident import Incident, Outcome
+
+__all__ = ["KnowledgeBase", "render_markdown"]
+
+_PREVENTION: dict[AnomalyType, str] = {
+    AnomalyType.LATENCY: "capacity headroom of 20–30 %, alert on p99 and queue depth before the SLO is breached, "
+    "load tests in CI on every model or config change",
+    AnomalyType.MEMORY_LEAK: "soak tests with leak detection before release; scheduled rolling restarts as a stop-gap",
+    AnomalyType.ACCURACY_DROP: "golden-set evaluation in CI and on a schedule; version every model and dataset",
+    AnomalyType.DATA_MISSING: "validate batches before preprocessing; monthly data audit",
+    AnomalyType.DATA_FORMAT: "schema validation at ingestion; monthly data audit",
+    AnomalyType.DATA_QUALITY: "outlier and drift checks at ingestion; monthly data audit",
+    AnomalyType.GPU_FAULT: "GPU health monitoring (XID, ECC, thermals); spare capacity to drain onto",
+    AnomalyType.DEPENDENCY_CONFLICT: "lock files, pip check in CI, a pinned CUDA/driver matrix",
+    AnomalyType.NETWORK_INTERRUPTION: "retries with backoff, resumable transfers, redundant paths",
+}
+
+
+def _fmt_s(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.1f}s"
+
+
+def render_markdown(incident: Incident) -> str:
+    """A complete, readable incident report."""
+    i = incident
+    lines = [
+        f"# Incident {i.id}: {i.title}",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| anomaly | `{i.anomaly.value}` ({i.category.value}) |",
+        f"| team | {i.team.value} |",
+        f"| target | `{i.target}`" + (f" (service `{i.service}`)" if i.service else "") + " |",
+        f"| outcome | **{i.outcome.value}**" + (" — escalated" if i.escalated else "") + " |",
+        f"| opened | {i.opened_at:%Y-%m-%d %H:%M:%S} UTC |",
+        f"| closed | {i.closed_at:%Y-%m-%d %H:%M:%S} UTC |" if i.closed_at else "| closed | — |",
+        f"| duration | {_fmt_s(i.duration_seconds)} |",
+        f"| scope | {i.scope or '—'} |",
+        f"| diagnosis | {i.diagnosis or '—'} |",
+        f"| dry run | {'yes' if i.dry_run else 'no'} |",
+        f"| Prefect flow run | `{i.flow_run_id}` |",
+        f"| alert | `{i.alert.alertname}` from {i.alert.source} ({i.alert.severity}): {i.alert.summary} |",
+        "",
+    ]
+    if i.escalated:
+        lines += [f"> **Escalated:** {i.escalation_reason}", ""]
+    lines += [
+        "## Timeline",
+        "",
+        "| step | started (UTC) | took | status | summary |",
+        "|---|---|---|---|---|",
+    ]
+    for r in i.timeline:
+        summary = r.summary.replace("|", "\\|")
+        lines.append(
+            f"| {r.step.value} | {r.started_at:%H:%M:%S} | {_fmt_s(r.seconds)} | {r.status} | {summary} |"
+        )
+    lines += ["", "## Decisions", ""]
+    lines += [f"- **{d.topic}** → `{d.choice}`: {d.reason}" for d in i.decisions] or ["- none"]
+    lines += ["", "## Approvals", ""]
+    lines += [
+        f"- `{a.action}` ({a.risk.value} risk): **{'approved' if a.approved else 'rejected'}** by `{a.by}` via {a.via} "
+        f"at {a.decided_at:%H:%M:%S} UTC (asked {a.requested_at:%H:%M:%S})"
+        + (f" — “{a.comment}”" if a.comment else "")
+        for a in i.approvals
+    ] or ["- none needed"]
+    lines += [
+        "",
+        "## Actions",
+        "",
+        "| action | target | risk | applied | result | compensation |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in i.actions:
+        comp = a.compensation or "—"
+        if a.compensated:
+            comp += " (ran)"
+        applied = "dry run" if a.dry_run else ("yes" if a.applied else "no")
+        lines.append(f"| {a.name} | {a.target} | {a.risk.value} | {applied} | {a.result or '—'} | {comp} |")
+    lines += ["", "## Verification", ""]
+    if i.verification:
+        lines += [f"Result: **{'passed' if i.verification.passed else 'failed'}**", ""]
+        lines += ["| check | passed | observed | expected |", "|---|---|---|---|"]
+        lines += [
+            f"| {c.name} | {'yes' if c.passed else 'no'} | {c.observed} | {c.expected} |"
+            for c in i.verification.checks
+        ]
+    else:
+        lines.append("not run")
+    lines += ["", "## Evidence", ""]
+    for e in i.evidence:
+        gap = " **(gap)**" if e.gap else ""
+        lines.append(f"- **{e.name}** [{e.source}]{gap}: {e.summary}")
+    fixed = [
+        a
+        for a in i.actions
+        if a.applied and not a.dry_run and a.name not in ("drain_instance", "undrain_instance")
+    ]
+    lines += [
+        "",
+        "## Post-mortem",
+        "",
+        f"**What was the cause?** {i.diagnosis or 'not determined'}.",
+        "",
+        "**How was it handled?** "
+        + (
+            "; ".join(f"{a.name} on {a.target} ({a.result})" for a in fixed)
+            if fixed
+            else "no change was made to production"
+        )
+        + ".",
+        "",
+        "**Was it effective?** "
+        + (
+            "yes — verification passed."
+            if i.outcome == Outcome.RESOLVED
+            else f"no — outcome `{i.outcome.value}`"
+            + (f": {i.escalation_reason}" if i.escalation_reason else ".")
+        ),
+        "",
+        f"**How do we prevent it?** {_PREVENTION[i.anomaly]}.",
+        "",
+        "_Edit this section during the review; the rest is generated from the incident record._",
+    ]
+    if i.related:
+        lines += ["", "## Similar past incidents", ""] + [f"- `{r}`" for r in i.related]
+    return "\n".join(lines) + "\n"
+
+
+class KnowledgeBase:
+    """Archived incidents: ``<id>.json`` and ``<id>.md`` per incident in one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def write(self, incident: Incident) -> Path:
+        """Archive an incident; returns the Markdown report's path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        md = self.directory / f"{incident.id}.md"
+        for path, text in (
+            (self.directory / f"{incident.id}.json", incident.model_dump_json(indent=2)),
+            (md, render_markdown(incident)),
+        ):
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        return md
+
+    def all(self) -> list[Incident]:
+        """Every archived incident, oldest first."""
+        out = []
+        for path in sorted(self.directory.glob("*.json")) if self.directory.exists() else []:
+            try:
+                out.append(Incident.model_validate(json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError):
+                continue
+        return sorted(out, key=lambda i: i.opened_at)
+
+    def similar(self, incident: Incident, limit: int = 3) -> list[str]:
+        """Past incidents of the same type on the same target or with the same diagnosis."""
+        words = set(re.findall(r"[a-z_]+", incident.diagnosis.lower()))
+        scored = []
+        for past in self.all():
+            if past.id == incident.id or past.anomaly != incident.anomaly:
+                continue
+            score = (2 if past.target == incident.target else 0) + len(
+                words & set(re.findall(r"[a-z_]+", past.diagnosis.lower()))
+            )
+            fix = next((a.name for a in past.actions if a.applied and not a.dry_run), "no fix")
+            scored.append((score, past.opened_at, f"{past.id} ({past.outcome.value}; fixed by {fix})"))
+        scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+        return [s[2] for s in scored[:limit]]

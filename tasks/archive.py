@@ -1,0 +1,34 @@
+"""Step 8 — archive & post-mortem: the report on disk, in the knowledge base and in Prefect."""
+
+from __future__ import annotations
+
+from prefect.artifacts import create_markdown_artifact
+
+from llmedic.incident import Incident, Step, StepResult
+from llmedic.report import KnowledgeBase, render_markdown
+from tasks.runtime import StepContext, StepTimer, step_task
+
+__all__ = ["archive_incident", "artifact_key"]
+
+
+def artifact_key(incident_id: str) -> str:
+    """Prefect artifact keys allow lower-case letters, digits and dashes only."""
+    return "incident-" + "".join(c if c.isalnum() else "-" for c in incident_id.lower())
+
+
+@step_task(Step.ARCHIVE)
+def archive_incident(ctx: StepContext, incident: Incident) -> StepResult:
+    """Write ``<kb>/<id>.md`` + ``.json`` and publish the report as a Markdown artifact."""
+    t = StepTimer(Step.ARCHIVE)
+    kb = KnowledgeBase(ctx.settings().kb_dir)
+    related = kb.similar(incident)
+    final = incident.model_copy(update={"related": related})
+    path = kb.write(final)
+    final = final.model_copy(update={"report_path": str(path)})
+    kb.write(final)
+    create_markdown_artifact(
+        markdown=render_markdown(final),
+        key=artifact_key(incident.id),
+        description=f"{incident.anomaly.value} incident on {incident.target}: {incident.outcome.value}",
+    )
+    return t.done(f"report {path}", data={"report_path": str(path), "related": related})

@@ -1,0 +1,82 @@
+"""Step 3 — collect evidence & locate: the figures behind a diagnosis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmedic.analysis.latency import InstanceLatency, diagnose_latency
+from llmedic.incident import Step, StepResult
+from llmedic.playbook import LatencySettings
+from tasks.runtime import Runtime, StepContext, StepTimer, step_task
+
+__all__ = ["evidence_latency"]
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+@step_task(Step.EVIDENCE)
+def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, Any]) -> StepResult:
+    """Percentiles, queue, KV cache and instance state of the fleet → a diagnosis."""
+    rt = Runtime(ctx)
+    s = rt.settings_as(LatencySettings)
+    t = StepTimer(Step.EVIDENCE)
+    fleet_fig: dict[str, dict[str, Any]] = assess.get("fleet", {})
+    fleet: dict[str, InstanceLatency] = {}
+    for name, f in fleet_fig.items():
+        p99 = f.get("p99")
+        if name == rt.instance.name and confirm.get("metric_p99") is not None:
+            p99 = max(_num(p99), _num(confirm["metric_p99"]))
+        fleet[name] = InstanceLatency(
+            name=name,
+            p99_seconds=float(p99) if isinstance(p99, int | float) else None,
+            waiting=_num(f.get("waiting")),
+            running=_num(f.get("running")),
+            kv_cache_usage=_num(f.get("kv_cache_usage")),
+            healthy=bool(f.get("healthy", True)),
+            drained=bool(f.get("drained", False)),
+        )
+    if rt.instance.name not in fleet:
+        fleet[rt.instance.name] = InstanceLatency(rt.instance.name, confirm.get("probe_p99"))
+    state = rt.control.state(rt.instance)
+    t.add(
+        "instance_state",
+        rt.service.control.kind,
+        f"{rt.instance.name}: healthy={state.healthy} drained={state.drained} "
+        f"limit={state.concurrency_limit} model={state.model_version} restarts={state.restarts}",
+        {k: v for k, v in state.as_dict().items() if k != "faults"},
+    )
+    me = fleet[rt.instance.name]
+    t.add(
+        "target_load",
+        "metrics",
+        f"{me.name}: p99 {me.p99_seconds}s, waiting {me.waiting:.1f}, running {me.running:.1f}, "
+        f"KV cache {me.kv_cache_usage:.0%}",
+        {
+            "p99": me.p99_seconds,
+            "waiting": me.waiting,
+            "running": me.running,
+            "kv_cache_usage": me.kv_cache_usage,
+        },
+    )
+    d = diagnose_latency(
+        rt.instance.name,
+        fleet,
+        slo_p99_seconds=s.slo_p99_seconds,
+        queue_threshold=s.queue_threshold,
+        kv_cache_threshold=s.kv_cache_threshold,
+        fleet_share_threshold=s.fleet_share_threshold,
+    )
+    t.decide("diagnosis", d.diagnosis, d.reason)
+    return t.done(
+        f"diagnosis {d.diagnosis}: {d.reason}",
+        data={
+            "diagnosis": d.diagnosis,
+            "reason": d.reason,
+            "scope": d.scope,
+            "healthy_others": d.healthy_others,
+            "over_slo": d.over_slo,
+            "concurrency_limit": state.concurrency_limit,
+        },
+    )

@@ -1,0 +1,190 @@
+"""What every step task shares: its context, its adapters, run-scoped caching, and step timing.
+
+Caching is what makes approvals survive a restart. A flow waiting for an approval is *suspended*:
+its process exits, and when someone approves, Prefect runs the flow again from the top. Every step
+task is cached by (flow run, task, inputs) with persisted results, so on that re-run confirm,
+evidence, isolation and the rest return their recorded results instead of acting again — and a fix
+that already ran is never applied a second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.context import TaskRunContext
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import to_jsonable_python
+
+from llmedic.adapters.control import ServiceControl, make_control
+from llmedic.adapters.endpoint import Endpoint
+from llmedic.adapters.metrics import MetricsSource, make_source
+from llmedic.catalog import AnomalyType
+from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig, Settings, load_environment
+from llmedic.errors import ConfigError
+from llmedic.incident import Decision, EvidenceItem, Step, StepResult, utcnow
+from llmedic.playbook import Playbook, StepPolicy, load_playbook
+
+__all__ = ["Runtime", "StepContext", "StepTimer", "run_scoped_key", "run_step", "step_task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StepContext(BaseModel):
+    """Static facts every step task receives (hashable, so it is part of the cache key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    incident_id: str
+    anomaly: AnomalyType
+    target: str
+    service: str | None = None
+    instance: str | None = None
+    dry_run: bool = False
+    flow_run_id: str = ""
+    home: str
+    config_path: str | None = None
+    playbooks_dir: str | None = None
+    overrides: dict[str, Any] = {}
+
+    def settings(self) -> Settings:
+        """Settings as the flow saw them when it opened the incident."""
+        return Settings(
+            home=Path(self.home),
+            config=Path(self.config_path) if self.config_path else None,
+            playbooks_dir=Path(self.playbooks_dir) if self.playbooks_dir else None,
+        )
+
+
+@dataclass
+class Runtime:
+    """The adapters a step needs, built from its context."""
+
+    ctx: StepContext
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def env(self) -> EnvironmentFile:
+        """The environment file."""
+        return load_environment(settings=self.ctx.settings())
+
+    @cached_property
+    def playbook(self) -> Playbook:
+        """The playbook with this run's overrides."""
+        return load_playbook(self.ctx.anomaly, self.ctx.settings(), self.ctx.overrides)
+
+    @cached_property
+    def service(self) -> ServiceConfig:
+        """The service the incident is about."""
+        if not self.ctx.service:
+            raise ConfigError(f"target {self.ctx.target!r} is not an instance of any configured service")
+        return self.env.service(self.ctx.service)
+
+    @cached_property
+    def instance(self) -> InstanceConfig:
+        """The instance the incident is about."""
+        for inst in [*self.service.instances, *self.service.standby]:
+            if inst.name == self.ctx.instance:
+                return inst
+        raise ConfigError(f"instance {self.ctx.instance!r} is not part of service {self.service.name!r}")
+
+    @cached_property
+    def control(self) -> ServiceControl:
+        """How to act on the service."""
+        return make_control(self.service, self.env)
+
+    @cached_property
+    def metrics(self) -> MetricsSource:
+        """Where metrics come from."""
+        return make_source(self.env.metrics)
+
+    def endpoint(self, instance: InstanceConfig | None = None, timeout: float = 30.0) -> Endpoint:
+        """A client for an instance (default: the incident's)."""
+        return Endpoint((instance or self.instance).base_url, timeout=timeout)
+
+    def settings_as(self, model: type[R]) -> R:
+        """The playbook's settings as their typed model."""
+        return model.model_validate(self.playbook.settings)  # type: ignore[attr-defined, no-any-return]
+
+
+class StepTimer:
+    """Collects what a step found and stamps its start and end."""
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.started_at: datetime = utcnow()
+        self.evidence: list[EvidenceItem] = []
+        self.decisions: list[Decision] = []
+
+    def add(
+        self, name: str, source: str, summary: str, data: dict[str, Any] | None = None, *, gap: bool = False
+    ) -> None:
+        """Add an evidence item."""
+        self.evidence.append(
+            EvidenceItem(name=name, source=source, summary=summary, data=data or {}, gap=gap)
+        )
+
+    def decide(self, topic: str, choice: str, reason: str) -> None:
+        """Record a decision."""
+        self.decisions.append(Decision(topic=topic, choice=choice, reason=reason))
+
+    def done(
+        self,
+        summary: str,
+        *,
+        status: Literal["ok", "skipped", "failed", "waiting"] = "ok",
+        data: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> StepResult:
+        """The step's result."""
+        return StepResult(
+            step=self.step,
+            started_at=self.started_at,
+            finished_at=utcnow(),
+            status=status,
+            summary=summary,
+            evidence=self.evidence,
+            decisions=self.decisions,
+            data=data or {},
+            **extra,
+        )
+
+
+def run_scoped_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache key: flow run + task + inputs. Deliberately not the task's source, so that upgrading
+    llmedic while a run waits for approval cannot make a fix run twice."""
+    blob = json.dumps(to_jsonable_python(parameters), sort_keys=True, default=str)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return f"llmedic-{context.task_run.flow_run_id}-{context.task.name}-{digest}"
+
+
+def step_task(step: Step, name: str | None = None) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """Decorate a step function as a cached, persisted Prefect task tagged with its step."""
+
+    def wrap(fn: Callable[P, R]) -> Task[P, R]:
+        return task(
+            name=name or fn.__name__.replace("_", "-"),
+            cache_key_fn=run_scoped_key,
+            persist_result=True,
+            tags=["llmedic", f"step:{step.value}"],
+        )(fn)
+
+    return wrap
+
+
+def run_step(t: Task[P, R], policy: StepPolicy, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call a step task with the retries and timeout its playbook sets."""
+    configured = t.with_options(
+        retries=policy.retries,
+        retry_delay_seconds=policy.retry_delay_seconds,
+        timeout_seconds=policy.timeout_seconds,
+    )
+    return configured(*args, **kwargs)

@@ -1,0 +1,319 @@
+"""The guide's response process, shared by every anomaly flow.
+
+detect & confirm → assess impact & route → collect evidence → choose a fix → isolate → reproduce →
+(approval gate, for risky fixes) → fix → verify → recover, or roll back when verification fails →
+archive with a post-mortem. An anomaly flow supplies its own step tasks in a :class:`ResponsePlan`
+and calls :func:`respond`; the order, the gate, the compensation and the record are the same for all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import Task
+from prefect.context import FlowRunContext
+from prefect.states import Completed, Failed, State
+from pydantic import BaseModel
+
+from llmedic.catalog import AnomalyType, anomaly_info
+from llmedic.config import load_environment, settings_from_env
+from llmedic.errors import ConfigError, LlmedicError
+from llmedic.incident import (
+    Decision,
+    Incident,
+    IncidentRequest,
+    IncidentStore,
+    Outcome,
+    Step,
+    StepRecord,
+    StepResult,
+    utcnow,
+)
+from llmedic.playbook import load_playbook
+from llmedic.report import KnowledgeBase
+from tasks.approve import open_gate, wait_for_decision
+from tasks.archive import archive_incident
+from tasks.fix import apply_fix, compensate
+from tasks.notify import notify_team
+from tasks.runtime import StepContext, run_step, step_task
+
+__all__ = ["IncidentSummary", "ResponsePlan", "open_incident", "respond", "to_state"]
+
+
+@dataclass(frozen=True)
+class ResponsePlan:
+    """The anomaly-specific step tasks a flow hands to :func:`respond`."""
+
+    confirm: Task[..., StepResult]
+    assess: Task[..., StepResult]
+    evidence: Task[..., StepResult]
+    isolate: Task[..., StepResult]
+    reproduce: Task[..., StepResult]
+    verify: Task[..., StepResult]
+    release: Task[..., StepResult]
+
+
+class IncidentSummary(BaseModel):
+    """What a flow run returns (and the demo prints)."""
+
+    incident_id: str
+    anomaly: str
+    target: str
+    outcome: str
+    escalated: bool
+    diagnosis: str
+    fix: str | None
+    approval: str | None
+    verified: bool | None
+    report_path: str | None
+    flow_run_id: str
+    seconds: float | None
+
+
+class Opened(BaseModel):
+    """Result of :func:`open_incident`."""
+
+    incident: Incident
+    ctx: StepContext
+
+
+@step_task(Step.DETECT, name="open-incident")
+def open_incident(
+    anomaly: AnomalyType,
+    request: IncidentRequest,
+    flow_run_id: str,
+    home: str,
+    config_path: str | None,
+    playbooks_dir: str | None,
+) -> Opened:
+    """Validate the request, find the target in ``llmedic.yaml`` and open the incident record."""
+    settings = settings_from_env().model_copy(
+        update={
+            "home": Path(home),
+            "config": Path(config_path) if config_path else None,
+            "playbooks_dir": Path(playbooks_dir) if playbooks_dir else None,
+        }
+    )
+    load_playbook(anomaly, settings, request.overrides)  # fail early on a bad playbook/override
+    env = load_environment(settings=settings)
+    alert = request.alert
+    target = (alert.target if alert else "") or request.target
+    if not target:
+        raise ConfigError("the run has neither an alert nor a target", hint="set `target` for a manual run")
+    if alert is None:
+        from llmedic.alerts import Alert
+
+        alert = Alert(source="manual", anomaly=anomaly, target=target, alertname="manual", starts_at=utcnow())
+    found = env.find_instance(target)
+    service, instance = (found[0].name, found[1].name) if found else (None, None)
+    now = utcnow()
+    info = anomaly_info(anomaly)
+    incident_id = f"{anomaly.value.replace('_', '-')}-{now:%Y%m%d-%H%M%S}-{flow_run_id.replace('-', '')[:6]}"
+    incident = Incident(
+        id=incident_id,
+        anomaly=anomaly,
+        category=info.category,
+        team=info.team,
+        title=f"{info.title}: {alert.summary}",
+        target=instance or target,
+        service=service,
+        alert=alert,
+        flow_run_id=flow_run_id,
+        dry_run=request.dry_run,
+        opened_at=now,
+    )
+    detected = alert.starts_at or now
+    incident.timeline.append(
+        StepRecord(
+            step=Step.DETECT,
+            started_at=min(detected, now),
+            finished_at=now,
+            summary=f"{alert.source} alert {alert.alertname} ({alert.severity}) on {target}",
+        )
+    )
+    ctx = StepContext(
+        incident_id=incident_id,
+        anomaly=anomaly,
+        target=instance or target,
+        service=service,
+        instance=instance,
+        dry_run=request.dry_run,
+        flow_run_id=flow_run_id,
+        home=home,
+        config_path=config_path,
+        playbooks_dir=playbooks_dir,
+        overrides=request.overrides,
+    )
+    if found is None:
+        raise ConfigError(
+            f"target {target!r} is not an instance of any service in the environment file",
+            hint="add it under services[].instances in llmedic.yaml, or fix the alert's instance/target label",
+        )
+    return Opened(incident=incident, ctx=ctx)
+
+
+def _summary(incident: Incident) -> IncidentSummary:
+    fix = next((a for a in incident.actions if a.name not in ("drain_instance", "undrain_instance")), None)
+    appr = incident.approvals[-1] if incident.approvals else None
+    return IncidentSummary(
+        incident_id=incident.id,
+        anomaly=incident.anomaly.value,
+        target=incident.target,
+        outcome=incident.outcome.value,
+        escalated=incident.escalated,
+        diagnosis=incident.diagnosis,
+        fix=(fix.name + (" (dry run)" if fix.dry_run else "")) if fix else None,
+        approval=(f"{'approved' if appr.approved else 'rejected'} by {appr.by}") if appr else None,
+        verified=incident.verification.passed if incident.verification else None,
+        report_path=incident.report_path,
+        flow_run_id=incident.flow_run_id,
+        seconds=incident.duration_seconds,
+    )
+
+
+def to_state(summary: IncidentSummary) -> State[Any]:
+    """Completed for resolved / false positive / dry run / rejected; Failed when escalated or rolled back."""
+    message = f"{summary.incident_id}: {summary.outcome}" + (" (escalated)" if summary.escalated else "")
+    if summary.outcome in (Outcome.FAILED_ROLLED_BACK.value, Outcome.ESCALATED.value):
+        return Failed(message=message, data=summary.model_dump())
+    return Completed(message=message, data=summary.model_dump())
+
+
+def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) -> IncidentSummary:
+    """Run the response process for one incident. Call it from a flow (the gate needs the flow)."""
+    run = FlowRunContext.get()
+    flow_run_id = str(run.flow_run.id) if run and run.flow_run else "local"
+    settings = settings_from_env()
+    home = settings.home.resolve()
+    config_path = settings.config_path()
+    opened = open_incident(
+        anomaly,
+        request,
+        flow_run_id,
+        str(home),
+        str(config_path.resolve()) if config_path.exists() or settings.config else None,
+        str(settings.playbooks_dir.resolve()) if settings.playbooks_dir else None,
+    )
+    incident, ctx = opened.incident, opened.ctx
+    store = IncidentStore(home / "incidents")
+    kb = KnowledgeBase(home / "kb")
+    playbook = load_playbook(anomaly, ctx.settings(), request.overrides)
+    policy = playbook.step_policy
+    store.save(incident)
+
+    def step(t: Task[..., StepResult], s: Step, *args: Any) -> StepResult:
+        result = run_step(t, policy(s), ctx, *args)
+        incident.apply(result)
+        store.save(incident)
+        return result
+
+    def notify(kind: str, message: str) -> None:
+        res = notify_team(ctx, kind, message)
+        incident.notifications.append(str(res.data.get("line", res.summary)))
+
+    def finish(outcome: Outcome, escalate: str | None = None) -> IncidentSummary:
+        if escalate:
+            incident.escalate(escalate)
+        incident.close(outcome)
+        notify(
+            "escalated" if incident.escalated else "closed",
+            f"outcome {outcome.value}" + (f": {escalate}" if escalate else ""),
+        )
+        archived = run_step(archive_incident, policy(Step.ARCHIVE), ctx, incident)
+        incident.apply(archived)
+        incident.report_path = str(archived.data["report_path"])
+        incident.related = list(archived.data.get("related", []))
+        kb.write(incident)
+        store.save(incident)
+        return _summary(incident)
+
+    try:
+        confirmed = step(plan.confirm, Step.CONFIRM)
+        if not confirmed.data.get("confirmed"):
+            return finish(Outcome.FALSE_POSITIVE)
+        assessed = step(plan.assess, Step.ASSESS)
+        incident.scope = str(assessed.data.get("scope", ""))
+        incident.impact = str(assessed.data.get("impact", ""))
+        notify("opened", f"{incident.title}; {incident.impact}")
+        evidence = step(plan.evidence, Step.EVIDENCE, confirmed.data, assessed.data)
+        diagnosis = str(evidence.data.get("diagnosis", "unknown"))
+        incident.diagnosis = f"{diagnosis}: {evidence.data.get('reason', '')}"
+        fix = playbook.fix_for(diagnosis)
+        if fix is None:
+            incident.decisions.append(
+                Decision(
+                    topic="fix", choice="none", reason=f"the playbook has no fix for diagnosis {diagnosis!r}"
+                )
+            )
+            return finish(Outcome.ESCALATED, f"no fix in the playbook for diagnosis {diagnosis!r}")
+        incident.decisions.append(
+            Decision(
+                topic="fix", choice=fix.name, reason=f"first fix for {diagnosis!r}; risk {fix.risk.value}"
+            )
+        )
+        isolated = step(plan.isolate, Step.ISOLATE, evidence.data)
+        step(plan.reproduce, Step.REPRODUCE)
+        if ctx.dry_run:
+            step(apply_fix, Step.FIX, fix, None)
+            return finish(Outcome.DRY_RUN)
+        approval = None
+        if playbook.approval.needs_approval(fix.risk):
+            gate = step(open_gate, Step.APPROVE, fix, playbook.approval.timeout_minutes)
+            incident.pending_approval = {
+                "action": fix.name,
+                "risk": fix.risk.value,
+                "deadline": gate.data["deadline"],
+                "flow_run_id": flow_run_id,
+            }
+            store.save(incident)
+            notify(
+                "approval",
+                f"approve {fix.name} ({fix.risk.value} risk) before {gate.data['deadline']}: "
+                f"llmedic approve {flow_run_id} --by NAME",
+            )
+            approval = wait_for_decision(ctx, playbook, incident, fix, gate.data)
+            incident.approvals.append(approval)
+            incident.pending_approval = None
+            incident.timeline.append(
+                StepRecord(
+                    step=Step.APPROVE,
+                    started_at=approval.requested_at,
+                    finished_at=approval.decided_at,
+                    status="ok",
+                    summary=f"{'approved' if approval.approved else 'rejected'} by {approval.by} via {approval.via}"
+                    + (f": {approval.comment}" if approval.comment else ""),
+                )
+            )
+            store.save(incident)
+            if not approval.approved:
+                reason = (
+                    f"no decision on {fix.name} before the deadline" if approval.via == "timeout" else None
+                )
+                if isolated.data.get("isolated"):
+                    incident.decisions.append(
+                        Decision(
+                            topic="isolation",
+                            choice="kept",
+                            reason=f"{ctx.target} stays drained until a human acts",
+                        )
+                    )
+                return finish(Outcome.REJECTED, reason)
+        fixed = step(apply_fix, Step.FIX, fix, approval)
+        verified = step(plan.verify, Step.VERIFY)
+        if not verified.verification or not verified.verification.passed:
+            applied = fixed.actions[0]
+            undo = step(compensate, Step.ROLLBACK, applied)
+            for a in incident.actions:
+                if a.name == applied.name and a.at == applied.at:
+                    a.compensated = undo.status == "ok"
+                    a.compensated_at = undo.finished_at
+            return finish(
+                Outcome.FAILED_ROLLED_BACK, f"verification failed after {fix.name}: {verified.summary}"
+            )
+        step(plan.release, Step.RECOVER, bool(isolated.data.get("isolated")))
+        return finish(Outcome.RESOLVED)
+    except LlmedicError as exc:
+        incident.decisions.append(Decision(topic="error", choice=exc.code, reason=str(exc)))
+        return finish(Outcome.ESCALATED, f"{exc.code}: {exc.message}")
