@@ -18,24 +18,13 @@ from typing import Any
 from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
-from prefect.input import RunInput
-from pydantic import Field
 
+from llmedic.approvals import TIMEOUT_APPROVER, ApprovalDecision
 from llmedic.incident import ApprovalRecord, Incident, Step, StepResult, utcnow
 from llmedic.playbook import FixOption, Playbook
 from tasks.runtime import StepContext, StepTimer, step_task
 
 __all__ = ["TIMEOUT_APPROVER", "ApprovalDecision", "gate_key", "open_gate", "wait_for_decision"]
-
-TIMEOUT_APPROVER = "llmedic-timeout"
-
-
-class ApprovalDecision(RunInput):
-    """The approval form (kept flat so the Prefect UI renders every field)."""
-
-    approve: bool = Field(False, description="Apply this fix to production?")
-    approver: str = Field("", description="Your name (recorded on the incident)")
-    comment: str = Field("", description="Why (recorded on the incident)")
 
 
 def gate_key(fix: FixOption) -> str:

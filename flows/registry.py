@@ -1,0 +1,38 @@
+"""Every flow llmedic deploys, and how it is served (one process, ``serve()``)."""
+
+from __future__ import annotations
+
+import os
+
+from prefect import Flow, serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+from flows.latency import latency
+
+__all__ = ["ANOMALY_FLOWS", "deployments", "serve_all"]
+
+ANOMALY_FLOWS: list[Flow[..., object]] = [latency]
+
+
+def deployments() -> list[object]:
+    """One ``default`` deployment per flow, with a parameter form in the Prefect UI."""
+    out: list[object] = []
+    for fl in ANOMALY_FLOWS:
+        out.append(
+            fl.to_deployment(
+                name="default",
+                tags=["llmedic"],
+                description=fl.description,
+                # A remediation storm never runs the same playbook more than 4 times at once.
+                concurrency_limit=ConcurrencyLimitConfig(
+                    limit=4, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+                ),
+            )
+        )
+    return out
+
+
+def serve_all() -> None:
+    """Serve every deployment until SIGINT/SIGTERM (paused gates stay suspended meanwhile)."""
+    limit = int(os.environ.get("LLMEDIC_RUN_LIMIT", "8"))
+    serve(*deployments(), limit=limit, print_starting_message=True)  # type: ignore[arg-type]

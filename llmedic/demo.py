@@ -1,0 +1,316 @@
+"""``llmedic demo``: one latency incident, end to end, on the embedded defaults.
+
+It starts a temporary Prefect server (SQLite under ``.llmedic/``), serves the deployments, starts a
+sandbox fleet with background traffic, makes one instance slow, delivers an Alertmanager-format alert
+through the same dispatch path the receiver uses, approves the risky restart as user ``demo`` through
+the same API an operator uses, and prints what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prefect.client.schemas.objects import FlowRun
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from llmedic.alerts import labels_fingerprint, parse_alertmanager
+from llmedic.approvals import submit_decision
+from llmedic.config import Settings, load_environment
+from llmedic.errors import LlmedicError, OrchestrationError
+from llmedic.incident import Incident, IncidentStore
+from llmedic.orchestration import PrefectServer, dispatch_alerts, prefect_env, stop_process, wait_for_run
+from llmedic.sandbox.fleet import free_port
+
+__all__ = ["Demo", "alertmanager_payload"]
+
+SLOW_INSTANCE = "sandbox-1"
+
+
+def alertmanager_payload(instance_label: str, service: str, summary: str) -> dict[str, Any]:
+    """An Alertmanager v4 webhook body as Alertmanager would send it for our latency rule."""
+    labels = {
+        "alertname": "VLLMHighP99Latency",
+        "instance": instance_label,
+        "service": service,
+        "severity": "critical",
+    }
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {
+        "version": "4",
+        "groupKey": '{}/{severity="critical"}:{alertname="VLLMHighP99Latency"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "llmedic",
+        "groupLabels": {"alertname": "VLLMHighP99Latency"},
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": summary},
+        "externalURL": "http://127.0.0.1:9093",
+        "notification_reason": "first notification",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": summary, "runbook_url": "docs/flows/latency.md"},
+                "startsAt": now,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=vllm%3Ae2e_request_latency_seconds",
+                "fingerprint": labels_fingerprint(labels),
+            }
+        ],
+    }
+
+
+@dataclass
+class Demo:
+    """The demo's processes and what it observed."""
+
+    settings: Settings
+    console: Console = field(default_factory=Console)
+    timeout: float = 300.0
+    keep: bool = False
+    server: PrefectServer | None = None
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        """State directory."""
+        return self.settings.home.resolve()
+
+    def _spawn(self, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        fh = open(logs / log, "ab")  # noqa: SIM115 - the child keeps it
+        proc = subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append(proc)
+        return proc
+
+    def _mark(self, name: str) -> None:
+        self.marks[name] = time.monotonic()
+
+    def run(self) -> int:
+        """Run the demo; return the exit status."""
+        started = time.monotonic()
+        try:
+            incident = self._run()
+        except LlmedicError as exc:
+            self.console.print(f"[bold red]demo failed[/] \\[{exc.code}]: {escape(str(exc))}")
+            self.console.print(f"logs: {self.home / 'logs'}")
+            self.cleanup()
+            return 1
+        ok = self._print(incident, time.monotonic() - started)
+        if self.keep and ok:
+            self.console.print("\n[bold]--keep:[/] everything is still running; press Ctrl-C to stop.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        self.cleanup()
+        return 0 if ok else 1
+
+    def cleanup(self) -> None:
+        """Stop every process the demo started."""
+        for proc in reversed(self.children):
+            stop_process(proc, timeout=20)
+        self.children.clear()
+        if self.server is not None:
+            self.server.stop()
+
+    def _run(self) -> Incident:
+        c = self.console
+        self.home.mkdir(parents=True, exist_ok=True)
+        c.print(f"[bold]llmedic demo[/] — state in {self.home}")
+        with c.status("starting a Prefect server (SQLite) ...") as status:
+            self.server = PrefectServer(
+                self.home, port=free_port(), log_path=self.home / "logs" / "prefect-server.log"
+            )
+            (self.home / "logs").mkdir(parents=True, exist_ok=True)
+            self.server.start()
+            c.print(f"  Prefect API {self.server.api_url}")
+            self._mark("server")
+            config = self.home / "demo-llmedic.yaml"
+            config.unlink(missing_ok=True)
+            status.update("starting the sandbox fleet (3 instances + 1 standby, background traffic) ...")
+            env = prefect_env(self.home, self.server.api_url, poll_seconds=1)
+            self._spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "llmedic",
+                    "sandbox",
+                    "--instances",
+                    "3",
+                    "--standby",
+                    "1",
+                    "--port",
+                    "0",
+                    "--load-qps",
+                    "8",
+                    "--write-config",
+                    str(config),
+                ],
+                env,
+                "sandbox.log",
+            )
+            deadline = time.monotonic() + 60
+            while not config.exists():
+                if time.monotonic() > deadline or self.children[-1].poll() is not None:
+                    raise OrchestrationError(
+                        "the sandbox fleet did not start", hint=f"see {self.home / 'logs/sandbox.log'}"
+                    )
+                time.sleep(0.2)
+            env["LLMEDIC_CONFIG"] = str(config)
+            os.environ["LLMEDIC_CONFIG"] = str(config)
+            c.print(f"  sandbox fleet described in {config}")
+            status.update("serving the deployments ...")
+            self._spawn([sys.executable, "-m", "flows"], env, "runner.log")
+            with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
+                return self._incident(config, status)
+
+    def _incident(self, config: Path, status: Any) -> Incident:
+        c = self.console
+        env_file = load_environment(config)
+        service = env_file.services[0]
+        slow = next(i for i in service.instances if i.name == SLOW_INSTANCE)
+        self._wait_deployment()
+        c.print("  deployments served: llmedic-latency/default")
+        status.update(f"injecting a latency fault on {slow.name} (+2.5 s per request) ...")
+        httpx.post(
+            f"{slow.base_url}/admin/faults", json={"kind": "slow", "delay_seconds": 2.5}, timeout=10
+        ).raise_for_status()
+        time.sleep(6)
+        c.print(f"  fault injected on {slow.name}; p99 now exceeds the 2 s SLO")
+        netloc = slow.base_url.split("://", 1)[1]
+        payload = alertmanager_payload(netloc, service.name, f"p99 latency above 2s on {slow.name}")
+        alerts = parse_alertmanager(payload, env_file.alert_rules)
+        self._mark("alert")
+        dispatched = dispatch_alerts(alerts)
+        run_id = dispatched[0].flow_run_id
+        if not run_id:
+            raise OrchestrationError(f"the alert was not dispatched ({dispatched[0].status})")
+        c.print(f"  Alertmanager alert delivered → flow run {run_id} ({dispatched[0].deployment})")
+
+        def show(run: FlowRun) -> None:
+            state = run.state.name if run.state else "?"
+            inc = IncidentStore(self.settings.incidents_dir.resolve()).find_by_run(str(run_id))
+            last = inc.timeline[-1] if inc and inc.timeline else None
+            step = f" — {last.step.value}: {last.summary[:90]}" if last else ""
+            status.update(f"flow run {state}{step}")
+
+        status.update("waiting for the flow to reach the approval gate ...")
+        remaining = self.timeout - (time.monotonic() - self.marks["server"])
+        run = wait_for_run(
+            run_id,
+            lambda r: bool(r.state and (r.state.is_paused() or r.state.is_final())),
+            timeout=remaining,
+            on_poll=show,
+        )
+        if run.state and run.state.is_final():
+            raise OrchestrationError(
+                f"the flow ended before asking for approval: {run.state.name}: {run.state.message}"
+            )
+        c.print(f"  flow run is {run.state.name if run.state else '?'}: waiting for approval of the restart")
+        self._mark("gate")
+        submit_decision(str(run_id), approve=True, by="demo", comment="approved by `llmedic demo`")
+        c.print("  approved as user [bold]demo[/] (same call as `llmedic approve RUN_ID --by demo`)")
+        remaining = self.timeout - (time.monotonic() - self.marks["server"])
+        run = wait_for_run(
+            run_id, lambda r: bool(r.state and r.state.is_final()), timeout=remaining, on_poll=show
+        )
+        self._mark("done")
+        inc = IncidentStore(self.settings.incidents_dir.resolve()).find_by_run(str(run_id))
+        if inc is None:
+            raise OrchestrationError(
+                f"no incident record for run {run_id} (state {run.state.name if run.state else '?'})"
+            )
+        return inc
+
+    def _wait_deployment(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with get_client(sync_client=True) as client:
+                    client.read_deployment_by_name("llmedic-latency/default")
+                    return
+            except Exception:
+                if self.children and self.children[-1].poll() is not None:
+                    raise OrchestrationError(
+                        "the deployment runner exited", hint=f"see {self.home / 'logs/runner.log'}"
+                    ) from None
+                time.sleep(0.5)
+        raise OrchestrationError(
+            "the deployments did not appear within 90 s", hint=f"see {self.home / 'logs/runner.log'}"
+        )
+
+    def _print(self, inc: Incident, total: float) -> bool:
+        c = self.console
+        appr = inc.approvals[-1] if inc.approvals else None
+        fix = next((a for a in inc.actions if a.name not in ("drain_instance", "undrain_instance")), None)
+        table = Table(title="llmedic demo — summary", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        ui = self.server.ui_url if self.server else ""
+        rows = [
+            ("incident", inc.id),
+            ("type", f"{inc.anomaly.value} ({inc.category.value}, team {inc.team.value})"),
+            ("target", f"{inc.target} (service {inc.service})"),
+            ("diagnosis", inc.diagnosis),
+            ("fix", f"{fix.name}: {fix.result}" if fix else "—"),
+            (
+                "approval",
+                f"{'approved' if appr.approved else 'rejected'} by {appr.by} at {appr.decided_at:%H:%M:%S} UTC"
+                if appr
+                else "—",
+            ),
+            ("verified", "yes" if inc.verification and inc.verification.passed else "no"),
+            ("outcome", inc.outcome.value + (" (escalated)" if inc.escalated else "")),
+            ("alert → gate", f"{self.marks['gate'] - self.marks['alert']:.1f}s"),
+            ("approval → done", f"{self.marks['done'] - self.marks['gate']:.1f}s"),
+            ("incident duration", f"{inc.duration_seconds or 0:.1f}s"),
+            ("demo total", f"{total:.1f}s"),
+            ("report", inc.report_path or "—"),
+            (
+                "Prefect UI",
+                f"{ui}/runs/flow-run/{inc.flow_run_id} (live only with --keep; `make up` serves the same database)",
+            ),
+        ]
+        for k, v in rows:
+            table.add_row(k, v)
+        c.print(table)
+        steps = Table(title="timeline")
+        for col in ("step", "took", "status", "summary"):
+            steps.add_column(col)
+        for r in inc.timeline:
+            steps.add_row(r.step.value, f"{r.seconds:.1f}s", r.status, r.summary[:100])
+        c.print(steps)
+        ok = (
+            inc.outcome.value == "resolved"
+            and appr is not None
+            and appr.approved
+            and appr.by == "demo"
+            and bool(inc.report_path)
+            and Path(inc.report_path or "").exists()
+        )
+        if ok:
+            c.print(
+                "[bold green]resolved[/]: latency incident confirmed, fixed after approval, verified and archived."
+            )
+        else:
+            c.print(
+                f"[bold red]the incident did not end as expected[/] (outcome {inc.outcome.value}); see {inc.report_path}"
+            )
+        return ok

@@ -1,0 +1,116 @@
+"""``llmedic up``: the Prefect server, every deployment, and the approval sweeper, supervised.
+
+Stopping it (Ctrl-C / SIGTERM) stops the children gracefully. Runs waiting at an approval gate are
+*suspended* — they hold no process — so they are still waiting when ``llmedic up`` starts again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from llmedic.approvals import sweep_expired
+from llmedic.config import Settings
+from llmedic.errors import LlmedicError, OrchestrationError
+from llmedic.incident import IncidentStore
+from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_process
+
+__all__ = ["Stack"]
+
+
+@dataclass
+class Stack:
+    """The processes of one llmedic installation."""
+
+    settings: Settings
+    host: str = "127.0.0.1"
+    port: int = 4200
+    config_path: Path | None = None
+    poll_seconds: float = 5.0
+    log_dir: Path | None = None
+    server: PrefectServer | None = None
+    runner: subprocess.Popen[bytes] | None = None
+    api_url: str = ""
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def home(self) -> Path:
+        """State directory."""
+        return self.settings.home.resolve()
+
+    def start(self) -> None:
+        """Start the server (unless PREFECT_API_URL names a running one) and the deployments."""
+        logs = self.log_dir or self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        external = os.environ.get("PREFECT_API_URL")
+        if external:
+            if not api_healthy(external):
+                raise OrchestrationError(
+                    f"PREFECT_API_URL={external} does not answer", hint="start that server or unset it"
+                )
+            self.api_url = external
+        else:
+            self.server = PrefectServer(self.home, self.host, self.port, log_path=logs / "prefect-server.log")
+            self.server.start()
+            self.api_url = self.server.api_url
+        env = prefect_env(self.home, self.api_url, poll_seconds=self.poll_seconds)
+        config = self.config_path or self.settings.config_path()
+        if config.exists():
+            env["LLMEDIC_CONFIG"] = str(config.resolve())
+        log = open(logs / "runner.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.runner = subprocess.Popen(
+            [sys.executable, "-m", "flows"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def sweep_forever(self) -> None:
+        """Reject approvals past their deadline, every ``approval_sweep_seconds``."""
+        store = IncidentStore(self.settings.incidents_dir.resolve())
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            while not self.stop_event.wait(self.settings.approval_sweep_seconds):
+                try:
+                    sweep_expired(store)
+                except LlmedicError:
+                    continue
+
+    def stop(self) -> None:
+        """Stop the runner, then the server."""
+        self.stop_event.set()
+        if self.runner is not None:
+            stop_process(self.runner, timeout=30)
+            self.runner = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def run_forever(self) -> int:
+        """Start, supervise until a signal or a child's death, stop. Returns an exit status."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        self.start()
+        sweeper = threading.Thread(target=self.sweep_forever, name="approval-sweeper", daemon=True)
+        sweeper.start()
+        status = 0
+        while not self.stop_event.wait(1.0):
+            if self.runner is not None and self.runner.poll() is not None:
+                status = 1
+                break
+            if (
+                self.server is not None
+                and self.server.process is not None
+                and self.server.process.poll() is not None
+            ):
+                status = 1
+                break
+        self.stop()
+        return status
