@@ -290,7 +290,7 @@ def parse_generic(body: Any, rules: Sequence[AlertRule] = ()) -> list[Alert]:
     for i, item in enumerate(items):
         where = f"alert[{i}]" if isinstance(body, list) else "alert"
         g = validate_model(GenericAlert, item, source=where, error=AlertPayloadError)
-        labels = {**g.labels, "target": g.target}
+        labels = {"alertname": g.alertname, **g.labels, "target": g.target}
         if g.anomaly:
             labels["anomaly"] = g.anomaly
         try:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from llmedic.actions import actions_for
 from llmedic.catalog import AnomalyType, Risk, parse_anomaly
@@ -127,25 +127,35 @@ class Playbook(_Strict):
             raise ValueError(f"fix names must be unique; repeated: {sorted(dup)}")
         return fixes
 
-    @model_validator(mode="after")
-    def _actions_and_settings(self) -> Playbook:
-        allowed = actions_for(self.anomaly)
+    @field_validator("settings")
+    @classmethod
+    def _typed_settings(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        model = SETTINGS_MODELS.get(info.data.get("anomaly"))  # type: ignore[arg-type]
+        problems = _sub_errors(model, settings, "") if model is not None else []
+        if problems:
+            raise ValueError("; ".join(problems))
+        return settings
+
+    @field_validator("fixes")
+    @classmethod
+    def _known_actions(cls, fixes: list[FixOption], info: ValidationInfo) -> list[FixOption]:
+        anomaly = info.data.get("anomaly")
+        if anomaly is None:
+            return fixes
+        allowed = actions_for(anomaly)
         problems: list[str] = []
-        for i, fix in enumerate(self.fixes):
+        for i, fix in enumerate(fixes):
             spec = allowed.get(fix.action)
             if spec is None:
                 problems.append(
-                    f"fixes[{i}] ({fix.name}): action {fix.action!r} is not available to "
-                    f"{self.anomaly.value} playbooks (available: {sorted(allowed)})"
+                    f"[{i}] ({fix.name}): action {fix.action!r} is not available to "
+                    f"{anomaly.value} playbooks (available: {sorted(allowed)})"
                 )
                 continue
-            problems += _sub_errors(spec.params, fix.params, f"fixes[{i}].params")
-        model = SETTINGS_MODELS.get(self.anomaly)
-        if model is not None:
-            problems += _sub_errors(model, self.settings, "settings")
+            problems += _sub_errors(spec.params, fix.params, f"[{i}].params.")
         if problems:
             raise ValueError("; ".join(problems))
-        return self
+        return fixes
 
     def step_policy(self, step: Step) -> StepPolicy:
         """Retries/timeout for a step (defaults when the playbook says nothing)."""
@@ -168,7 +178,7 @@ def _sub_errors(model: type[BaseModel], data: Any, where: str) -> list[str]:
         model.model_validate(data)
     except ValidationError as exc:
         return [
-            f"{where}.{format_loc(e['loc'])}: {e['msg']}"
+            f"{where}{format_loc(e['loc'])}: {e['msg']}"
             + ("" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})")
             for e in exc.errors(include_url=False)
         ]

@@ -108,6 +108,9 @@ def apply_fix(ctx: StepContext, fix: FixOption, approval: ApprovalRecord | None)
     """Carry out ``fix`` (guarded by :func:`require_approval`); in a dry run only record it."""
     rt = Runtime(ctx)
     t = StepTimer(Step.FIX)
+    if not ctx.dry_run:
+        # The guard comes first: nothing about production is even read before it passes.
+        require_approval(rt.playbook, fix, approval)
     spec = ACTIONS[fix.action]
     record = ActionRecord(
         name=fix.action,
@@ -120,7 +123,6 @@ def apply_fix(ctx: StepContext, fix: FixOption, approval: ApprovalRecord | None)
     if ctx.dry_run:
         t.decide("fix", f"would {fix.name}", spec.description)
         return t.done(f"dry run: would {fix.name} ({spec.description})", actions=[record])
-    require_approval(rt.playbook, fix, approval)
     result, comp_params = EXECUTORS[fix.action](rt, fix.params)
     record = record.model_copy(
         update={"applied": True, "result": result, "compensation_params": comp_params, "at": utcnow()}

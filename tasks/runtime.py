@@ -10,6 +10,7 @@ that already ran is never applied a second time.
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,20 @@ from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig, Setti
 from llmedic.errors import ConfigError
 from llmedic.incident import Decision, EvidenceItem, Step, StepResult, utcnow
 from llmedic.playbook import Playbook, StepPolicy, load_playbook
+
+
+
+class _DropThreadTimeoutWarning(logging.Filter):
+    """Prefect warns that a task timeout cannot interrupt a worker thread. Every blocking call in a
+    step has its own timeout (HTTP clients, subprocesses, bounded probe bursts), so the task timeout
+    is only a backstop and the warning, repeated for every task run, is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "running in a worker thread" not in record.getMessage()
+
+
+for _name in ("prefect.task_runs", "prefect.task_engine"):
+    logging.getLogger(_name).addFilter(_DropThreadTimeoutWarning())
 
 __all__ = ["Runtime", "StepContext", "StepTimer", "run_scoped_key", "run_step", "step_task"]
 

@@ -132,6 +132,8 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
                 inst.drained = False
                 inst.standby = False
                 inst.record("undrain")
+            elif action == "reset":
+                inst.reset()
             elif action == "restart":
                 inst.restart()
             elif action == "concurrency":

@@ -9,6 +9,7 @@ import itertools
 import random
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,7 @@ async def _load(
             task.cancel()
 
 
-async def _serve(spec: FleetSpec, config_out: Path | None, ready: asyncio.Event | None = None) -> None:
+async def _serve(spec: FleetSpec, config_out: Path | None, external_stop: threading.Event | None = None) -> None:
     kb = load_knowledge()
     port_iter = _ports(spec)
     ports: dict[str, int] = {}
@@ -142,7 +143,11 @@ async def _serve(spec: FleetSpec, config_out: Path | None, ready: asyncio.Event 
             loop.add_signal_handler(sig, stop.set)
 
     async def watch() -> None:
-        await stop.wait()
+        while not stop.is_set():
+            if external_stop is not None and external_stop.is_set():
+                stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
         for s in servers:
             s.should_exit = True
 
@@ -157,13 +162,12 @@ async def _serve(spec: FleetSpec, config_out: Path | None, ready: asyncio.Event 
         if config_out is not None:
             config_out.parent.mkdir(parents=True, exist_ok=True)
             config_out.write_text(yaml.safe_dump(environment_for(spec, ports), sort_keys=False))
-        if ready is not None:
-            ready.set()
         if spec.load_qps > 0:
             tasks.append(asyncio.create_task(_load(instances, ports, spec, stop)))
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_fleet(spec: FleetSpec, config_out: Path | None = None) -> None:
-    """Serve the fleet until SIGINT/SIGTERM; writes ``config_out`` once every instance listens."""
-    asyncio.run(_serve(spec, config_out))
+def run_fleet(spec: FleetSpec, config_out: Path | None = None, stop: threading.Event | None = None) -> None:
+    """Serve the fleet until SIGINT/SIGTERM (or ``stop`` is set); writes ``config_out`` once every
+    instance listens."""
+    asyncio.run(_serve(spec, config_out, stop))

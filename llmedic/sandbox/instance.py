@@ -59,6 +59,8 @@ class Fault(BaseModel):
     """errors / wrong_answers: share of requests affected."""
     bytes_per_request: int = Field(4_000_000, ge=0)
     """leak: resident memory that each request never gives back."""
+    survives_restart: bool = False
+    """Keep the fault across restarts (a bad node, not a bad process)."""
 
 
 class _Metrics:
@@ -147,6 +149,11 @@ class SandboxInstance:
 
     def __post_init__(self) -> None:
         self.drained = self.drained or self.standby
+        self._initial = {
+            "standby": self.standby,
+            "concurrency_limit": self.concurrency_limit,
+            "model_version": self.model_version,
+        }
         self.metrics = _Metrics(self.model_version)
         self._running = 0
         self._waiting = 0
@@ -186,12 +193,27 @@ class SandboxInstance:
             "actions": self.actions[-50:],
         }
 
+    def reset(self) -> None:
+        """Back to the state at start-up (tests and game days start from here)."""
+        self.faults.clear()
+        self.leaked_bytes = 0
+        self.drained = self._initial["standby"]
+        self.standby = self._initial["standby"]
+        self.concurrency_limit = self._initial["concurrency_limit"]
+        self.model_version = self._initial["model_version"]
+        self.restarts = 0
+        self.restarting_until = 0.0
+        self.actions.clear()
+        self.metrics = _Metrics(self.model_version)
+
     def restart(self) -> None:
         """Simulate a process restart: a short outage, process-bound faults gone, counters reset."""
         self.restarts += 1
         self.restarting_until = time.time() + self.restart_seconds
         for kind in PROCESS_FAULTS:
-            self.faults.pop(kind, None)
+            fault = self.faults.get(kind)
+            if fault is not None and not fault.survives_restart:
+                del self.faults[kind]
         self.leaked_bytes = 0
         self.metrics = _Metrics(self.model_version)
         self.record("restart")

@@ -1,0 +1,38 @@
+# Every target creates the virtual environment it needs (.venv) on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo up test check lint format typecheck clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## One latency incident end to end on the embedded defaults
+	$(BIN)/llmedic demo
+
+up: $(STAMP)  ## Prefect server + every deployment + the approval sweeper
+	$(BIN)/llmedic up
+
+test: $(STAMP)  ## The test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test  ## ruff (lint + format) + mypy strict + tests
+
+clean:
+	rm -rf $(VENV) .llmedic .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,87 @@
+"""Shared fixtures: a hermetic environment, one sandbox fleet and one Prefect harness per session."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from llmedic.sandbox.fleet import FleetSpec, run_fleet
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No LLMEDIC_* from the developer's shell; a fresh home per test."""
+    for key in list(os.environ):
+        if key.startswith("LLMEDIC_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    monkeypatch.setenv("LLMEDIC_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@dataclass
+class Fleet:
+    """A running sandbox fleet and the llmedic.yaml that describes it."""
+
+    config: Path
+    urls: dict[str, str]
+
+    def admin(self, name: str, action: str, body: dict[str, object] | None = None) -> dict[str, object]:
+        resp = httpx.post(f"{self.urls[name]}/admin/{action}", json=body or {}, timeout=10)
+        resp.raise_for_status()
+        return resp.json()  # type: ignore[no-any-return]
+
+    def state(self, name: str) -> dict[str, object]:
+        return httpx.get(f"{self.urls[name]}/admin/state", timeout=10).json()  # type: ignore[no-any-return]
+
+    def reset(self) -> None:
+        for name in self.urls:
+            self.admin(name, "reset")
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Three instances + one standby on free ports, with light background traffic."""
+    config = tmp_path_factory.mktemp("fleet") / "llmedic.yaml"
+    stop = threading.Event()
+    spec = FleetSpec(instances=3, standby=1, port=0, load_qps=4)
+    thread = threading.Thread(target=run_fleet, args=(spec, config, stop), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not config.exists():
+        assert time.monotonic() < deadline, "sandbox fleet did not start"
+        time.sleep(0.05)
+    svc = yaml.safe_load(config.read_text())["services"][0]
+    urls = {i["name"]: i["url"] for i in svc["instances"] + svc["standby"]}
+    yield Fleet(config, urls)
+    stop.set()
+    thread.join(10)
+
+
+@pytest.fixture
+def sandbox(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    """The fleet, reset to its start-up state, and LLMEDIC_CONFIG pointing at it."""
+    fleet.reset()
+    monkeypatch.setenv("LLMEDIC_CONFIG", str(fleet.config))
+    return fleet
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server (SQLite) for the session; heartbeats off (they add ~1 s per flow)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90), temporary_settings(
+        updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    ):
+        yield
