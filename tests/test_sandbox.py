@@ -1,0 +1,95 @@
+import time
+
+import httpx
+import pytest
+
+from llmedic.adapters.endpoint import Endpoint
+from tests.conftest import Fleet
+
+QUESTION = "What is the main risk of combining warfarin with aspirin?"
+
+
+def chat(url: str, question: str = QUESTION) -> httpx.Response:
+    body = {"model": "x", "messages": [{"role": "user", "content": question}], "max_tokens": 16}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+
+
+def test_openai_compatible_answers_from_the_knowledge_base(sandbox: Fleet) -> None:
+    url = sandbox.urls["sandbox-0"]
+    resp = chat(url)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "increased bleeding risk"}
+    assert chat(url, "Who won the 1998 world cup?").json()["choices"][0]["message"]["content"] == "I don't know."
+    assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == ["pharma-qa-1.0"]
+
+
+def test_metrics_use_vllm_names(sandbox: Fleet) -> None:
+    url = sandbox.urls["sandbox-0"]
+    chat(url)
+    text = httpx.get(f"{url}/metrics").text
+    for name in (
+        "vllm:e2e_request_latency_seconds_bucket",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        'vllm:request_success_total{engine="0",finished_reason="stop"',
+        "process_resident_memory_bytes",
+    ):
+        assert name in text, name
+
+
+def test_slow_fault_is_cleared_by_restart_unless_it_survives(sandbox: Fleet) -> None:
+    url = sandbox.urls["sandbox-0"]
+    with Endpoint(url) as ep:
+        sandbox.admin("sandbox-0", "faults", {"kind": "slow", "delay_seconds": 0.6})
+        assert ep.probe(QUESTION).seconds >= 0.6
+        sandbox.admin("sandbox-0", "restart")
+        time.sleep(0.6)
+        assert ep.health() and ep.probe(QUESTION).seconds < 0.6
+        sandbox.admin("sandbox-0", "faults", {"kind": "slow", "delay_seconds": 0.6, "survives_restart": True})
+        sandbox.admin("sandbox-0", "restart")
+        time.sleep(0.6)
+        assert ep.probe(QUESTION).seconds >= 0.6
+    assert sandbox.state("sandbox-0")["restarts"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [({"kind": "down"}, 503), ({"kind": "errors", "rate": 1.0}, 500)],
+)
+def test_failure_faults(sandbox: Fleet, fault: dict[str, object], status: int) -> None:
+    sandbox.admin("sandbox-1", "faults", fault)
+    assert chat(sandbox.urls["sandbox-1"]).status_code == status
+
+
+def test_drain_concurrency_and_reset(sandbox: Fleet) -> None:
+    sandbox.admin("sandbox-2", "drain")
+    sandbox.admin("sandbox-2", "concurrency", {"limit": 3})
+    state = sandbox.state("sandbox-2")
+    assert (state["drained"], state["concurrency_limit"]) == (True, 3)
+    sandbox.admin("sandbox-2", "reset")
+    state = sandbox.state("sandbox-2")
+    assert (state["drained"], state["concurrency_limit"], state["actions"]) == (False, 16, [])
+    assert sandbox.state("sandbox-3")["standby"] is True
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "detail"),
+    [
+        ("faults", {"kind": "meteor"}, "kind"),
+        ("concurrency", {"limit": 0}, "limit"),
+        ("concurrency", {"limt": 4}, "limt"),
+    ],
+)
+def test_admin_rejects_bad_input_with_the_field(sandbox: Fleet, action: str, body: dict[str, object], detail: str) -> None:
+    resp = httpx.post(f"{sandbox.urls['sandbox-0']}/admin/{action}", json=body)
+    assert resp.status_code == 400
+    assert detail in [d["loc"] for d in resp.json()["error"]["detail"]]
+
+
+def test_bad_chat_body(sandbox: Fleet) -> None:
+    resp = httpx.post(f"{sandbox.urls['sandbox-0']}/v1/chat/completions", content=b"{not json")
+    assert resp.status_code == 400 and resp.json()["error"]["detail"][0]["loc"] == "body"
