@@ -26,8 +26,15 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
     fleet: dict[str, InstanceLatency] = {}
     for name, f in fleet_fig.items():
         p99 = f.get("p99")
-        if name == rt.instance.name and confirm.get("metric_p99") is not None:
-            p99 = max(_num(p99), _num(confirm["metric_p99"]))
+        if name == rt.instance.name:
+            # The target's own figures: the worst of the metrics and the confirmation probes, so a
+            # metrics gap falls back to what the probes measured.
+            known = [
+                float(v)
+                for v in (p99, confirm.get("metric_p99"), confirm.get("probe_p99"))
+                if isinstance(v, int | float) and v == v
+            ]
+            p99 = max(known) if known else None
         fleet[name] = InstanceLatency(
             name=name,
             p99_seconds=float(p99) if isinstance(p99, int | float) else None,

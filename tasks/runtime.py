@@ -10,8 +10,8 @@ that already ran is never applied a second time.
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +32,6 @@ from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig, Setti
 from llmedic.errors import ConfigError
 from llmedic.incident import Decision, EvidenceItem, Step, StepResult, utcnow
 from llmedic.playbook import Playbook, StepPolicy, load_playbook
-
 
 
 class _DropThreadTimeoutWarning(logging.Filter):

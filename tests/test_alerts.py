@@ -94,7 +94,9 @@ def _am(**alert: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        pytest.param({**AM_BODY, "version": "3"}, "alertmanager payload version '3' is not supported", id="version"),
+        pytest.param(
+            {**AM_BODY, "version": "3"}, "alertmanager payload version '3' is not supported", id="version"
+        ),
         pytest.param(
             {**AM_BODY, "alerts": []},
             "alertmanager payload: 1 problem\n  alertmanager payload: alerts: List should have at least 1 item after validation, not 0",
@@ -106,9 +108,15 @@ def _am(**alert: Any) -> dict[str, Any]:
             id="status",
         ),
         pytest.param(
-            _am(labels={"alertname": "X", "severity": "critical"}, fingerprint=""), "alerts[0]: no target label", id="no-target"
+            _am(labels={"alertname": "X", "severity": "critical"}, fingerprint=""),
+            "alerts[0]: no target label",
+            id="no-target",
         ),
-        pytest.param(_am(labels={**LABELS, "anomaly": "slowness"}), "alerts[0].labels.anomaly: unknown anomaly type 'slowness'", id="anomaly"),
+        pytest.param(
+            _am(labels={**LABELS, "anomaly": "slowness"}),
+            "alerts[0].labels.anomaly: unknown anomaly type 'slowness'",
+            id="anomaly",
+        ),
         pytest.param(
             _am(labels={**LABELS, "instance": "host; rm -rf /"}),
             "alerts[0]: 1 problem\n  alerts[0]: target: String should match pattern",
@@ -134,7 +142,12 @@ def test_grafana_body() -> None:
         "alerts": [
             {
                 "status": "firing",
-                "labels": {"alertname": "LLMLatency", "anomaly": "latency", "instance": "a:1", "__grafana_x": "y"},
+                "labels": {
+                    "alertname": "LLMLatency",
+                    "anomaly": "latency",
+                    "instance": "a:1",
+                    "__grafana_x": "y",
+                },
                 "annotations": {"summary": "slow"},
                 "startsAt": "2026-11-24T10:00:00Z",
                 "endsAt": "0001-01-01T00:00:00Z",
@@ -145,14 +158,23 @@ def test_grafana_body() -> None:
         ],
     }
     (alert,) = parse_grafana(body)
-    assert (alert.source, alert.anomaly, alert.target, alert.summary) == ("grafana", AnomalyType.LATENCY, "a:1", "slow")
+    assert (alert.source, alert.anomaly, alert.target, alert.summary) == (
+        "grafana",
+        AnomalyType.LATENCY,
+        "a:1",
+        "slow",
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "count", "anomalies"),
     [
         ({"anomaly": "latency", "target": "sandbox-0"}, 1, [AnomalyType.LATENCY]),
-        ([{"anomaly": "latency", "target": "a"}, {"target": "b", "alertname": "VLLMHighP99Latency"}], 2, [AnomalyType.LATENCY] * 2),
+        (
+            [{"anomaly": "latency", "target": "a"}, {"target": "b", "alertname": "VLLMHighP99Latency"}],
+            2,
+            [AnomalyType.LATENCY] * 2,
+        ),
     ],
 )
 def test_generic_form(body: Any, count: int, anomalies: list[AnomalyType]) -> None:

@@ -28,7 +28,11 @@ def test_team_and_deployment(anomaly: AnomalyType, team: Team, deployment: str) 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("latency", AnomalyType.LATENCY), ("GPU-Fault", AnomalyType.GPU_FAULT), (" data_missing ", AnomalyType.DATA_MISSING)],
+    [
+        ("latency", AnomalyType.LATENCY),
+        ("GPU-Fault", AnomalyType.GPU_FAULT),
+        (" data_missing ", AnomalyType.DATA_MISSING),
+    ],
 )
 def test_parse_anomaly(name: str, expected: AnomalyType) -> None:
     assert parse_anomaly(name) == expected

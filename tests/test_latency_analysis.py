@@ -28,13 +28,18 @@ BUCKETS = [(0.1, 2.0), (0.5, 7.0), (1.0, 9.0), (INF, 10.0)]
         pytest.param(0.5, [(0.1, 2.0), (0.5, 1.0), (INF, 4.0)], 0.1, id="non-monotonic-fixed"),
     ],
 )
-def test_histogram_quantile_matches_prometheus(q: float, buckets: list[tuple[float, float]], expected: float) -> None:
+def test_histogram_quantile_matches_prometheus(
+    q: float, buckets: list[tuple[float, float]], expected: float
+) -> None:
     assert histogram_quantile(q, buckets) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
     "buckets",
-    [pytest.param([(0.1, 2.0), (1.0, 3.0)], id="no-inf-bucket"), pytest.param([(0.1, 0.0), (INF, 0.0)], id="empty")],
+    [
+        pytest.param([(0.1, 2.0), (1.0, 3.0)], id="no-inf-bucket"),
+        pytest.param([(0.1, 0.0), (INF, 0.0)], id="empty"),
+    ],
 )
 def test_histogram_quantile_nan(buckets: list[tuple[float, float]]) -> None:
     assert math.isnan(histogram_quantile(0.5, buckets))
@@ -64,16 +69,31 @@ OK2 = InstanceLatency("c", 0.5)
 @pytest.mark.parametrize(
     ("instances", "diagnosis", "scope"),
     [
-        pytest.param(fleet(a=InstanceLatency("a", 3.0), b=OK, c=OK2), "instance_degraded", "instance", id="one-slow"),
         pytest.param(
-            fleet(a=InstanceLatency("a", 3.0, kv_cache_usage=0.97), b=OK, c=OK2), "kv_cache_pressure", "instance", id="kv"
-        ),
-        pytest.param(fleet(a=InstanceLatency("a", 3.0, waiting=6), b=OK, c=OK2), "queueing", "instance", id="queue"),
-        pytest.param(
-            fleet(a=InstanceLatency("a", 3.0), b=InstanceLatency("b", 2.5), c=OK2), "fleet_overload", "fleet", id="fleet"
+            fleet(a=InstanceLatency("a", 3.0), b=OK, c=OK2), "instance_degraded", "instance", id="one-slow"
         ),
         pytest.param(
-            fleet(a=InstanceLatency("a", 3.0), b=InstanceLatency("b", 2.5, drained=True), c=OK2, d=InstanceLatency("d", 0.3)),
+            fleet(a=InstanceLatency("a", 3.0, kv_cache_usage=0.97), b=OK, c=OK2),
+            "kv_cache_pressure",
+            "instance",
+            id="kv",
+        ),
+        pytest.param(
+            fleet(a=InstanceLatency("a", 3.0, waiting=6), b=OK, c=OK2), "queueing", "instance", id="queue"
+        ),
+        pytest.param(
+            fleet(a=InstanceLatency("a", 3.0), b=InstanceLatency("b", 2.5), c=OK2),
+            "fleet_overload",
+            "fleet",
+            id="fleet",
+        ),
+        pytest.param(
+            fleet(
+                a=InstanceLatency("a", 3.0),
+                b=InstanceLatency("b", 2.5, drained=True),
+                c=OK2,
+                d=InstanceLatency("d", 0.3),
+            ),
             "instance_degraded",
             "instance",
             id="drained-instances-do-not-count",
@@ -82,13 +102,24 @@ OK2 = InstanceLatency("c", 0.5)
     ],
 )
 def test_diagnose_latency(instances: dict[str, InstanceLatency], diagnosis: str, scope: str) -> None:
-    d = diagnose_latency("a", instances, slo_p99_seconds=2.0, queue_threshold=2, kv_cache_threshold=0.9, fleet_share_threshold=0.5)
+    d = diagnose_latency(
+        "a",
+        instances,
+        slo_p99_seconds=2.0,
+        queue_threshold=2,
+        kv_cache_threshold=0.9,
+        fleet_share_threshold=0.5,
+    )
     assert (d.diagnosis, d.scope) == (diagnosis, scope)
 
 
 def test_diagnosis_reason_has_the_figures() -> None:
     d = diagnose_latency(
-        "a", fleet(a=InstanceLatency("a", 3.0), b=OK, c=OK2), slo_p99_seconds=2.0, queue_threshold=2, kv_cache_threshold=0.9,
+        "a",
+        fleet(a=InstanceLatency("a", 3.0), b=OK, c=OK2),
+        slo_p99_seconds=2.0,
+        queue_threshold=2,
+        kv_cache_threshold=0.9,
         fleet_share_threshold=0.5,
     )
     assert d.reason == (

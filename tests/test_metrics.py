@@ -18,7 +18,9 @@ def test_scrape_source_measures_an_injected_delay(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-0", "faults", {"kind": "slow", "delay_seconds": 0.9})
     src = ScrapeSource(min_window_seconds=0.5)
     with Endpoint(inst.base_url) as ep:
-        figures, results = src.observe([inst], engine="vllm", window_seconds=60, during=lambda: ep.burst(6, prompt=PROMPT, concurrency=6))
+        figures, results = src.observe(
+            [inst], engine="vllm", window_seconds=60, during=lambda: ep.burst(6, prompt=PROMPT, concurrency=6)
+        )
     m = figures["sandbox-0"]
     assert results is not None and len(results) == 6
     assert m.source == "scrape" and m.window.endswith("s between two scrapes")
@@ -41,7 +43,9 @@ def prometheus(answers: dict[str, object]) -> tuple[PrometheusSource, list[str]]
         seen.append(query)
         for key, value in answers.items():
             if key in query:
-                return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": value}})
+                return httpx.Response(
+                    200, json={"status": "success", "data": {"resultType": "vector", "result": value}}
+                )
         return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": []}})
 
     return PrometheusSource("http://prom:9090", transport=httpx.MockTransport(handler)), seen
@@ -79,8 +83,14 @@ def test_prometheus_nan_is_no_value() -> None:
 @pytest.mark.parametrize(
     ("response", "message"),
     [
-        (httpx.Response(503, text="overloaded"), "Prometheus http://prom:9090/api/v1/query: HTTP 503: overloaded"),
-        (httpx.Response(400, json={"status": "error", "errorType": "bad_data", "error": "parse error"}), "Prometheus rejected 'up': bad_data: parse error"),
+        (
+            httpx.Response(503, text="overloaded"),
+            "Prometheus http://prom:9090/api/v1/query: HTTP 503: overloaded",
+        ),
+        (
+            httpx.Response(400, json={"status": "error", "errorType": "bad_data", "error": "parse error"}),
+            "Prometheus rejected 'up': bad_data: parse error",
+        ),
         (httpx.Response(200, text="<html>"), "Prometheus http://prom:9090/api/v1/query: answer is not JSON"),
     ],
 )

@@ -24,8 +24,13 @@ def test_every_shipped_playbook_validates() -> None:
 
 @pytest.mark.parametrize(
     ("diagnosis", "fix"),
-    [("kv_cache_pressure", "lower_concurrency"), ("queueing", "lower_concurrency"), ("instance_degraded", "restart_instance"),
-     ("fleet_overload", "scale_out"), ("unknown", None)],
+    [
+        ("kv_cache_pressure", "lower_concurrency"),
+        ("queueing", "lower_concurrency"),
+        ("instance_degraded", "restart_instance"),
+        ("fleet_overload", "scale_out"),
+        ("unknown", None),
+    ],
 )
 def test_fix_for_diagnosis(diagnosis: str, fix: str | None) -> None:
     chosen = load_playbook("latency").fix_for(diagnosis)
@@ -42,25 +47,39 @@ def _override_dir(tmp_path: Path, old: str, new: str) -> Settings:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        pytest.param("isolate: true", "isolate: true\nisolation: true", "latency.yaml:37: isolation: Extra inputs are not permitted", id="typo-key"),
-        pytest.param("risk: high", "risk: extreme", "latency.yaml:48: fixes[1].risk: Input should be 'none', 'low', 'medium' or 'high' (got 'extreme')", id="bad-risk"),
         pytest.param(
-            "action: scale_out", "action: reboot_cluster",
+            "isolate: true",
+            "isolate: true\nisolation: true",
+            "latency.yaml:37: isolation: Extra inputs are not permitted",
+            id="typo-key",
+        ),
+        pytest.param(
+            "risk: high",
+            "risk: extreme",
+            "latency.yaml:48: fixes[1].risk: Input should be 'none', 'low', 'medium' or 'high' (got 'extreme')",
+            id="bad-risk",
+        ),
+        pytest.param(
+            "action: scale_out",
+            "action: reboot_cluster",
             "latency.yaml:38: fixes: [2] (scale_out): action 'reboot_cluster' is not available to latency playbooks",
             id="unknown-action",
         ),
         pytest.param(
-            "params: {replicas: 1}", "params: {replicas: 0}",
+            "params: {replicas: 1}",
+            "params: {replicas: 0}",
             "latency.yaml:38: fixes: [2].params.replicas: Input should be greater than or equal to 1 (got 0)",
             id="bad-params",
         ),
         pytest.param(
-            "slo_p99_seconds: 2.0", "slo_p99_seconds: fast",
+            "slo_p99_seconds: 2.0",
+            "slo_p99_seconds: fast",
             "latency.yaml:10: settings: slo_p99_seconds: Input should be a valid number",
             id="bad-setting",
         ),
         pytest.param(
-            "confirm:   {retries: 2", "confrim:   {retries: 2",
+            "confirm:   {retries: 2",
+            "confrim:   {retries: 2",
             "latency.yaml:25: steps.confrim: Input should be 'detect', 'confirm'",
             id="unknown-step",
         ),
@@ -77,7 +96,10 @@ def test_file_name_must_match_anomaly(tmp_path: Path) -> None:
     (tmp_path / "gpu_fault.yaml").write_text(SHIPPED.read_text())
     with pytest.raises(PlaybookError) as exc:
         load_playbook("gpu_fault", Settings(playbooks_dir=tmp_path))
-    assert exc.value.message == f"{tmp_path / 'gpu_fault.yaml'}: declares anomaly 'latency' but is named gpu_fault.yaml"
+    assert (
+        exc.value.message
+        == f"{tmp_path / 'gpu_fault.yaml'}: declares anomaly 'latency' but is named gpu_fault.yaml"
+    )
 
 
 def test_file_name_must_be_an_anomaly(tmp_path: Path) -> None:
@@ -88,7 +110,9 @@ def test_file_name_must_be_an_anomaly(tmp_path: Path) -> None:
 
 
 def test_overrides_are_validated_too() -> None:
-    book = load_playbook("latency", overrides={"settings": {"slo_p99_seconds": 1.5}, "approval": {"timeout_minutes": 5}})
+    book = load_playbook(
+        "latency", overrides={"settings": {"slo_p99_seconds": 1.5}, "approval": {"timeout_minutes": 5}}
+    )
     assert (book.settings["slo_p99_seconds"], book.approval.timeout_minutes) == (1.5, 5)
     with pytest.raises(PlaybookError) as exc:
         load_playbook("latency", overrides={"approval": {"timeout_minutes": -1}})

@@ -21,7 +21,9 @@ def test_openai_compatible_answers_from_the_knowledge_base(sandbox: Fleet) -> No
     body = resp.json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "increased bleeding risk"}
-    assert chat(url, "Who won the 1998 world cup?").json()["choices"][0]["message"]["content"] == "I don't know."
+    assert (
+        chat(url, "Who won the 1998 world cup?").json()["choices"][0]["message"]["content"] == "I don't know."
+    )
     assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == ["pharma-qa-1.0"]
 
 
@@ -84,7 +86,9 @@ def test_drain_concurrency_and_reset(sandbox: Fleet) -> None:
         ("concurrency", {"limt": 4}, "limt"),
     ],
 )
-def test_admin_rejects_bad_input_with_the_field(sandbox: Fleet, action: str, body: dict[str, object], detail: str) -> None:
+def test_admin_rejects_bad_input_with_the_field(
+    sandbox: Fleet, action: str, body: dict[str, object], detail: str
+) -> None:
     resp = httpx.post(f"{sandbox.urls['sandbox-0']}/admin/{action}", json=body)
     assert resp.status_code == 400
     assert detail in [d["loc"] for d in resp.json()["error"]["detail"]]

@@ -4,8 +4,13 @@ from llmedic.adapters.shell import LocalShell, render_command, run_template
 from llmedic.config import CommandParam, CommandTemplate
 from llmedic.errors import ConfigError, RemoteCommandError
 
-RESTART = CommandTemplate(template="echo restarting {unit}", params={"unit": CommandParam(pattern=r"^vllm@[0-9]+$")})
-LIMIT = CommandTemplate(template="echo limit={n} mode={mode}", params={"n": CommandParam(pattern=r"^[0-9]{1,4}$"), "mode": CommandParam(choices=["soft", "hard"])})
+RESTART = CommandTemplate(
+    template="echo restarting {unit}", params={"unit": CommandParam(pattern=r"^vllm@[0-9]+$")}
+)
+LIMIT = CommandTemplate(
+    template="echo limit={n} mode={mode}",
+    params={"n": CommandParam(pattern=r"^[0-9]{1,4}$"), "mode": CommandParam(choices=["soft", "hard"])},
+)
 
 
 def test_render_quotes_validated_values() -> None:
@@ -14,7 +19,16 @@ def test_render_quotes_validated_values() -> None:
 
 
 # Injection attempts: every one must be refused before anything runs.
-INJECTIONS = ["vllm@1; rm -rf /", "vllm@1 && reboot", "$(reboot)", "`id`", "vllm@1\nreboot", "vllm@1|sh", "../../etc/passwd", ""]
+INJECTIONS = [
+    "vllm@1; rm -rf /",
+    "vllm@1 && reboot",
+    "$(reboot)",
+    "`id`",
+    "vllm@1\nreboot",
+    "vllm@1|sh",
+    "../../etc/passwd",
+    "",
+]
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
@@ -33,8 +47,13 @@ def test_default_pattern_still_quotes() -> None:
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({}, "command 'restart': parameters do not match the template (missing ['unit'], unexpected [])"),
-     ({"unit": "vllm@1", "x": "1"}, "command 'restart': parameters do not match the template (missing [], unexpected ['x'])")],
+    [
+        ({}, "command 'restart': parameters do not match the template (missing ['unit'], unexpected [])"),
+        (
+            {"unit": "vllm@1", "x": "1"},
+            "command 'restart': parameters do not match the template (missing [], unexpected ['x'])",
+        ),
+    ],
 )
 def test_parameters_must_match(params: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as exc:

@@ -121,7 +121,9 @@ async def _load(
             task.cancel()
 
 
-async def _serve(spec: FleetSpec, config_out: Path | None, external_stop: threading.Event | None = None) -> None:
+async def _serve(
+    spec: FleetSpec, config_out: Path | None, external_stop: threading.Event | None = None
+) -> None:
     kb = load_knowledge()
     port_iter = _ports(spec)
     ports: dict[str, int] = {}
