@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from llmedic.config import load_environment, settings_from_env
@@ -27,7 +26,6 @@ app.add_typer(alert_app, name="alert")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(config_app, name="config")
 out = Console()
-err = Console(stderr=True)
 
 
 @app.command()
@@ -236,9 +234,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except LlmedicError as exc:
-        err.print(f"[bold red]error[/] \\[{exc.code}]: {escape(exc.message)}", highlight=False)
+        # Plain text: error lines must not be wrapped or styled when stderr is a file or a pipe.
+        sys.stderr.write(f"error [{exc.code}]: {exc.message}\n")
         if exc.hint:
-            err.print(f"  fix: {escape(exc.hint)}", highlight=False)
+            sys.stderr.write(f"  fix: {exc.hint}\n")
         sys.exit(2 if isinstance(exc, AuthoringError) else 1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -33,6 +33,8 @@ __all__ = [
     "dispatch_alerts",
     "prefect_env",
     "read_run",
+    "runner_children",
+    "stop_runner",
     "wait_for_run",
 ]
 
@@ -130,6 +132,51 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
             proc.wait(5)
 
 
+def runner_children(pid: int) -> list[int]:
+    """PIDs of a process's direct children (Linux ``/proc``; empty elsewhere)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def stop_runner(proc: subprocess.Popen[bytes], *, settle: float = 10.0, timeout: float = 30.0) -> None:
+    """Stop a ``serve()`` runner without losing runs that are being suspended.
+
+    A flow that suspends at an approval gate exits its process a moment later. A SIGTERM that
+    reaches the runner inside that moment makes Prefect cancel the run ("Runner is shutting
+    down"), so first wait (up to ``settle`` seconds) for flow processes to finish exiting when
+    the runner has no other work.
+    """
+    deadline = time.monotonic() + settle
+    while runner_children(proc.pid) and time.monotonic() < deadline and _only_suspending(proc.pid):
+        time.sleep(0.2)
+    stop_process(proc, timeout)
+
+
+def _only_suspending(pid: int) -> bool:
+    # A child whose run is still Running must be cancelled by the shutdown (that is Prefect's
+    # contract); we only wait while every child is on its way out after a suspension.
+    try:
+        with get_client(sync_client=True) as client:
+            from prefect.client.schemas.filters import (
+                FlowRunFilter,
+                FlowRunFilterState,
+                FlowRunFilterStateType,
+            )
+            from prefect.client.schemas.objects import StateType
+
+            running = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+                )
+            )
+    except Exception:
+        return False
+    return not running
+
+
 def api_healthy(api_url: str) -> bool:
     """Does the Prefect API answer ``/health``?"""
     try:
@@ -161,6 +208,7 @@ def dispatch_alerts(alerts: Sequence[Alert], *, dry_run: bool = False) -> list[D
             continue
         name = anomaly_info(alert.anomaly).deployment_name
         params: dict[str, Any] = {"request": {"alert": alert.model_dump(mode="json"), "dry_run": dry_run}}
+        asked = time.time()
         try:
             run = run_deployment(
                 name,
@@ -183,8 +231,8 @@ def dispatch_alerts(alerts: Sequence[Alert], *, dry_run: bool = False) -> list[D
                 f"cannot reach the Prefect API to start {name!r} ({type(exc).__name__}: {exc})",
                 hint="start it with `llmedic up`, or set PREFECT_API_URL",
             ) from exc
-        created = run.created.timestamp() if run.created else 0.0
-        status = "duplicate" if time.time() - created > 5 else "started"
+        created = run.created.timestamp() if run.created else asked
+        status = "duplicate" if created < asked else "started"
         out.append(Dispatched(alert, status, str(run.id), name))
     return out
 

@@ -20,7 +20,7 @@ from llmedic.approvals import sweep_expired
 from llmedic.config import Settings
 from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import IncidentStore
-from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_process
+from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_runner
 
 __all__ = ["Stack"]
 
@@ -87,7 +87,8 @@ class Stack:
         """Stop the runner, then the server."""
         self.stop_event.set()
         if self.runner is not None:
-            stop_process(self.runner, timeout=30)
+            with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+                stop_runner(self.runner)
             self.runner = None
         if self.server is not None:
             self.server.stop()

@@ -82,7 +82,7 @@ def wait_for_decision(
         remaining = max(1, int((deadline - utcnow()).total_seconds()))
         try:
             decision = pause_flow_run(
-                wait_for_input=form, timeout=remaining, poll_interval=2, key=gate_key(fix)
+                wait_for_input=form, timeout=remaining, poll_interval=1, key=gate_key(fix)
             )
         except FlowPauseTimeout:
             decision = ApprovalDecision(

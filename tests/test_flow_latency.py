@@ -20,7 +20,7 @@ import yaml
 from llmedic.alerts import Alert
 from llmedic.approvals import submit_decision, sweep_expired
 from llmedic.catalog import AnomalyType
-from llmedic.incident import Incident, IncidentRequest, IncidentStore, Outcome, utcnow
+from llmedic.incident import Incident, IncidentRequest, IncidentStore, Outcome, Step, utcnow
 from llmedic.orchestration import read_run
 from tests.conftest import Fleet
 
@@ -150,7 +150,7 @@ def test_no_fault_is_a_false_positive_that_touches_nothing(sandbox: Fleet) -> No
 def test_dry_run_records_what_it_would_do(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-1", "faults", SLOW)
     state, inc = run(request(dry_run=True))
-    assert inc.outcome == Outcome.DRY_RUN
+    assert state.is_completed() and inc.outcome == Outcome.DRY_RUN
     assert [(a.name, a.dry_run, a.applied) for a in inc.actions] == [
         ("drain_instance", True, False),
         ("restart_instance", True, False),
@@ -175,7 +175,7 @@ def test_failed_verification_compensates_and_escalates(sandbox: Fleet) -> None:
 def test_approval_timeout_rejects_and_escalates(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-1", "faults", SLOW)
     state, inc = run(request(approval={"timeout_minutes": 0.05}))
-    assert inc.outcome == Outcome.REJECTED and inc.escalated
+    assert state.is_completed() and inc.outcome == Outcome.REJECTED and inc.escalated
     assert inc.escalation_reason == "no decision on restart_instance before the deadline"
     assert (inc.approvals[0].by, inc.approvals[0].via) == ("llmedic-timeout", "timeout")
     assert sandbox.state("sandbox-1")["restarts"] == 0
@@ -187,14 +187,14 @@ def test_sweeper_answers_expired_approvals(sandbox: Fleet) -> None:
     state, inc = run(
         request(), lambda i: swept.extend(sweep_expired(store(), now=utcnow() + timedelta(hours=1)))
     )
-    assert swept == [inc.id]
+    assert swept == [inc.id] and state.is_completed()
     assert inc.outcome == Outcome.REJECTED and inc.escalated and inc.approvals[0].via == "timeout"
 
 
 def test_unapproved_name_is_refused(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-1", "faults", SLOW)
     state, inc = run(request(approval={"approvers": ["alice"]}), approve(by="mallory"))
-    assert inc.outcome == Outcome.REJECTED
+    assert state.is_completed() and inc.outcome == Outcome.REJECTED
     assert inc.approvals[0].comment.startswith("refused: 'mallory' is not in the playbook's approvers")
     assert sandbox.state("sandbox-1")["restarts"] == 0
 
@@ -216,12 +216,10 @@ def test_metrics_source_unreachable_is_an_evidence_gap_not_a_crash(
     monkeypatch.setenv("LLMEDIC_CONFIG", str(tmp_path / "unreachable.yaml"))
     sandbox.admin("sandbox-1", "faults", SLOW)
     state, inc = run(request(), approve())
-    assert inc.outcome == Outcome.RESOLVED
-    gaps = [e.name for e in inc.evidence if e.gap]
-    assert gaps == ["target_metrics", "fleet_metrics"]
-    assert inc.step and "probes only" in (
-        inc.step(inc.timeline[1].step).summary if inc.step(inc.timeline[1].step) else ""
-    )  # type: ignore[truthy-function]
+    assert state.is_completed() and inc.outcome == Outcome.RESOLVED
+    assert [e.name for e in inc.evidence if e.gap] == ["target_metrics", "fleet_metrics"]
+    confirm = inc.step(Step.CONFIRM)
+    assert confirm is not None and "probes only (no metrics in the window)" in confirm.summary
 
 
 def test_unknown_target_fails_with_a_clear_message(sandbox: Fleet) -> None:
