@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.states import State
+from prefect.client.schemas.objects import State
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -11,7 +12,7 @@ from flows.latency import latency
 
 __all__ = ["ANOMALY_FLOWS", "deployments", "serve_all"]
 
-ANOMALY_FLOWS: list[Flow[..., object]] = [latency]
+ANOMALY_FLOWS: list[Flow[..., Any]] = [latency]
 
 
 def deployments() -> list[object]:

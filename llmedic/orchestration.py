@@ -210,7 +210,7 @@ def dispatch_alerts(alerts: Sequence[Alert], *, dry_run: bool = False) -> list[D
         params: dict[str, Any] = {"request": {"alert": alert.model_dump(mode="json"), "dry_run": dry_run}}
         asked = time.time()
         try:
-            run = run_deployment(
+            run: FlowRun = run_deployment(  # type: ignore[assignment] # sync call: a FlowRun
                 name,
                 parameters=params,
                 timeout=0,

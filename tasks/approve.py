@@ -110,6 +110,6 @@ def wait_for_decision(
         comment=comment,
         requested_at=requested_at,
         decided_at=utcnow(),
-        via=via,  # type: ignore[arg-type]
+        via=via,
         flow_run_id=incident.flow_run_id,
     )

@@ -20,7 +20,7 @@ def notify_team(ctx: StepContext, kind: str, message: str) -> StepResult:
     rt = Runtime(ctx)
     t = StepTimer(Step.ASSESS)
     team = anomaly_info(ctx.anomaly).team
-    route = rt.env.teams.get(team.value)  # type: ignore[call-overload]
+    route = rt.env.teams.get(team.value)
     text = f"[llmedic] [{kind}] {ctx.incident_id} ({ctx.anomaly.value} on {ctx.target}): {message}"
     delivered = "recorded (no channel configured for the team)"
     if route is not None and route.webhook_url is not None:

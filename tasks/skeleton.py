@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Task
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 from pydantic import BaseModel
 
 from llmedic.catalog import AnomalyType, anomaly_info

@@ -136,40 +136,37 @@ def diagnose_latency(
         if n != target and i.healthy and (i.p99_seconds is None or i.p99_seconds <= slo_p99_seconds)
     )
     me = fleet.get(target)
-    common = {"over_slo": over, "share_over_slo": round(share, 3), "healthy_others": others_ok}
+
+    def verdict(diagnosis: str, reason: str, scope: str = "instance") -> LatencyDiagnosis:
+        return LatencyDiagnosis(diagnosis, reason, scope, over, round(share, 3), others_ok)
+
     if len(active) > 1 and share >= fleet_share_threshold:
-        return LatencyDiagnosis(
+        return verdict(
             "fleet_overload",
             f"{len(over)} of {len(active)} instances are over the {slo_p99_seconds:g}s p99 SLO "
             f"(share {share:.0%} ≥ {fleet_share_threshold:.0%})",
             "fleet",
-            **common,
         )
     if me is None:
-        return LatencyDiagnosis("unknown", f"no figures for {target}", "instance", **common)
+        return verdict("unknown", f"no figures for {target}", "instance")
     if me.kv_cache_usage >= kv_cache_threshold:
-        return LatencyDiagnosis(
+        return verdict(
             "kv_cache_pressure",
             f"KV-cache usage {me.kv_cache_usage:.0%} ≥ {kv_cache_threshold:.0%}: requests contend "
             "for cache and get preempted",
             "instance",
-            **common,
         )
     if me.waiting >= queue_threshold:
-        return LatencyDiagnosis(
+        return verdict(
             "queueing",
             f"{me.waiting:.1f} requests waiting (≥ {queue_threshold:g}) with {me.running:.0f} running",
             "instance",
-            **common,
         )
     if me.p99_seconds is not None and me.p99_seconds > slo_p99_seconds:
-        return LatencyDiagnosis(
+        return verdict(
             "instance_degraded",
             f"p99 {me.p99_seconds:.2f}s over the {slo_p99_seconds:g}s SLO without queueing or KV-cache "
             f"pressure, while {others_ok} other instance(s) are within it: the instance itself is slow",
             "instance",
-            **common,
         )
-    return LatencyDiagnosis(
-        "unknown", "no rule matched the figures; a human should look", "instance", **common
-    )
+    return verdict("unknown", "no rule matched the figures; a human should look", "instance")

@@ -99,7 +99,7 @@ async def _load(
     kb = instances[0].knowledge
     rng = random.Random(7)
     rr = itertools.count()
-    pending: set[asyncio.Task[object]] = set()
+    pending: set[asyncio.Task[httpx.Response]] = set()
     async with httpx.AsyncClient(timeout=60) as client:
         while not stop.is_set():
             active = [i for i in instances if not i.drained and i.healthy]

@@ -149,11 +149,7 @@ class SandboxInstance:
 
     def __post_init__(self) -> None:
         self.drained = self.drained or self.standby
-        self._initial = {
-            "standby": self.standby,
-            "concurrency_limit": self.concurrency_limit,
-            "model_version": self.model_version,
-        }
+        self._initial = (self.standby, self.concurrency_limit, self.model_version)
         self.metrics = _Metrics(self.model_version)
         self._running = 0
         self._waiting = 0
@@ -197,10 +193,8 @@ class SandboxInstance:
         """Back to the state at start-up (tests and game days start from here)."""
         self.faults.clear()
         self.leaked_bytes = 0
-        self.drained = self._initial["standby"]
-        self.standby = self._initial["standby"]
-        self.concurrency_limit = self._initial["concurrency_limit"]
-        self.model_version = self._initial["model_version"]
+        self.standby, self.concurrency_limit, self.model_version = self._initial
+        self.drained = self.standby
         self.restarts = 0
         self.restarting_until = 0.0
         self.actions.clear()
