@@ -175,9 +175,10 @@ def _summary(incident: Incident) -> IncidentSummary:
 
 
 def to_state(summary: IncidentSummary) -> State[Any]:
-    """Completed for resolved / false positive / dry run / rejected; Failed when escalated or rolled back."""
+    """Failed when the incident needs a human (escalated, which includes rolled back and timed-out
+    approvals), so it stands out in the Prefect UI; Completed otherwise."""
     message = f"{summary.incident_id}: {summary.outcome}" + (" (escalated)" if summary.escalated else "")
-    if summary.outcome in (Outcome.FAILED_ROLLED_BACK.value, Outcome.ESCALATED.value):
+    if summary.escalated or summary.outcome in (Outcome.FAILED_ROLLED_BACK.value, Outcome.ESCALATED.value):
         return Failed(message=message, data=summary.model_dump())
     return Completed(message=message, data=summary.model_dump())
 

@@ -175,7 +175,7 @@ def test_failed_verification_compensates_and_escalates(sandbox: Fleet) -> None:
 def test_approval_timeout_rejects_and_escalates(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-1", "faults", SLOW)
     state, inc = run(request(approval={"timeout_minutes": 0.05}))
-    assert state.is_completed() and inc.outcome == Outcome.REJECTED and inc.escalated
+    assert state.is_failed() and inc.outcome == Outcome.REJECTED and inc.escalated
     assert inc.escalation_reason == "no decision on restart_instance before the deadline"
     assert (inc.approvals[0].by, inc.approvals[0].via) == ("llmedic-timeout", "timeout")
     assert sandbox.state("sandbox-1")["restarts"] == 0
@@ -187,7 +187,7 @@ def test_sweeper_answers_expired_approvals(sandbox: Fleet) -> None:
     state, inc = run(
         request(), lambda i: swept.extend(sweep_expired(store(), now=utcnow() + timedelta(hours=1)))
     )
-    assert swept == [inc.id] and state.is_completed()
+    assert swept == [inc.id] and state.is_failed()
     assert inc.outcome == Outcome.REJECTED and inc.escalated and inc.approvals[0].via == "timeout"
 
 
