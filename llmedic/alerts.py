@@ -251,29 +251,25 @@ def parse_alertmanager(body: Any, rules: Sequence[AlertRule] = ()) -> list[Alert
             hint='only webhook payload version "4" is understood (a custom `payload:` template '
             "replaces it; send such bodies to POST /alerts instead)",
         )
-    payload = validate_model(
-        AlertmanagerPayload, body, source="alertmanager payload", error=AlertPayloadError
-    )
-    return [
-        _normalise(
-            a,
-            source="alertmanager",
-            common=payload.commonLabels,
-            group_key=payload.groupKey,
-            rules=rules,
-            where=f"alerts[{i}]",
-        )
-        for i, a in enumerate(payload.alerts)
-    ]
+    return _parse_group(AlertmanagerPayload, "alertmanager", body, rules)
 
 
 def parse_grafana(body: Any, rules: Sequence[AlertRule] = ()) -> list[Alert]:
     """Validate a Grafana v1 body and return one :class:`Alert` per alert."""
-    payload = validate_model(GrafanaPayload, body, source="grafana payload", error=AlertPayloadError)
+    return _parse_group(GrafanaPayload, "grafana", body, rules)
+
+
+def _parse_group(
+    model: type[AlertmanagerPayload] | type[GrafanaPayload],
+    source: Literal["alertmanager", "grafana"],
+    body: Any,
+    rules: Sequence[AlertRule],
+) -> list[Alert]:
+    payload = validate_model(model, body, source=f"{source} payload", error=AlertPayloadError)
     return [
         _normalise(
             a,
-            source="grafana",
+            source=source,
             common=payload.commonLabels,
             group_key=payload.groupKey,
             rules=rules,

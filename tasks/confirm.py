@@ -32,12 +32,7 @@ def confirm_latency(ctx: StepContext) -> StepResult:
         ep.require_up()
 
         def probes() -> list[ProbeResult]:
-            return ep.burst(
-                s.confirm_probes,
-                prompt=s.probe_prompt,
-                concurrency=s.probe_concurrency,
-                max_tokens=s.probe_max_tokens,
-            )
+            return rt.latency_probes(ep, s.confirm_probes)
 
         metric_p99: float | None = None
         metric_ttft: float | None = None

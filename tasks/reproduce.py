@@ -17,12 +17,7 @@ def reproduce_latency(ctx: StepContext) -> StepResult:
     s = rt.settings_as(LatencySettings)
     t = StepTimer(Step.REPRODUCE)
     with rt.endpoint(timeout=s.probe_timeout_seconds) as ep:
-        results = ep.burst(
-            s.reproduce_probes,
-            prompt=s.probe_prompt,
-            concurrency=s.probe_concurrency,
-            max_tokens=s.probe_max_tokens,
-        )
+        results = rt.latency_probes(ep, s.reproduce_probes)
     summary = summarise_probes(results)
     reproduced = summary.p99 > s.slo_p99_seconds or summary.failures > 0
     t.add(

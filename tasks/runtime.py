@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
 from llmedic.adapters.control import ServiceControl, make_control
-from llmedic.adapters.endpoint import Endpoint
+from llmedic.adapters.endpoint import Endpoint, ProbeResult
 from llmedic.adapters.metrics import MetricsSource, make_source
 from llmedic.catalog import AnomalyType
 from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig, Settings, load_environment
@@ -123,6 +123,15 @@ class Runtime:
     def endpoint(self, instance: InstanceConfig | None = None, timeout: float = 30.0) -> Endpoint:
         """A client for an instance (default: the incident's)."""
         return Endpoint((instance or self.instance).base_url, timeout=timeout)
+
+    def latency_probes(self, ep: Endpoint, count: int) -> list[ProbeResult]:
+        """``count`` synthetic chat completions shaped by the latency playbook's probe settings."""
+        from llmedic.playbook import LatencySettings
+
+        s = self.settings_as(LatencySettings)
+        return ep.burst(
+            count, prompt=s.probe_prompt, concurrency=s.probe_concurrency, max_tokens=s.probe_max_tokens
+        )
 
     def settings_as(self, model: type[R]) -> R:
         """The playbook's settings as their typed model."""

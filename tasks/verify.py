@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from llmedic.adapters.endpoint import summarise_probes
+from llmedic.adapters.endpoint import ProbeResult, summarise_probes
 from llmedic.errors import MetricsSourceError
 from llmedic.incident import Step, StepResult, Verification, VerificationCheck
 from llmedic.playbook import LatencySettings
@@ -29,13 +29,8 @@ def verify_latency(ctx: StepContext, rounds: int = 3, interval_seconds: float = 
         with rt.endpoint(timeout=s.probe_timeout_seconds) as ep:
             healthy = ep.health()
 
-            def burst() -> list:  # type: ignore[type-arg]
-                return ep.burst(
-                    s.verify_probes,
-                    prompt=s.probe_prompt,
-                    concurrency=s.probe_concurrency,
-                    max_tokens=s.probe_max_tokens,
-                )
+            def burst() -> list[ProbeResult]:
+                return rt.latency_probes(ep, s.verify_probes)
 
             metric_p99: float | None = None
             try:
