@@ -1,0 +1,48 @@
+"""`llmedic up` as a user runs it: server + deployments come up; SIGTERM stops everything cleanly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmedic.sandbox.fleet import free_port
+from tests.conftest import Fleet
+
+pytestmark = pytest.mark.e2e
+
+
+def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_environ: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"LLMEDIC_HOME": str(clean_environ), "LLMEDIC_CONFIG": str(sandbox.config)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmedic", "up", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        found = False
+        while time.monotonic() < deadline and not found:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                resp = httpx.post(f"{api}/deployments/filter", json={}, timeout=5)
+                found = resp.status_code == 200 and any(d["name"] == "default" for d in resp.json())
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert found, "the latency deployment was not served"
+        flows = httpx.post(f"{api}/flows/filter", json={}, timeout=5).json()
+        assert "llmedic-latency" in [f["name"] for f in flows]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
+    assert b"llmedic up: 1 service(s)" in out
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=2)
+    assert (clean_environ / "prefect" / "prefect.db").exists()
