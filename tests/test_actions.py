@@ -28,15 +28,21 @@ def ctx(home: Path, fleet: Fleet, instance: str = "sandbox-0") -> StepContext:
 
 
 def approved(name: str) -> ApprovalRecord:
-    return ApprovalRecord(action=name, risk=Risk.HIGH, approved=True, by="alice", requested_at=T0, decided_at=T0)
+    return ApprovalRecord(
+        action=name, risk=Risk.HIGH, approved=True, by="alice", requested_at=T0, decided_at=T0
+    )
 
 
 @pytest.mark.parametrize(
     ("params", "expected"),
     [({"factor": 0.5, "min_limit": 1}, 8), ({"factor": 0.1, "min_limit": 4}, 4), ({"limit": 3}, 3)],
 )
-def test_set_concurrency_and_restore(sandbox: Fleet, clean_environ: Path, params: dict[str, object], expected: int) -> None:
-    fix = FixOption(name="lower_concurrency", action="set_concurrency", risk=Risk.LOW, when=["queueing"], params=params)
+def test_set_concurrency_and_restore(
+    sandbox: Fleet, clean_environ: Path, params: dict[str, object], expected: int
+) -> None:
+    fix = FixOption(
+        name="lower_concurrency", action="set_concurrency", risk=Risk.LOW, when=["queueing"], params=params
+    )
     done = apply_fix.fn(ctx(clean_environ, sandbox), fix, None)
     (action,) = done.actions
     assert (action.result, action.compensation, action.compensation_params) == (
@@ -46,12 +52,18 @@ def test_set_concurrency_and_restore(sandbox: Fleet, clean_environ: Path, params
     )
     assert sandbox.state("sandbox-0")["concurrency_limit"] == expected
     undo = compensate.fn(ctx(clean_environ, sandbox), action)
-    assert undo.summary == f"compensated set_concurrency with set_concurrency: concurrency limit {expected} → 16"
+    assert (
+        undo.summary == f"compensated set_concurrency with set_concurrency: concurrency limit {expected} → 16"
+    )
     assert sandbox.state("sandbox-0")["concurrency_limit"] == 16
 
 
-def test_scale_out_brings_the_standby_in_and_scale_in_takes_it_out(sandbox: Fleet, clean_environ: Path) -> None:
-    fix = FixOption(name="scale_out", action="scale_out", risk=Risk.HIGH, when=["fleet_overload"], params={"replicas": 1})
+def test_scale_out_brings_the_standby_in_and_scale_in_takes_it_out(
+    sandbox: Fleet, clean_environ: Path
+) -> None:
+    fix = FixOption(
+        name="scale_out", action="scale_out", risk=Risk.HIGH, when=["fleet_overload"], params={"replicas": 1}
+    )
     done = apply_fix.fn(ctx(clean_environ, sandbox), fix, approved("scale_out"))
     (action,) = done.actions
     assert action.compensation_params == {"replicas": 1, "instances": ["sandbox-3"]}

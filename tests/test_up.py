@@ -21,7 +21,10 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update({"LLMEDIC_HOME": str(clean_environ), "LLMEDIC_CONFIG": str(sandbox.config)})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmedic", "up", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "llmedic", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
