@@ -283,10 +283,8 @@ class Demo:
             ("incident duration", f"{inc.duration_seconds or 0:.1f}s"),
             ("demo total", f"{total:.1f}s"),
             ("report", inc.report_path or "—"),
-            (
-                "Prefect UI",
-                f"{ui}/runs/flow-run/{inc.flow_run_id} (live only with --keep; `make up` serves the same database)",
-            ),
+            ("Prefect UI", f"http://127.0.0.1:4200/runs/flow-run/{inc.flow_run_id} after `make up`"),
+            ("", f"(the demo's own server, {ui}, stays up only with `llmedic demo --keep`)"),
         ]
         for k, v in rows:
             table.add_row(k, v)
