@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test check lint format typecheck clean
+.PHONY: demo up test tools check lint format typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)  ## One latency incident end to end on the embedded defaults
+demo: $(STAMP) tools  ## One latency incident end to end on the embedded defaults
 	$(BIN)/llmedic demo
 
 up: $(STAMP)  ## Prefect server + every deployment + the approval sweeper
 	$(BIN)/llmedic up
 
-test: $(STAMP)  ## The test suite
+tools:  ## Prometheus + Alertmanager for the end-to-end tests (Debian packages, when root)
+	@bash scripts/test-tools.sh
+
+test: $(STAMP) tools  ## The test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

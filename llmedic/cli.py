@@ -45,6 +45,7 @@ def demo(
 def up(
     port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,
     host: Annotated[str, typer.Option(help="Prefect server address.")] = "127.0.0.1",
+    receiver_port: Annotated[int, typer.Option(help="Alert receiver port.")] = 9095,
     config: Annotated[Path | None, typer.Option(help="Environment file (default: llmedic.yaml).")] = None,
 ) -> None:
     """Start the Prefect server (unless PREFECT_API_URL is set), every deployment and the approval sweeper."""
@@ -52,10 +53,99 @@ def up(
 
     settings = settings_from_env()
     env = load_environment(config, settings)
-    stack = Stack(settings, host=host, port=port, config_path=config)
+    stack = Stack(settings, host=host, port=port, config_path=config, receiver_port=receiver_port)
     out.print(f"llmedic up: {len(env.services)} service(s); state in {stack.home}")
     out.print(f"Prefect UI: http://{host}:{port}  (Ctrl-C to stop; waiting approvals survive a restart)")
+    out.print(f"alert receiver: http://{host}:{receiver_port}/alerts/alertmanager")
     raise typer.Exit(stack.run_forever())
+
+
+@app.command()
+def receiver(
+    port: Annotated[int, typer.Option(help="Listen port.")] = 9095,
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    insecure: Annotated[
+        bool, typer.Option(help="Accept alerts without credentials (local demos only).")
+    ] = False,
+    no_dispatch: Annotated[bool, typer.Option(help="Only accept into the outbox; start no runs.")] = False,
+) -> None:
+    """The alert webhook receiver (durable outbox + dispatcher into Prefect runs)."""
+    from llmedic.receiver.server import Receiver, auth_from_settings
+
+    settings = settings_from_env()
+    env = load_environment(settings=settings)
+    auth = auth_from_settings(settings, insecure=insecure)
+    out.print(f"llmedic receiver on http://{host}:{port} (outbox {settings.outbox_path})")
+    Receiver(settings, env, auth, host=host, port=port, dispatch=not no_dispatch).serve()
+
+
+alerts_app = typer.Typer(help="Alerts the receiver accepted.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("unrouted")
+def alerts_unrouted(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Alerts no rule routes to an anomaly type (kept, never dropped)."""
+    from llmedic.receiver.outbox import Outbox
+
+    rows = Outbox(settings_from_env().outbox_path).rows("unrouted")
+    data = [
+        {
+            "received": r.received_at,
+            "alertname": r.alert.alertname,
+            "target": r.target,
+            "labels": r.alert.labels,
+            "seen": r.seen,
+        }
+        for r in rows
+    ]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table("alertname", "target", "seen", "labels")
+    for d in data:
+        table.add_row(
+            str(d["alertname"]), str(d["target"]), str(d["seen"]), json.dumps(d["labels"], sort_keys=True)
+        )
+    out.print(table if data else "no unrouted alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    state: Annotated[
+        str | None, typer.Option(help="pending, started, duplicate, attached, throttled, unrouted")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What the receiver did with each notification (newest first)."""
+    from llmedic.receiver.outbox import Outbox
+
+    rows = Outbox(settings_from_env().outbox_path).rows(state)
+    data = [
+        {
+            "state": r.state,
+            "anomaly": r.anomaly,
+            "target": r.target,
+            "status": r.status,
+            "seen": r.seen,
+            "flow_run_id": r.flow_run_id,
+            "attempts": r.attempts,
+            "error": r.error,
+        }
+        for r in rows
+    ]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table("state", "anomaly", "target", "status", "seen", "flow run", "error")
+    for d in data:
+        table.add_row(
+            *(
+                str(d[k] or "")
+                for k in ("state", "anomaly", "target", "status", "seen", "flow_run_id", "error")
+            )
+        )
+    out.print(table if data else "no alerts received")
 
 
 @app.command()

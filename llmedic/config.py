@@ -39,6 +39,7 @@ __all__ = [
     "HostConfig",
     "InstanceConfig",
     "MetricsConfig",
+    "ReceiverConfig",
     "ServiceConfig",
     "Settings",
     "TeamRoute",
@@ -65,6 +66,18 @@ class Settings(BaseSettings):
     """Directory of playbook YAML files that override the shipped ones, file by file."""
     approval_sweep_seconds: float = 15.0
     """How often ``llmedic up`` looks for approvals past their deadline."""
+    receiver_token: SecretStr | None = None
+    """Bearer token the receiver requires (or ``receiver_token_file``)."""
+    receiver_token_file: Path | None = None
+    """File holding the bearer token (one line)."""
+    receiver_basic_user: str | None = None
+    """Basic-auth user the receiver accepts, with ``receiver_basic_password``."""
+    receiver_basic_password: SecretStr | None = None
+    grafana_hmac_secret: SecretStr | None = None
+    """When set, Grafana bodies must carry a valid ``X-Grafana-Alerting-Signature``."""
+    grafana_timestamp_header: str = "X-Grafana-Alerting-Signature-Timestamp"
+    """Header with the timestamp Grafana signs along with the body (when it sends one)."""
+    receiver_max_body_bytes: int = 1_048_576
 
     def config_path(self) -> Path:
         """The environment file this process uses."""
@@ -77,6 +90,27 @@ class Settings(BaseSettings):
     def incidents_dir(self) -> Path:
         """Working copies of open and closed incidents."""
         return self.home / "incidents"
+
+    @property
+    def outbox_path(self) -> Path:
+        """The receiver's durable outbox (SQLite)."""
+        return self.home / "outbox.sqlite3"
+
+    def receiver_bearer(self) -> str | None:
+        """The bearer token from the setting or the token file."""
+        if self.receiver_token is not None:
+            return self.receiver_token.get_secret_value()
+        if self.receiver_token_file is not None:
+            try:
+                token = self.receiver_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"LLMEDIC_RECEIVER_TOKEN_FILE={self.receiver_token_file}: cannot be read ({exc.strerror})"
+                ) from None
+            if not token:
+                raise ConfigError(f"LLMEDIC_RECEIVER_TOKEN_FILE={self.receiver_token_file} is empty")
+            return token
+        return None
 
     @property
     def kb_dir(self) -> Path:
@@ -234,6 +268,13 @@ class TeamRoute(_Strict):
     channel: str | None = None
 
 
+class ReceiverConfig(_Strict):
+    """How the alert receiver throttles."""
+
+    max_runs_per_target_per_hour: int = Field(6, ge=1)
+    """Past this many remediation runs for one target in an hour, escalate instead of starting more."""
+
+
 class AlertRule(_Strict):
     """Maps alerts without an ``anomaly`` label to an anomaly type by label equality."""
 
@@ -252,6 +293,7 @@ class EnvironmentFile(_Strict):
     golden_sets: dict[Name, GoldenSetConfig] = Field(default_factory=dict)
     teams: dict[Literal["data", "algorithm", "ops"], TeamRoute] = Field(default_factory=dict)
     alert_rules: list[AlertRule] = Field(default_factory=list)
+    receiver: ReceiverConfig = ReceiverConfig()
     prefect_ui_url: AnyHttpUrl | None = None
     """Base URL of the Prefect UI, used for links in notifications and reports."""
 

@@ -259,7 +259,7 @@ class IncidentStore:
         """Read one incident."""
         path = self.path(incident_id)
         try:
-            return Incident.model_validate_json(path.read_text(encoding="utf-8"))
+            return self._with_notices(Incident.model_validate_json(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise ConfigError(
                 f"no incident {incident_id!r} in {self.directory}",
@@ -273,10 +273,15 @@ class IncidentStore:
             return out
         for path in sorted(self.directory.glob("*.json")):
             try:
-                out.append(Incident.model_validate_json(path.read_text(encoding="utf-8")))
+                out.append(self._with_notices(Incident.model_validate_json(path.read_text(encoding="utf-8"))))
             except (OSError, ValueError):
                 continue
         return sorted(out, key=lambda i: i.opened_at)
+
+    def _with_notices(self, incident: Incident) -> Incident:
+        if incident.flow_run_id:
+            incident.resolved_alerts = self.resolved_notices(incident.flow_run_id)
+        return incident
 
     def find_by_run(self, flow_run_id: str) -> Incident | None:
         """The incident a flow run handles."""
@@ -284,6 +289,33 @@ class IncidentStore:
             if inc.flow_run_id == flow_run_id:
                 return inc
         return None
+
+    def notices_path(self, flow_run_id: str) -> Path:
+        """Append-only file of notices (resolved alerts) for the incident a run handles."""
+        safe = "".join(c for c in flow_run_id if c.isalnum() or c == "-")
+        return self.directory / "notices" / f"{safe}.jsonl"
+
+    def attach_resolved(self, flow_run_id: str, at: datetime) -> None:
+        """Record that the alert behind a run resolved (the run itself may be waiting at a gate)."""
+        path = self.notices_path(flow_run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"kind": "resolved", "at": at.isoformat()}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def resolved_notices(self, flow_run_id: str) -> list[datetime]:
+        """When the alert behind a run was reported resolved."""
+        path = self.notices_path(flow_run_id)
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(datetime.fromisoformat(json.loads(line)["at"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
 
     def pending_approvals(self) -> list[Incident]:
         """Incidents waiting at an approval gate."""

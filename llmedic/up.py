@@ -20,7 +20,7 @@ from llmedic.approvals import sweep_expired
 from llmedic.config import Settings
 from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import IncidentStore
-from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_runner
+from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_process, stop_runner
 
 __all__ = ["Stack"]
 
@@ -37,6 +37,8 @@ class Stack:
     log_dir: Path | None = None
     server: PrefectServer | None = None
     runner: subprocess.Popen[bytes] | None = None
+    receiver: subprocess.Popen[bytes] | None = None
+    receiver_port: int = 9095
     api_url: str = ""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -86,6 +88,9 @@ class Stack:
     def stop(self) -> None:
         """Stop the runner, then the server."""
         self.stop_event.set()
+        if self.receiver is not None:
+            stop_process(self.receiver, timeout=15)
+            self.receiver = None
         if self.runner is not None:
             with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
                 stop_runner(self.runner)
@@ -103,7 +108,7 @@ class Stack:
         sweeper.start()
         status = 0
         while not self.stop_event.wait(1.0):
-            if self.runner is not None and self.runner.poll() is not None:
+            if any(p is not None and p.poll() is not None for p in (self.runner, self.receiver)):
                 status = 1
                 break
             if (

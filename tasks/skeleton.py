@@ -219,6 +219,15 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
         if escalate:
             incident.escalate(escalate)
         incident.close(outcome)
+        incident.resolved_alerts = store.resolved_notices(flow_run_id)
+        if incident.resolved_alerts:
+            incident.decisions.append(
+                Decision(
+                    topic="alert",
+                    choice="resolved",
+                    reason=f"the alert reported resolved at {incident.resolved_alerts[0]:%H:%M:%S} UTC while the incident was open",
+                )
+            )
         notify(
             "escalated" if incident.escalated else "closed",
             f"outcome {outcome.value}" + (f": {escalate}" if escalate else ""),

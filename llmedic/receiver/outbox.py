@@ -1,0 +1,209 @@
+"""The durable outbox: every accepted alert is written here (SQLite, WAL, synchronous=FULL) before
+the receiver answers 2xx; the dispatcher drains it into Prefect runs.
+
+One row per *notification key* (the alert's idempotency key plus its status), so Alertmanager's
+retries and HA duplicates of one notification never make a second row, and a crash between the 2xx
+and the dispatch only delays the run: pending rows are replayed on restart.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmedic.alerts import Alert
+
+__all__ = ["Outbox", "OutboxRow"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    key           TEXT NOT NULL UNIQUE,
+    dedup_key     TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    anomaly       TEXT,
+    status        TEXT NOT NULL,      -- firing | resolved (what the alert said)
+    state         TEXT NOT NULL,      -- pending | started | duplicate | attached | unrouted | throttled
+    alert         TEXT NOT NULL,      -- the normalised Alert as JSON
+    received_at   REAL NOT NULL,
+    seen          INTEGER NOT NULL DEFAULT 1,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_attempt  REAL NOT NULL DEFAULT 0,
+    flow_run_id   TEXT,
+    dispatched_at REAL,
+    error         TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt);
+CREATE INDEX IF NOT EXISTS outbox_dedup ON outbox (dedup_key, state);
+CREATE INDEX IF NOT EXISTS outbox_target ON outbox (target, state, dispatched_at);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One stored notification."""
+
+    id: int
+    key: str
+    dedup_key: str
+    target: str
+    anomaly: str | None
+    status: str
+    state: str
+    alert: Alert
+    received_at: float
+    seen: int
+    attempts: int
+    flow_run_id: str | None
+    error: str | None
+
+
+class Outbox:
+    """SQLite outbox shared by the receiver (writes) and the dispatcher (drains)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # the 2xx promises the row survives a crash
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        yield db
+
+    @staticmethod
+    def notification_key(alert: Alert) -> str:
+        """Same alert, same firing, same status → same key."""
+        return f"{alert.idempotency_key}:{alert.status}"
+
+    def accept(self, alerts: list[Alert]) -> list[tuple[Alert, bool]]:
+        """Store alerts in one transaction; return (alert, is_new) — repeats only bump ``seen``."""
+        now = time.time()
+        out: list[tuple[Alert, bool]] = []
+        with self._conn() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for alert in alerts:
+                    key = self.notification_key(alert)
+                    db.execute(
+                        "INSERT INTO outbox (key, dedup_key, target, anomaly, status, state, alert, received_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET seen = seen + 1",
+                        (
+                            key,
+                            alert.dedup_key,
+                            alert.target,
+                            alert.anomaly.value if alert.anomaly else None,
+                            alert.status,
+                            "pending" if alert.anomaly else "unrouted",
+                            alert.model_dump_json(),
+                            now,
+                        ),
+                    )
+                    out.append((alert, self._fresh(db, key)))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return out
+
+    @staticmethod
+    def _fresh(db: sqlite3.Connection, key: str) -> bool:
+        row = db.execute("SELECT seen FROM outbox WHERE key = ?", (key,)).fetchone()
+        return bool(row and row[0] == 1)
+
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[OutboxRow]:
+        with self._conn() as db:
+            rows = db.execute(
+                "SELECT id, key, dedup_key, target, anomaly, status, state, alert, received_at, seen, attempts, "
+                "flow_run_id, error FROM outbox " + sql,
+                args,
+            ).fetchall()
+        return [
+            OutboxRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                Alert.model_validate_json(r[7]),
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+            )
+            for r in rows
+        ]
+
+    def due(self, limit: int = 100) -> list[OutboxRow]:
+        """Pending rows whose next attempt is due, oldest first."""
+        return self._rows(
+            "WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?", (time.time(), limit)
+        )
+
+    def mark(
+        self, row_id: int, state: str, *, flow_run_id: str | None = None, error: str | None = None
+    ) -> None:
+        """Record what the dispatcher did with a row."""
+        with self._conn() as db:
+            db.execute(
+                "UPDATE outbox SET state = ?, flow_run_id = COALESCE(?, flow_run_id), error = ?, dispatched_at = ? "
+                "WHERE id = ?",
+                (state, flow_run_id, error, time.time(), row_id),
+            )
+
+    def retry_later(self, row_id: int, error: str, base: float = 1.0, cap: float = 60.0) -> float:
+        """Back off exponentially (``base`` × 2^attempts, at most ``cap``); returns the delay."""
+        with self._conn() as db:
+            (attempts,) = db.execute("SELECT attempts FROM outbox WHERE id = ?", (row_id,)).fetchone()
+            delay = min(cap, base * (2**attempts))
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, error = ? WHERE id = ?",
+                (time.time() + delay, error, row_id),
+            )
+        return float(delay)
+
+    def last_run_for(self, dedup_key: str) -> str | None:
+        """The flow run started for this (anomaly, target, fingerprint), if any."""
+        with self._conn() as db:
+            row = db.execute(
+                "SELECT flow_run_id FROM outbox WHERE dedup_key = ? AND state = 'started' ORDER BY id DESC LIMIT 1",
+                (dedup_key,),
+            ).fetchone()
+        return row[0] if row else None
+
+    def runs_since(self, target: str, since: float) -> int:
+        """Runs started for a target since a time (the per-target budget)."""
+        with self._conn() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE target = ? AND state = 'started' AND dispatched_at >= ?",
+                (target, since),
+            ).fetchone()
+        return int(count)
+
+    def rows(self, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
+        """Rows, newest first (optionally in one state)."""
+        if state is None:
+            return self._rows("ORDER BY id DESC LIMIT ?", (limit,))
+        return self._rows("WHERE state = ? ORDER BY id DESC LIMIT ?", (state, limit))
+
+    def depth(self) -> int:
+        """Rows still waiting to be dispatched."""
+        with self._conn() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
+        return int(count)
