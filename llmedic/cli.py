@@ -70,6 +70,11 @@ def receiver(
     no_dispatch: Annotated[bool, typer.Option(help="Only accept into the outbox; start no runs.")] = False,
 ) -> None:
     """The alert webhook receiver (durable outbox + dispatcher into Prefect runs)."""
+    import os
+
+    # The outbox retries with its own backoff; the Prefect client's retries would only make one
+    # row hold up the others while the API is down.
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "1")
     from llmedic.receiver.server import Receiver, auth_from_settings
 
     settings = settings_from_env()

@@ -3,7 +3,8 @@
 For each pending notification, in order of arrival:
 
 * ``resolved``: attached to the open incident of the same (anomaly, target, fingerprint);
-* ``firing`` whose (anomaly, target, fingerprint) already has an open incident: ``duplicate``;
+* ``firing`` whose (anomaly, target) already has an open incident: ``duplicate`` (a second rule about
+  the same instance joins the open incident rather than racing it);
 * past the target's run budget (``receiver.max_runs_per_target_per_hour``): ``throttled`` — the team
   is told instead of another run starting (circuit breaker);
 * otherwise a deployment run is started with the alert's idempotency key (the last line of dedup).
@@ -54,12 +55,15 @@ class Dispatcher:
     def handle(self, row: OutboxRow) -> str:
         """Handle one row; return its new state (or ``pending`` when it must be retried)."""
         alert = row.alert
-        previous = self.outbox.last_run_for(row.dedup_key)
         if alert.status == "resolved":
+            previous = self.outbox.last_run_for(row.dedup_key)
             if previous:
                 self.store.attach_resolved(previous, alert.ends_at or utcnow())
             self.outbox.mark(row.id, "attached", flow_run_id=previous)
             return "attached"
+        # One open incident per (anomaly, target): a second rule firing about the same slow
+        # instance (p99 and TTFT, say) joins the incident instead of racing it with a second run.
+        previous = self.outbox.last_run_for_target(row.anomaly or "", row.target)
         if previous and self._open(previous):
             self.outbox.mark(row.id, "duplicate", flow_run_id=previous)
             return "duplicate"

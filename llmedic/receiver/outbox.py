@@ -187,6 +187,16 @@ class Outbox:
             ).fetchone()
         return row[0] if row else None
 
+    def last_run_for_target(self, anomaly: str, target: str) -> str | None:
+        """The latest flow run started for this anomaly type on this target, if any."""
+        with self._conn() as db:
+            row = db.execute(
+                "SELECT flow_run_id FROM outbox WHERE anomaly = ? AND target = ? AND state = 'started' "
+                "ORDER BY id DESC LIMIT 1",
+                (anomaly, target),
+            ).fetchone()
+        return row[0] if row else None
+
     def runs_since(self, target: str, since: float) -> int:
         """Runs started for a target since a time (the per-target budget)."""
         with self._conn() as db:

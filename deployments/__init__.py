@@ -1,0 +1,1 @@
+"""Deployment assets shipped with llmedic: Prometheus rules, Alertmanager configuration."""

@@ -1,0 +1,150 @@
+"""Real Prometheus and Alertmanager as child processes, configured from the shipped files.
+
+Used by ``llmedic demo`` (when both programs are installed) and the end-to-end tests. The shipped
+rules are used as they are, except that windows and ``for:`` durations are shortened (``fast``) so
+an alert fires within seconds instead of minutes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import yaml
+
+from llmedic.errors import OrchestrationError
+from llmedic.orchestration import stop_process
+from llmedic.sandbox.fleet import free_port
+
+__all__ = ["MonitoringStack", "binaries", "fast_rules"]
+
+
+def binaries() -> tuple[str, str] | None:
+    """Paths of ``prometheus`` and Alertmanager, or None when either is missing."""
+    prom = shutil.which("prometheus")
+    am = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    return (prom, am) if prom and am else None
+
+
+def shipped(name: str) -> str:
+    """Text of a file under ``deployments/``."""
+    return resources.files("deployments").joinpath(name).read_text(encoding="utf-8")
+
+
+def fast_rules(text: str, window: str = "15s", hold: str = "2s") -> str:
+    """The shipped rules with short range windows and ``for:`` durations (demo and tests)."""
+    text = re.sub(r"\[(\d+)m\]", f"[{window}]", text)
+    return re.sub(r"for: \d+[smh]", f"for: {hold}", text)
+
+
+@dataclass
+class MonitoringStack:
+    """Prometheus scraping ``targets`` with llmedic's rules, Alertmanager posting to the receiver."""
+
+    workdir: Path
+    targets: list[str]
+    receiver_url: str
+    token_file: Path
+    prometheus_port: int = field(default_factory=free_port)
+    alertmanager_port: int = field(default_factory=free_port)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def prometheus_url(self) -> str:
+        """Prometheus base URL."""
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        """Alertmanager base URL."""
+        return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    def write_configs(self) -> tuple[Path, Path]:
+        """prometheus.yml + rules and alertmanager.yml, from the shipped files."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        rules = self.workdir / "llmedic-rules.yml"
+        rules.write_text(fast_rules(shipped("prometheus/llmedic-rules.yml")))
+        prom = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(rules)],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}]
+            },
+            "scrape_configs": [{"job_name": "vllm", "static_configs": [{"targets": self.targets}]}],
+        }
+        prom_path = self.workdir / "prometheus.yml"
+        prom_path.write_text(yaml.safe_dump(prom, sort_keys=False))
+        am = yaml.safe_load(shipped("alertmanager/alertmanager.yml"))
+        am["route"].update({"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"})
+        for receiver in am["receivers"]:
+            for hook in receiver.get("webhook_configs", []):
+                hook["url"] = self.receiver_url
+                hook["http_config"]["authorization"]["credentials_file"] = str(self.token_file)
+        am_path = self.workdir / "alertmanager.yml"
+        am_path.write_text(yaml.safe_dump(am, sort_keys=False))
+        return prom_path, am_path
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start both and wait until they answer ``/-/ready``."""
+        found = binaries()
+        if found is None:
+            raise OrchestrationError(
+                "prometheus and prometheus-alertmanager are not installed",
+                hint="apt-get install prometheus prometheus-alertmanager (make tools does it as root)",
+            )
+        prom_bin, am_bin = found
+        prom_cfg, am_cfg = self.write_configs()
+        logs = self.workdir
+        am_cmd = [
+            am_bin,
+            f"--config.file={am_cfg}",
+            f"--storage.path={self.workdir / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
+            "--cluster.listen-address=",
+        ]
+        prom_cmd = [
+            prom_bin,
+            f"--config.file={prom_cfg}",
+            f"--storage.tsdb.path={self.workdir / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+        ]
+        for cmd, log in ((am_cmd, "alertmanager.log"), (prom_cmd, "prometheus.log")):
+            fh = open(logs / log, "ab")  # noqa: SIM115 - the child keeps it
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+        deadline = time.monotonic() + timeout
+        for url in (self.alertmanager_url, self.prometheus_url):
+            while True:
+                if any(p.poll() is not None for p in self.procs):
+                    self.stop()
+                    raise OrchestrationError(
+                        "Prometheus or Alertmanager exited while starting", hint=f"see {logs}"
+                    )
+                try:
+                    if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise OrchestrationError(
+                        f"{url} did not become ready within {timeout:g}s", hint=f"see {logs}"
+                    )
+                time.sleep(0.3)
+
+    def firing(self) -> list[dict[str, object]]:
+        """Alerts Alertmanager holds right now."""
+        return list(httpx.get(f"{self.alertmanager_url}/api/v2/alerts", timeout=5).json())
+
+    def stop(self) -> None:
+        """Stop both."""
+        for proc in reversed(self.procs):
+            stop_process(proc, timeout=10)
+        self.procs.clear()

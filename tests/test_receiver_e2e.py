@@ -1,0 +1,228 @@
+"""The real path: Prometheus scrapes the sandbox with the shipped rules → Alertmanager → the
+receiver (its own process, bearer auth) → outbox → Prefect deployment run → approval gate.
+
+Also the faults: the Prefect API down while alerts arrive, and the receiver SIGKILLed between
+accepting and dispatching — nothing is lost and no run starts twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from llmedic.monitoring import MonitoringStack, binaries
+from llmedic.orchestration import PrefectServer, prefect_env, stop_process, stop_runner, wait_for_run
+from llmedic.receiver.outbox import Outbox
+from llmedic.sandbox.fleet import free_port
+from tests.conftest import Fleet
+
+pytestmark = pytest.mark.e2e
+SHIPPED = Path(__file__).resolve().parents[1] / "playbooks" / "latency.yaml"
+TOKEN = "e2e-token-123"
+
+
+def require_tools() -> None:
+    if binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus / prometheus-alertmanager missing in CI (make tools installs them)")
+        pytest.skip("prometheus and prometheus-alertmanager are not installed (run `make tools` as root)")
+
+
+class Stack:
+    def __init__(self, home: Path, fleet: Fleet, tmp: Path) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.fleet = fleet
+        books = tmp / "playbooks"
+        books.mkdir()
+        text = SHIPPED.read_text()
+        for old, new in (
+            ("confirm_probes: 8", "confirm_probes: 4"),
+            ("reproduce_probes: 12", "reproduce_probes: 4"),
+            ("verify_probes: 20", "verify_probes: 8"),
+        ):
+            text = text.replace(old, new)
+        (books / "latency.yaml").write_text(text)
+        self.token_file = tmp / "token"
+        self.token_file.write_text(TOKEN + "\n")
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}/api"
+        self.env = prefect_env(home, self.api_url, poll_seconds=1)
+        self.env.update(
+            {
+                "LLMEDIC_CONFIG": str(fleet.config),
+                "LLMEDIC_PLAYBOOKS_DIR": str(books),
+                "LLMEDIC_RECEIVER_TOKEN_FILE": str(self.token_file),
+            }
+        )
+        self.receiver_port = free_port()
+        self.server: PrefectServer | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def receiver_url(self) -> str:
+        return f"http://127.0.0.1:{self.receiver_port}"
+
+    def start_server(self) -> None:
+        self.server = PrefectServer(self.home, port=self.api_port)
+        self.server.start()
+
+    def spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
+        fh = open(self.home / log, "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, *args], env=self.env, stdout=fh, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def start_runner(self) -> subprocess.Popen[bytes]:
+        return self.spawn(["-m", "flows"], "runner.log")
+
+    def start_receiver(self) -> subprocess.Popen[bytes]:
+        proc = self.spawn(["-m", "llmedic", "receiver", "--port", str(self.receiver_port)], "receiver.log")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.receiver_url}/healthz", timeout=1).status_code in (200, 503):
+                    return proc
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                self.home / "receiver.log"
+            ).read_text()
+            time.sleep(0.2)
+
+    def wait_deployment(self) -> None:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                resp = httpx.post(f"{self.api_url}/deployments/filter", json={}, timeout=5)
+                if any(d["name"] == "default" for d in resp.json()):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            assert time.monotonic() < deadline, "deployment never appeared"
+            time.sleep(0.5)
+
+    def flow_runs(self) -> list[dict[str, object]]:
+        return list(httpx.post(f"{self.api_url}/flow_runs/filter", json={}, timeout=10).json())
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                stop_process(proc, timeout=20)
+        if self.server is not None:
+            self.server.stop()
+
+
+@pytest.fixture
+def stack(sandbox: Fleet, clean_environ: Path, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(clean_environ, sandbox, tmp_path)
+    with temporary_settings(updates={PREFECT_API_URL: s.api_url}):
+        yield s
+    s.stop()
+
+
+def test_prometheus_alertmanager_receiver_prefect(stack: Stack, sandbox: Fleet, tmp_path: Path) -> None:
+    require_tools()
+    stack.start_server()
+    stack.start_runner()
+    stack.start_receiver()
+    stack.wait_deployment()
+    targets = [u.split("://", 1)[1] for n, u in sandbox.urls.items() if n != "sandbox-3"]
+    mon = MonitoringStack(
+        tmp_path / "monitoring", targets, f"{stack.receiver_url}/alerts/alertmanager", stack.token_file
+    )
+    mon.start()
+    try:
+        sandbox.admin("sandbox-0", "faults", {"kind": "slow", "delay_seconds": 2.5})
+        deadline = time.monotonic() + 120
+        runs: list[dict[str, object]] = []
+        while not runs:
+            assert time.monotonic() < deadline, f"no flow run; Alertmanager holds {mon.firing()}"
+            runs = stack.flow_runs()
+            time.sleep(1)
+        run_id = str(runs[0]["id"])
+        run = wait_for_run(
+            run_id, lambda r: bool(r.state and (r.state.is_paused() or r.state.is_final())), timeout=180
+        )
+        assert run.state is not None and run.state.name == "Suspended", run.state
+        # several rules fired about the same instance: still exactly one run
+        time.sleep(4)
+        assert len(stack.flow_runs()) == 1
+        rows = Outbox(stack.home / "outbox.sqlite3").rows()
+        started = [r for r in rows if r.state == "started"]
+        assert [(r.anomaly, r.target, r.alert.source) for r in started] == [
+            ("latency", targets[0], "alertmanager")
+        ]
+        assert started[0].alert.labels["alertname"] in ("VLLMHighP99Latency", "VLLMHighTTFT")
+        metrics = httpx.get(f"{stack.receiver_url}/metrics", timeout=5).text
+        assert "llmedic_receiver_runs_started_total 1.0" in metrics
+        assert 'llmedic_receiver_accepted_total{endpoint="alertmanager"}' in metrics
+    finally:
+        mon.stop()
+
+
+def alert_body(instance: str, start: str) -> dict[str, object]:
+    return {
+        "version": "4",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "VLLMHighP99Latency", "anomaly": "latency", "instance": instance},
+                "startsAt": start,
+                "endsAt": "0001-01-01T00:00:00Z",
+            }
+        ],
+    }
+
+
+def test_prefect_down_and_sigkill_lose_nothing_and_duplicate_nothing(stack: Stack, sandbox: Fleet) -> None:
+    # 1. Prefect is down; alerts arrive; every one is accepted into the outbox.
+    receiver = stack.start_receiver()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    bodies = [
+        alert_body(sandbox.urls[n].split("://", 1)[1], "2026-11-24T10:00:00Z")
+        for n in ("sandbox-0", "sandbox-1", "sandbox-2")
+    ]
+    for body in bodies + bodies:  # every notification twice (Alertmanager retry / HA pair)
+        resp = httpx.post(f"{stack.receiver_url}/alerts/alertmanager", json=body, headers=headers, timeout=10)
+        assert resp.status_code == 202
+    outbox = Outbox(stack.home / "outbox.sqlite3")
+    deadline = time.monotonic() + 60
+    while not all(r.attempts >= 1 for r in outbox.rows("pending")):
+        assert time.monotonic() < deadline, [(r.attempts, r.error) for r in outbox.rows()]
+        time.sleep(0.5)
+    pending = outbox.rows("pending")
+    assert len(pending) == 3 and all(r.seen == 2 for r in pending)
+    assert all("cannot reach the Prefect API" in (r.error or "") for r in pending)
+
+    # 2. The receiver is killed between accept and dispatch.
+    receiver.send_signal(signal.SIGKILL)
+    receiver.wait(10)
+
+    # 3. Prefect comes back; the receiver restarts and replays its outbox.
+    stack.start_server()
+    runner = stack.start_runner()
+    stack.wait_deployment()
+    stack.start_receiver()
+    deadline = time.monotonic() + 90
+    while outbox.depth():
+        assert time.monotonic() < deadline, [(r.state, r.error) for r in outbox.rows()]
+        time.sleep(0.5)
+    # Repeats after recovery start nothing new.
+    for body in bodies:
+        httpx.post(f"{stack.receiver_url}/alerts/alertmanager", json=body, headers=headers, timeout=10)
+    time.sleep(3)
+    runs = stack.flow_runs()
+    assert len(runs) == 3
+    assert sorted(r.state for r in outbox.rows()) == ["started", "started", "started"]
+    stop_runner(runner)
