@@ -1,9 +1,11 @@
 """``llmedic demo``: one latency incident, end to end, on the embedded defaults.
 
-It starts a temporary Prefect server (SQLite under ``.llmedic/``), serves the deployments, starts a
-sandbox fleet with background traffic, makes one instance slow, delivers an Alertmanager-format alert
-through the same dispatch path the receiver uses, approves the risky restart as user ``demo`` through
-the same API an operator uses, and prints what happened.
+It starts a temporary Prefect server (SQLite under ``.llmedic/``), serves the deployments, starts the
+alert receiver and a sandbox fleet with background traffic, and makes one instance slow. When
+``prometheus`` and ``prometheus-alertmanager`` are installed, Prometheus (with the shipped rules)
+fires and Alertmanager delivers to the receiver; otherwise the demo posts the same Alertmanager
+payload to the receiver itself, and says which path it used. It approves the risky restart as user
+``demo`` through the same API an operator uses, and prints what happened.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from llmedic.alerts import labels_fingerprint, parse_alertmanager
+from llmedic.alerts import labels_fingerprint
 from llmedic.approvals import submit_decision
 from llmedic.config import Settings, load_environment
 from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import Incident, IncidentStore
-from llmedic.orchestration import PrefectServer, dispatch_alerts, prefect_env, stop_process, wait_for_run
+from llmedic.monitoring import MonitoringStack, binaries
+from llmedic.orchestration import PrefectServer, prefect_env, stop_process, wait_for_run
+from llmedic.receiver.outbox import Outbox
+from llmedic.receiver.server import ensure_token_file
 from llmedic.sandbox.fleet import free_port
 
 __all__ = ["Demo", "alertmanager_payload"]
@@ -82,6 +87,10 @@ class Demo:
     server: PrefectServer | None = None
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
+    monitoring: MonitoringStack | None = None
+    token_file: Path = Path()
+    receiver_port: int = 0
+    path: str = ""
 
     @property
     def home(self) -> Path:
@@ -122,6 +131,9 @@ class Demo:
 
     def cleanup(self) -> None:
         """Stop every process the demo started."""
+        if self.monitoring is not None:
+            self.monitoring.stop()
+            self.monitoring = None
         for proc in reversed(self.children):
             stop_process(proc, timeout=20)
         self.children.clear()
@@ -176,6 +188,19 @@ class Demo:
             c.print(f"  sandbox fleet described in {config}")
             status.update("serving the deployments ...")
             self._spawn([sys.executable, "-m", "flows"], env, "runner.log")
+            status.update("starting the alert receiver ...")
+            self.token_file = ensure_token_file(self.home / "receiver.token")
+            self.receiver_port = free_port()
+            env["LLMEDIC_RECEIVER_TOKEN_FILE"] = str(self.token_file)
+            self._spawn(
+                [sys.executable, "-m", "llmedic", "receiver", "--port", str(self.receiver_port)],
+                env,
+                "receiver.log",
+            )
+            self._wait_http(f"http://127.0.0.1:{self.receiver_port}/healthz", "receiver.log")
+            c.print(
+                f"  alert receiver http://127.0.0.1:{self.receiver_port} (bearer token in {self.token_file})"
+            )
             with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
                 return self._incident(config, status)
 
@@ -190,17 +215,36 @@ class Demo:
         httpx.post(
             f"{slow.base_url}/admin/faults", json={"kind": "slow", "delay_seconds": 2.5}, timeout=10
         ).raise_for_status()
-        time.sleep(6)
-        c.print(f"  fault injected on {slow.name}; p99 now exceeds the 2 s SLO")
-        netloc = slow.base_url.split("://", 1)[1]
-        payload = alertmanager_payload(netloc, service.name, f"p99 latency above 2s on {slow.name}")
-        alerts = parse_alertmanager(payload, env_file.alert_rules)
+        started = time.time()
+        c.print(f"  fault injected on {slow.name}; its p99 now exceeds the 2 s SLO")
+        receiver_url = f"http://127.0.0.1:{self.receiver_port}/alerts/alertmanager"
         self._mark("alert")
-        dispatched = dispatch_alerts(alerts)
-        run_id = dispatched[0].flow_run_id
-        if not run_id:
-            raise OrchestrationError(f"the alert was not dispatched ({dispatched[0].status})")
-        c.print(f"  Alertmanager alert delivered → flow run {run_id} ({dispatched[0].deployment})")
+        if binaries() is not None:
+            self.monitoring = MonitoringStack(
+                self.home / "monitoring",
+                [i.base_url.split("://", 1)[1] for i in service.instances],
+                receiver_url,
+                self.token_file,
+            )
+            self.monitoring.start()
+            self.path = "Prometheus (shipped rules) → Alertmanager → receiver → Prefect"
+            status.update("waiting for Prometheus to fire and Alertmanager to deliver ...")
+        else:
+            time.sleep(6)
+            payload = alertmanager_payload(
+                slow.base_url.split("://", 1)[1], service.name, f"p99 above 2s on {slow.name}"
+            )
+            resp = httpx.post(
+                receiver_url, json=payload, headers={"Authorization": f"Bearer {self.token()}"}, timeout=10
+            )
+            if resp.status_code != 202:
+                raise OrchestrationError(f"the receiver answered HTTP {resp.status_code}: {resp.text[:200]}")
+            self.path = (
+                "Alertmanager-format payload posted to the receiver (prometheus/alertmanager not installed)"
+            )
+        c.print(f"  alert path: {self.path}")
+        run_id = self._wait_started(started)
+        c.print(f"  alert received → flow run {run_id} (llmedic-latency/default)")
 
         def show(run: FlowRun) -> None:
             state = run.state.name if run.state else "?"
@@ -236,6 +280,36 @@ class Demo:
                 f"no incident record for run {run_id} (state {run.state.name if run.state else '?'})"
             )
         return inc
+
+    def token(self) -> str:
+        """The receiver's bearer token."""
+        return self.token_file.read_text(encoding="utf-8").strip()
+
+    def _wait_http(self, url: str, log: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).status_code in (200, 503):
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.children and self.children[-1].poll() is not None:
+                break
+            time.sleep(0.2)
+        raise OrchestrationError(f"{url} did not answer", hint=f"see {self.home / 'logs' / log}")
+
+    def _wait_started(self, since: float, timeout: float = 150) -> str:
+        outbox = Outbox(self.settings.outbox_path.resolve())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for row in outbox.rows("started", limit=20):
+                if row.received_at >= since and row.flow_run_id:
+                    return row.flow_run_id
+            time.sleep(0.5)
+        raise OrchestrationError(
+            f"no flow run started within {timeout:g}s of the fault",
+            hint=f"see {self.home / 'logs/receiver.log'} and `llmedic alerts list`",
+        )
 
     def _wait_deployment(self) -> None:
         from prefect.client.orchestration import get_client
@@ -278,7 +352,8 @@ class Demo:
             ),
             ("verified", "yes" if inc.verification and inc.verification.passed else "no"),
             ("outcome", inc.outcome.value + (" (escalated)" if inc.escalated else "")),
-            ("alert → gate", f"{self.marks['gate'] - self.marks['alert']:.1f}s"),
+            ("alert path", self.path),
+            ("fault → gate", f"{self.marks['gate'] - self.marks['alert']:.1f}s"),
             ("approval → done", f"{self.marks['done'] - self.marks['gate']:.1f}s"),
             ("incident duration", f"{inc.duration_seconds or 0:.1f}s"),
             ("demo total", f"{total:.1f}s"),

@@ -372,3 +372,23 @@ def test_fuzz_raw_bytes_never_5xx(raw: bytes) -> None:
 
 
 _FUZZ_RAW: TestClient | None = None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "$(reboot)",
+        "`id`",
+        "a; rm -rf /",
+        "../../etc/passwd",
+        "\u202egnp.exe",
+        "null\u0000byte",
+        "日本語",
+        "' OR 1=1 --",
+    ],
+)
+def test_odd_label_values_stay_inert_data(outbox: Outbox, value: str) -> None:
+    resp = client(outbox).post("/alerts/alertmanager", json=am_body(am_alert(note=value)))
+    assert resp.status_code == 202
+    (row,) = outbox.rows()
+    assert row.alert.labels["note"] == value  # stored verbatim, used nowhere as code
