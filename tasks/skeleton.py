@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.config import load_environment, settings_from_env
-from llmedic.errors import ConfigError, LlmedicError
+from llmedic.errors import ConfigError, LlmedicError, VerificationFailed
 from llmedic.incident import (
     Decision,
     Incident,
@@ -321,7 +321,7 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
                     a.compensated = undo.status == "ok"
                     a.compensated_at = undo.finished_at
             return finish(
-                Outcome.FAILED_ROLLED_BACK, f"verification failed after {fix.name}: {verified.summary}"
+                Outcome.FAILED_ROLLED_BACK, f"{VerificationFailed.code}: after {fix.name}: {verified.summary}"
             )
         step(plan.release, Step.RECOVER, bool(isolated.data.get("isolated")))
         return finish(Outcome.RESOLVED)
