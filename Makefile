@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test tools check lint format typecheck clean
+.PHONY: demo up test tools bench check lint format typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ tools:  ## Prometheus + Alertmanager for the end-to-end tests (Debian packages, 
 
 test: $(STAMP) tools  ## The test suite
 	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## Benchmarks, printed beside their targets
+	$(BIN)/python bench/receiver.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
