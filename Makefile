@@ -24,7 +24,8 @@ tools:  ## Prometheus + Alertmanager for the end-to-end tests (Debian packages, 
 test: $(STAMP) tools  ## The test suite
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## Benchmarks, printed beside their targets
+bench: $(STAMP) tools  ## Benchmarks, printed beside their targets
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
 	$(BIN)/python bench/receiver.py
 
 lint: $(STAMP)
