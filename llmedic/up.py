@@ -21,6 +21,7 @@ from llmedic.config import Settings
 from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import IncidentStore
 from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_process, stop_runner
+from llmedic.receiver.server import ensure_token_file
 
 __all__ = ["Stack"]
 
@@ -71,6 +72,31 @@ class Stack:
             [sys.executable, "-m", "flows"],
             env=env,
             stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if not (
+            self.settings.receiver_token
+            or self.settings.receiver_token_file
+            or self.settings.receiver_basic_user
+        ):
+            # No credentials configured: make a random token only this user can read, and point
+            # Alertmanager's `credentials_file` at it.
+            env["LLMEDIC_RECEIVER_TOKEN_FILE"] = str(ensure_token_file(self.home / "receiver.token"))
+        rlog = open(logs / "receiver.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.receiver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llmedic",
+                "receiver",
+                "--host",
+                self.host,
+                "--port",
+                str(self.receiver_port),
+            ],
+            env=env,
+            stdout=rlog,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.e2e
 
 
 def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_environ: Path) -> None:
-    port = free_port()
+    port, receiver_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update({"LLMEDIC_HOME": str(clean_environ), "LLMEDIC_CONFIG": str(sandbox.config)})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmedic", "up", "--port", str(port)],
+        [sys.executable, "-m", "llmedic", "up", "--port", str(port), "--receiver-port", str(receiver_port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -41,6 +41,20 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
         assert found, "the latency deployment was not served"
         flows = httpx.post(f"{api}/flows/filter", json={}, timeout=5).json()
         assert "llmedic-latency" in [f["name"] for f in flows]
+        token = clean_environ / "receiver.token"
+        assert oct(token.stat().st_mode & 0o777) == "0o600"
+        receiver = f"http://127.0.0.1:{receiver_port}"
+        health = {}
+        while time.monotonic() < deadline and not health:
+            try:
+                health = httpx.get(f"{receiver}/healthz", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert health["status"] == "ok"
+        unauthenticated = httpx.post(
+            f"{receiver}/alerts", json={"anomaly": "latency", "target": "sandbox-0"}, timeout=5
+        )
+        assert unauthenticated.status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
