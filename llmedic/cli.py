@@ -211,11 +211,19 @@ def approvals_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     from llmedic.incident import IncidentStore
 
     pending = IncidentStore(settings_from_env().incidents_dir).pending_approvals()
-    rows = [{"incident": i.id, "target": i.target, **(i.pending_approval or {})} for i in pending]
+    rows = [
+        {
+            "incident": i.id,
+            "target": i.target,
+            **(i.pending_approval or {}),
+            "alert_resolved_at": i.resolved_alerts[-1].isoformat() if i.resolved_alerts else None,
+        }
+        for i in pending
+    ]
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table("incident", "target", "action", "risk", "deadline", "flow run")
+    table = Table("incident", "target", "action", "risk", "deadline", "flow run", "alert resolved")
     for r in rows:
         table.add_row(
             r["incident"],
@@ -224,6 +232,7 @@ def approvals_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
             str(r.get("risk")),
             str(r.get("deadline")),
             str(r.get("flow_run_id")),
+            str(r["alert_resolved_at"] or "no"),
         )
     out.print(table if rows else "no approvals pending")
 
