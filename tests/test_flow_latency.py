@@ -88,9 +88,19 @@ def actions(fleet: Fleet, name: str) -> list[str]:
 
 def test_approved_restart_resolves(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-1", "faults", SLOW)
-    state, inc = run(request(), approve())
+
+    def resolved_then_approved(waiting: Incident) -> None:
+        # Alertmanager reports the alert resolved while the run waits at the gate (the receiver
+        # attaches it); the operator approves anyway.
+        store().attach_resolved(waiting.flow_run_id, utcnow())
+        assert store().pending_approvals()[0].resolved_alerts
+        approve()(waiting)
+
+    state, inc = run(request(), resolved_then_approved)
     assert state.is_completed()
     assert inc.outcome == Outcome.RESOLVED and not inc.escalated
+    assert len(inc.resolved_alerts) == 1
+    assert [d.choice for d in inc.decisions if d.topic == "alert"] == ["resolved"]
     assert [s.step.value for s in inc.timeline] == [
         "detect",
         "confirm",
