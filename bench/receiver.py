@@ -217,16 +217,7 @@ def bench_latency_and_storm(tmp: Path, base_env: dict[str, str]) -> tuple[dict[s
         while outbox.depth():
             time.sleep(0.5)
         drain_s = time.perf_counter() - start
-        runs_after = []
-        offset = 0
-        while True:
-            page = httpx.post(
-                f"{api}/flow_runs/filter", json={"limit": 200, "offset": offset}, timeout=30
-            ).json()
-            runs_after += page
-            offset += 200
-            if len(page) < 200:
-                break
+        runs_after = _all_runs(api)
         storm_runs = sum(
             1 for r in runs_after if r["parameters"]["request"]["alert"]["target"].startswith("storm-")
         )
@@ -261,18 +252,21 @@ def bench_latency_and_storm(tmp: Path, base_env: dict[str, str]) -> tuple[dict[s
     return lat, storm
 
 
+def _all_runs(api: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    while True:
+        page = httpx.post(
+            f"{api}/flow_runs/filter", json={"limit": 200, "offset": len(runs)}, timeout=30
+        ).json()
+        runs += page
+        if len(page) < 200:
+            return runs
+
+
 def _runs_since(api: str, sent: dict[str, float], *, want_running: bool) -> tuple[list[float], list[float]]:
     deadline = time.time() + 300
     while True:
-        runs, offset = [], 0
-        while True:
-            page = httpx.post(
-                f"{api}/flow_runs/filter", json={"limit": 200, "offset": offset}, timeout=30
-            ).json()
-            runs += page
-            offset += 200
-            if len(page) < 200:
-                break
+        runs = _all_runs(api)
         mine = [r for r in runs if r["parameters"]["request"]["alert"]["target"] in sent]
         if len(mine) >= len(sent) and (not want_running or all(r.get("start_time") for r in mine)):
             break
