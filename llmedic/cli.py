@@ -80,7 +80,7 @@ def receiver(
     settings = settings_from_env()
     env = load_environment(settings=settings)
     auth = auth_from_settings(settings, insecure=insecure)
-    out.print(f"llmedic receiver on http://{host}:{port} (outbox {settings.outbox_path})")
+    out.print(f"llmedic receiver on http://{host}:{port}")
     Receiver(settings, env, auth, host=host, port=port, dispatch=not no_dispatch).serve()
 
 
@@ -93,7 +93,7 @@ def alerts_unrouted(as_json: Annotated[bool, typer.Option("--json")] = False) ->
     """Alerts no rule routes to an anomaly type (kept, never dropped)."""
     from llmedic.receiver.outbox import Outbox
 
-    rows = Outbox(settings_from_env().outbox_path).rows("unrouted")
+    rows = Outbox.from_settings(settings_from_env()).rows("unrouted")
     data = [
         {
             "received": r.received_at,
@@ -125,7 +125,7 @@ def alerts_list(
     """What the receiver did with each notification (newest first)."""
     from llmedic.receiver.outbox import Outbox
 
-    rows = Outbox(settings_from_env().outbox_path).rows(state)
+    rows = Outbox.from_settings(settings_from_env()).rows(state)
     data = [
         {
             "state": r.state,

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     grafana_timestamp_header: str = "X-Grafana-Alerting-Signature-Timestamp"
     """Header with the timestamp Grafana signs along with the body (when it sends one)."""
     receiver_max_body_bytes: int = 1_048_576
+    outbox_url: SecretStr | None = None
+    """PostgreSQL URL for the receiver's outbox (``postgresql://user:pass@host/db``); default SQLite."""
 
     def config_path(self) -> Path:
         """The environment file this process uses."""

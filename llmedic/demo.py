@@ -299,7 +299,7 @@ class Demo:
         raise OrchestrationError(f"{url} did not answer", hint=f"see {self.home / 'logs' / log}")
 
     def _wait_started(self, since: float, timeout: float = 150) -> str:
-        outbox = Outbox(self.settings.outbox_path.resolve())
+        outbox = Outbox.from_settings(self.settings)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for row in outbox.rows("started", limit=20):

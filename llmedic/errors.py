@@ -14,6 +14,7 @@ Two families, so callers can tell "fix your file" from "something outside failed
         ├── ControlError          drain / restart / scale actions refused or failed
         ├── RemoteCommandError    a shell command (local or SSH) failed or timed out
         ├── OrchestrationError    the Prefect API refused or is unreachable
+        ├── OutboxError           the receiver's outbox (SQLite / PostgreSQL) cannot be used
         ├── ApprovalError         an approval cannot be given (run not waiting, not an approver, ...)
         │   └── ApprovalRequired  a risky fix was about to run without an approval
         └── VerificationFailed    a fix did not bring the service back within its criteria
@@ -39,6 +40,7 @@ __all__ = [
     "MetricsSourceError",
     "OperationalError",
     "OrchestrationError",
+    "OutboxError",
     "PlaybookError",
     "RemoteCommandError",
     "UnknownAnomalyType",
@@ -128,6 +130,12 @@ class OrchestrationError(OperationalError):
     """The Prefect API refused a request or could not be reached."""
 
     code = "orchestration-failed"
+
+
+class OutboxError(OperationalError):
+    """The receiver's durable outbox cannot be read or written right now."""
+
+    code = "outbox-unavailable"
 
 
 class ApprovalError(OperationalError):

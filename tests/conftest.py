@@ -86,3 +86,62 @@ def prefect_harness() -> Iterator[None]:
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server (Debian's binaries) on a free port; yields an admin URL."""
+    import glob
+    import shutil
+    import subprocess
+    import tempfile
+
+    from llmedic.sandbox.fleet import free_port
+
+    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    bindir = bindirs[-1] if bindirs else str(Path(shutil.which("initdb") or "/nonexistent").parent)
+    if not Path(bindir, "initdb").exists():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries missing in CI (make tools installs postgresql)")
+        pytest.skip("PostgreSQL server binaries are not installed")
+    root = Path(tempfile.mkdtemp(prefix="llmedic-pg-", dir="/tmp"))
+    root.chmod(0o755)
+    as_root = os.geteuid() == 0
+    if as_root:
+        shutil.chown(root, "postgres")
+
+    def run(*cmd: str) -> None:
+        full = ["runuser", "-u", "postgres", "--", *cmd] if as_root else list(cmd)
+        subprocess.run(full, check=True, capture_output=True, timeout=120)
+
+    port = free_port()
+    run(f"{bindir}/initdb", "-D", f"{root}/data", "-U", "llmedic", "--auth=trust", "-E", "UTF8")
+    run(
+        f"{bindir}/pg_ctl",
+        "-D",
+        f"{root}/data",
+        "-l",
+        f"{root}/log",
+        "-w",
+        "start",
+        "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+    )
+    try:
+        yield f"postgresql://llmedic@127.0.0.1:{port}"
+    finally:
+        run(f"{bindir}/pg_ctl", "-D", f"{root}/data", "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType
 from llmedic.config import AlertRule, EnvironmentFile, ReceiverConfig, Settings
-from llmedic.errors import ConfigError, OrchestrationError
+from llmedic.errors import ConfigError, OrchestrationError, OutboxError
 from llmedic.incident import IncidentStore
 from llmedic.orchestration import Dispatched
 from llmedic.receiver.app import ReceiverAuth, create_receiver_app, openapi
@@ -48,8 +48,11 @@ def am_alert(
     }
 
 
-@pytest.fixture
-def outbox(tmp_path: Path) -> Outbox:
+@pytest.fixture(params=["sqlite", "postgres"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Outbox:
+    """Every outbox test runs on both backends."""
+    if request.param == "postgres":
+        return Outbox(url=request.getfixturevalue("postgres_url"))
     return Outbox(tmp_path / "outbox.sqlite3")
 
 
@@ -280,7 +283,7 @@ def test_dispatch_dedup_resolve_and_backoff(outbox: Outbox, tmp_path: Path) -> N
     assert outbox.due() == []  # not due again before its backoff
     fake.down = False
     with outbox._conn() as db:  # the backoff has elapsed
-        db.execute("UPDATE outbox SET next_attempt = 0")
+        outbox._exec(db, "UPDATE outbox SET next_attempt = 0")
     d.drain_once()
     assert outbox.rows()[0].state == "started" and len(fake.runs) == 2
 
@@ -392,3 +395,19 @@ def test_odd_label_values_stay_inert_data(outbox: Outbox, value: str) -> None:
     assert resp.status_code == 202
     (row,) = outbox.rows()
     assert row.alert.labels["note"] == value  # stored verbatim, used nowhere as code
+
+
+def test_unreachable_postgres_outbox_is_a_clear_error_without_the_password() -> None:
+    with pytest.raises(OutboxError) as exc:
+        Outbox(url="postgresql://nobody:secret@127.0.0.1:1/none")
+    assert exc.value.message.startswith("outbox postgresql://127.0.0.1:1/none: OperationalError")
+    assert "secret" not in str(exc.value)
+
+
+def test_a_failing_outbox_answers_503_so_the_sender_retries(outbox: Outbox) -> None:
+    c = client(outbox)
+    with outbox._conn() as db:
+        outbox._exec(db, "DROP TABLE outbox")
+    resp = c.post("/alerts/alertmanager", json=am_body(am_alert()))
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
+    assert resp.json()["error"] == "outbox"

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from llmedic.alerts import (
     parse_grafana,
 )
 from llmedic.config import AlertRule
-from llmedic.errors import AlertPayloadError
+from llmedic.errors import AlertPayloadError, OutboxError
 from llmedic.receiver.outbox import Outbox
 
 __all__ = ["ReceiverAuth", "ReceiverMetrics", "create_receiver_app", "openapi"]
@@ -243,10 +242,10 @@ def create_receiver_app(
         m.received.labels(endpoint=endpoint).inc(len(alerts))
         try:
             stored = outbox.accept(alerts)
-        except sqlite3.Error as exc:
+        except OutboxError as exc:
             m.rejected.labels(reason="outbox").inc()
             return JSONResponse(
-                {"error": "outbox", "message": f"cannot store the alerts right now ({exc}); retry"},
+                {"error": "outbox", "message": f"cannot store the alerts right now ({exc.message}); retry"},
                 status_code=503,
                 headers={"Retry-After": "5"},
             )

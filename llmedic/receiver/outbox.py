@@ -8,6 +8,7 @@ and the dispatch only delays the run: pending rows are replayed on restart.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -15,14 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmedic.alerts import Alert
+from llmedic.config import Settings
+from llmedic.errors import OutboxError
 
 __all__ = ["Outbox", "OutboxRow"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            {id_column},
     key           TEXT NOT NULL UNIQUE,
     dedup_key     TEXT NOT NULL,
     target        TEXT NOT NULL,
@@ -30,12 +34,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     status        TEXT NOT NULL,      -- firing | resolved (what the alert said)
     state         TEXT NOT NULL,      -- pending | started | duplicate | attached | unrouted | throttled
     alert         TEXT NOT NULL,      -- the normalised Alert as JSON
-    received_at   REAL NOT NULL,
+    received_at   DOUBLE PRECISION NOT NULL,
     seen          INTEGER NOT NULL DEFAULT 1,
     attempts      INTEGER NOT NULL DEFAULT 0,
-    next_attempt  REAL NOT NULL DEFAULT 0,
+    next_attempt  DOUBLE PRECISION NOT NULL DEFAULT 0,
     flow_run_id   TEXT,
-    dispatched_at REAL,
+    dispatched_at DOUBLE PRECISION,
     error         TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt);
@@ -64,25 +68,71 @@ class OutboxRow:
 
 
 class Outbox:
-    """SQLite outbox shared by the receiver (writes) and the dispatcher (drains)."""
+    """The outbox shared by the receiver (writes) and the dispatcher (drains).
 
-    def __init__(self, path: Path) -> None:
+    ``Outbox(path)`` is SQLite (WAL, ``synchronous=FULL``); ``Outbox(url="postgresql://...")`` is
+    PostgreSQL, for several receivers behind a load balancer. Both run the same SQL. Driver errors
+    become :class:`~llmedic.errors.OutboxError` here, the one seam.
+    """
+
+    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("give the outbox either a SQLite path or a PostgreSQL url")
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.postgres = url is not None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
         with self._conn() as db:
-            db.executescript(_SCHEMA)
+            for statement in _SCHEMA.format(id_column=id_column).split(";"):
+                if statement.strip():
+                    self._exec(db, statement)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Outbox:
+        """The outbox the settings name (``LLMEDIC_OUTBOX_URL``, else SQLite under the home)."""
+        if settings.outbox_url is not None:
+            return cls(url=settings.outbox_url.get_secret_value())
+        return cls(settings.outbox_path)
+
+    @property
+    def where(self) -> str:
+        """Where the rows are (without credentials)."""
+        if self.url is not None:
+            return "postgresql://" + self.url.rsplit("@", 1)[-1]
+        return str(self.path)
+
+    def _exec(self, db: Any, sql: str, args: tuple[object, ...] = ()) -> Any:
+        if self.postgres:
+            sql = sql.replace("?", "%s")
+        try:
+            return db.execute(sql, args)
+        except Exception as exc:
+            raise _translate(exc, self.where) from exc
 
     @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+    def _conn(self) -> Iterator[Any]:
+        db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # the 2xx promises the row survives a crash
-            db.execute("PRAGMA busy_timeout=30000")
+            db = self._connect()
             self._local.db = db
         yield db
+
+    def _connect(self) -> Any:
+        try:
+            if self.postgres:
+                import psycopg
+
+                return psycopg.connect(self.url or "", autocommit=True, connect_timeout=10)
+            db = sqlite3.connect(self.path or "", timeout=30, isolation_level=None, check_same_thread=False)
+            self._exec(db, "PRAGMA journal_mode=WAL")
+            self._exec(db, "PRAGMA synchronous=FULL")  # the 2xx promises the row survives a crash
+            self._exec(db, "PRAGMA busy_timeout=30000")
+            return db
+        except Exception as exc:
+            raise _translate(exc, self.where) from exc
 
     @staticmethod
     def notification_key(alert: Alert) -> str:
@@ -94,11 +144,12 @@ class Outbox:
         now = time.time()
         out: list[tuple[Alert, bool]] = []
         with self._conn() as db:
-            db.execute("BEGIN IMMEDIATE")
+            self._exec(db, "BEGIN" if self.postgres else "BEGIN IMMEDIATE")
             try:
                 for alert in alerts:
                     key = self.notification_key(alert)
-                    db.execute(
+                    self._exec(
+                        db,
                         "INSERT INTO outbox (key, dedup_key, target, anomaly, status, state, alert, received_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET seen = seen + 1",
                         (
@@ -113,20 +164,21 @@ class Outbox:
                         ),
                     )
                     out.append((alert, self._fresh(db, key)))
-                db.execute("COMMIT")
+                self._exec(db, "COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(Exception):
+                    self._exec(db, "ROLLBACK")
                 raise
         return out
 
-    @staticmethod
-    def _fresh(db: sqlite3.Connection, key: str) -> bool:
-        row = db.execute("SELECT seen FROM outbox WHERE key = ?", (key,)).fetchone()
+    def _fresh(self, db: Any, key: str) -> bool:
+        row = self._exec(db, "SELECT seen FROM outbox WHERE key = ?", (key,)).fetchone()
         return bool(row and row[0] == 1)
 
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[OutboxRow]:
         with self._conn() as db:
-            rows = db.execute(
+            rows = self._exec(
+                db,
                 "SELECT id, key, dedup_key, target, anomaly, status, state, alert, received_at, seen, attempts, "
                 "flow_run_id, error FROM outbox " + sql,
                 args,
@@ -161,7 +213,8 @@ class Outbox:
     ) -> None:
         """Record what the dispatcher did with a row."""
         with self._conn() as db:
-            db.execute(
+            self._exec(
+                db,
                 "UPDATE outbox SET state = ?, flow_run_id = COALESCE(?, flow_run_id), error = ?, dispatched_at = ? "
                 "WHERE id = ?",
                 (state, flow_run_id, error, time.time(), row_id),
@@ -170,9 +223,10 @@ class Outbox:
     def retry_later(self, row_id: int, error: str, base: float = 1.0, cap: float = 60.0) -> float:
         """Back off exponentially (``base`` × 2^attempts, at most ``cap``); returns the delay."""
         with self._conn() as db:
-            (attempts,) = db.execute("SELECT attempts FROM outbox WHERE id = ?", (row_id,)).fetchone()
+            (attempts,) = self._exec(db, "SELECT attempts FROM outbox WHERE id = ?", (row_id,)).fetchone()
             delay = min(cap, base * (2**attempts))
-            db.execute(
+            self._exec(
+                db,
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, error = ? WHERE id = ?",
                 (time.time() + delay, error, row_id),
             )
@@ -181,7 +235,8 @@ class Outbox:
     def last_run_for(self, dedup_key: str) -> str | None:
         """The flow run started for this (anomaly, target, fingerprint), if any."""
         with self._conn() as db:
-            row = db.execute(
+            row = self._exec(
+                db,
                 "SELECT flow_run_id FROM outbox WHERE dedup_key = ? AND state = 'started' ORDER BY id DESC LIMIT 1",
                 (dedup_key,),
             ).fetchone()
@@ -190,7 +245,8 @@ class Outbox:
     def last_run_for_target(self, anomaly: str, target: str) -> str | None:
         """The latest flow run started for this anomaly type on this target, if any."""
         with self._conn() as db:
-            row = db.execute(
+            row = self._exec(
+                db,
                 "SELECT flow_run_id FROM outbox WHERE anomaly = ? AND target = ? AND state = 'started' "
                 "ORDER BY id DESC LIMIT 1",
                 (anomaly, target),
@@ -200,7 +256,8 @@ class Outbox:
     def runs_since(self, target: str, since: float) -> int:
         """Runs started for a target since a time (the per-target budget)."""
         with self._conn() as db:
-            (count,) = db.execute(
+            (count,) = self._exec(
+                db,
                 "SELECT COUNT(*) FROM outbox WHERE target = ? AND state = 'started' AND dispatched_at >= ?",
                 (target, since),
             ).fetchone()
@@ -215,5 +272,13 @@ class Outbox:
     def depth(self) -> int:
         """Rows still waiting to be dispatched."""
         with self._conn() as db:
-            (count,) = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
+            (count,) = self._exec(db, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
         return int(count)
+
+
+def _translate(exc: Exception, where: str) -> OutboxError:
+    """sqlite3 / psycopg errors → :class:`OutboxError` (the receiver answers 503: retry later)."""
+    return OutboxError(
+        f"outbox {where}: {type(exc).__name__}: {exc}".strip(),
+        hint="check the outbox database; alerts are retried by the sender",
+    )

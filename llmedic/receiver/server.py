@@ -64,7 +64,7 @@ class Receiver:
 
     def build(self) -> tuple[Outbox, Dispatcher, ReceiverMetrics, object]:
         """Outbox, dispatcher, metrics and the ASGI app."""
-        outbox = Outbox(self.settings.outbox_path)
+        outbox = Outbox.from_settings(self.settings)
         metrics = ReceiverMetrics(outbox)
         dispatcher = Dispatcher(
             outbox,
