@@ -411,3 +411,15 @@ def test_a_failing_outbox_answers_503_so_the_sender_retries(outbox: Outbox) -> N
     resp = c.post("/alerts/alertmanager", json=am_body(am_alert()))
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
     assert resp.json()["error"] == "outbox"
+
+
+def test_two_dispatchers_on_one_postgres_outbox_never_take_the_same_row(postgres_url: str) -> None:
+    first, second = Outbox(url=postgres_url), Outbox(url=postgres_url)
+    c = client(first)
+    for i in range(10):
+        c.post("/alerts/alertmanager", json=am_body(am_alert(instance=f"127.0.0.1:{8200 + i}")))
+    a = first.due(limit=6)
+    b = second.due(limit=6)
+    assert len(a) == 6 and len(b) == 4
+    assert not {r.id for r in a} & {r.id for r in b}
+    assert first.due() == [] and second.due() == []  # all leased

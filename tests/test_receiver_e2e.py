@@ -185,7 +185,12 @@ def alert_body(instance: str, start: str) -> dict[str, object]:
     }
 
 
-def test_prefect_down_and_sigkill_lose_nothing_and_duplicate_nothing(stack: Stack, sandbox: Fleet) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_prefect_down_and_sigkill_lose_nothing_and_duplicate_nothing(
+    stack: Stack, sandbox: Fleet, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgres":
+        stack.env["LLMEDIC_OUTBOX_URL"] = request.getfixturevalue("postgres_url")
     # 1. Prefect is down; alerts arrive; every one is accepted into the outbox.
     receiver = stack.start_receiver()
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -196,7 +201,8 @@ def test_prefect_down_and_sigkill_lose_nothing_and_duplicate_nothing(stack: Stac
     for body in bodies + bodies:  # every notification twice (Alertmanager retry / HA pair)
         resp = httpx.post(f"{stack.receiver_url}/alerts/alertmanager", json=body, headers=headers, timeout=10)
         assert resp.status_code == 202
-    outbox = Outbox(stack.home / "outbox.sqlite3")
+    url = stack.env.get("LLMEDIC_OUTBOX_URL")
+    outbox = Outbox(url=url) if url else Outbox(stack.home / "outbox.sqlite3")
     deadline = time.monotonic() + 60
     while not all(r.attempts >= 1 for r in outbox.rows("pending")):
         assert time.monotonic() < deadline, [(r.attempts, r.error) for r in outbox.rows()]

@@ -151,7 +151,7 @@ class Outbox:
                     self._exec(
                         db,
                         "INSERT INTO outbox (key, dedup_key, target, anomaly, status, state, alert, received_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET seen = seen + 1",
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET seen = outbox.seen + 1",
                         (
                             key,
                             alert.dedup_key,
@@ -175,38 +175,52 @@ class Outbox:
         row = self._exec(db, "SELECT seen FROM outbox WHERE key = ?", (key,)).fetchone()
         return bool(row and row[0] == 1)
 
+    _COLUMNS = "id, key, dedup_key, target, anomaly, status, state, alert, received_at, seen, attempts, flow_run_id, error"
+
+    @staticmethod
+    def _row(r: Any) -> OutboxRow:
+        return OutboxRow(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            Alert.model_validate_json(r[7]),
+            r[8],
+            r[9],
+            r[10],
+            r[11],
+            r[12],
+        )
+
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[OutboxRow]:
+        with self._conn() as db:
+            rows = self._exec(db, f"SELECT {self._COLUMNS} FROM outbox " + sql, args).fetchall()
+        return [self._row(r) for r in rows]
+
+    def due(self, limit: int = 100, lease_seconds: float = 30.0) -> list[OutboxRow]:
+        """Claim pending rows whose next attempt is due, oldest first.
+
+        On PostgreSQL several receivers may share the outbox: rows are claimed with
+        ``FOR UPDATE SKIP LOCKED`` and leased (their next attempt pushed ``lease_seconds`` ahead), so
+        two dispatchers never handle the same row; a dispatcher that dies mid-row lets the lease
+        expire and another one picks the row up. SQLite has one receiver, so no claim is needed.
+        """
+        now = time.time()
+        if not self.postgres:
+            return self._rows(
+                "WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?", (now, limit)
+            )
         with self._conn() as db:
             rows = self._exec(
                 db,
-                "SELECT id, key, dedup_key, target, anomaly, status, state, alert, received_at, seen, attempts, "
-                "flow_run_id, error FROM outbox " + sql,
-                args,
+                f"UPDATE outbox SET next_attempt = ? WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' "
+                f"AND next_attempt <= ? ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING {self._COLUMNS}",
+                (now + lease_seconds, now, limit),
             ).fetchall()
-        return [
-            OutboxRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                Alert.model_validate_json(r[7]),
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                r[12],
-            )
-            for r in rows
-        ]
-
-    def due(self, limit: int = 100) -> list[OutboxRow]:
-        """Pending rows whose next attempt is due, oldest first."""
-        return self._rows(
-            "WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?", (time.time(), limit)
-        )
+        return sorted((self._row(r) for r in rows), key=lambda r: r.id)
 
     def mark(
         self, row_id: int, state: str, *, flow_run_id: str | None = None, error: str | None = None
