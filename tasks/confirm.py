@@ -36,12 +36,15 @@ def confirm_latency(ctx: StepContext) -> StepResult:
 
         metric_p99: float | None = None
         metric_ttft: float | None = None
+        load: dict[str, float | None] = {}
         try:
             figures, results = rt.metrics.observe(
                 [inst], engine=rt.service.engine, window_seconds=300, during=probes
             )
             m = figures[inst.name]
             metric_p99, metric_ttft = m.e2e_p99, m.ttft_p99
+            # The load the instance carried while the probes ran (evidence reads it for the diagnosis).
+            load = {"metric_waiting": m.waiting, "metric_running": m.running, "metric_kv": m.kv_cache_usage}
             t.add(
                 "target_metrics",
                 m.source,
@@ -77,5 +80,6 @@ def confirm_latency(ctx: StepContext) -> StepResult:
             "probe_p99": summary.p99,
             "metric_p99": metric_p99,
             "metric_ttft_p99": metric_ttft,
+            **load,
         },
     )

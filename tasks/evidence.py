@@ -35,12 +35,17 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
                 if isinstance(v, int | float) and v == v
             ]
             p99 = max(known) if known else None
+        mine = name == rt.instance.name
         fleet[name] = InstanceLatency(
             name=name,
             p99_seconds=float(p99) if isinstance(p99, int | float) else None,
-            waiting=_num(f.get("waiting")),
-            running=_num(f.get("running")),
-            kv_cache_usage=_num(f.get("kv_cache_usage")),
+            # For the target, the heavier of the two windows: assess (background traffic only) and
+            # confirm (while the probe burst ran).
+            waiting=max(_num(f.get("waiting")), _num(confirm.get("metric_waiting")) if mine else 0.0),
+            running=max(_num(f.get("running")), _num(confirm.get("metric_running")) if mine else 0.0),
+            kv_cache_usage=max(
+                _num(f.get("kv_cache_usage")), _num(confirm.get("metric_kv")) if mine else 0.0
+            ),
             healthy=bool(f.get("healthy", True)),
             drained=bool(f.get("drained", False)),
         )

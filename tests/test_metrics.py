@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ def test_scrape_source_measures_an_injected_delay(sandbox: Fleet) -> None:
         )
     m = figures["sandbox-0"]
     assert results is not None and len(results) == 6
-    assert m.source == "scrape" and m.window.endswith("s between two scrapes")
+    assert m.source == "scrape" and re.fullmatch(r"\d+\.\ds between two scrapes, gauges sampled \d+×", m.window)
     assert m.requests is not None and m.requests >= 6
     # every request took ≥ 0.9 s, so p99 lies in the (0.8, 1.0] or (1.0, 1.5] bucket
     assert m.e2e_p99 is not None and 0.9 <= m.e2e_p99 <= 1.5
@@ -108,3 +109,23 @@ def test_unreachable_metrics_source_is_a_clear_error() -> None:
     assert exc.value.message.startswith("Prometheus http://127.0.0.1:1/api/v1/query: cannot connect")
     assert exc.value.hint == "check metrics.url in llmedic.yaml and that Prometheus is up"
     assert json.dumps(exc.value.message)  # serialisable for the incident record
+
+
+def test_scrape_source_sees_load_inside_the_window(sandbox: Fleet) -> None:
+    """Gauges are sampled during the burst: KV-cache saturation and queueing that exist only while
+    the probes run are reported (the edge scrapes alone would see an idle instance)."""
+    inst = InstanceConfig(name="sandbox-2", url=sandbox.urls["sandbox-2"])  # type: ignore[arg-type]
+    sandbox.admin("sandbox-2", "faults", {"kind": "kv_pressure", "kv_slots": 1})
+    sandbox.admin("sandbox-2", "concurrency", {"limit": 2})
+    src = ScrapeSource(min_window_seconds=0.5, sample_seconds=0.05)
+    with Endpoint(inst.base_url) as ep:
+        figures, _ = src.observe(
+            [inst],
+            engine="vllm",
+            window_seconds=60,
+            during=lambda: ep.burst(12, prompt=PROMPT, concurrency=12),
+        )
+    m = figures["sandbox-2"]
+    assert m.kv_cache_usage == 1.0  # two running requests in a one-request KV cache
+    assert m.waiting is not None and m.waiting > 1  # ten requests queued behind the limit of two
+    assert "gauges sampled" in m.window

@@ -6,14 +6,17 @@ memory) over a window — and say in :attr:`InstanceMetrics.source` / ``window``
 
 * Prometheus: PromQL over ``[window]`` (``histogram_quantile`` over ``rate`` of buckets, etc.).
 * Direct scrape (no Prometheus): two scrapes around the observed period; quantiles from the bucket
-  deltas, with Prometheus' own interpolation (:func:`llmedic.analysis.latency.histogram_quantile`).
+  deltas, with Prometheus' own interpolation (:func:`llmedic.analysis.latency.histogram_quantile`);
+  gauges sampled through the period, so load that comes and goes inside it is seen.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -185,9 +188,11 @@ class ScrapeSource:
         *,
         timeout: float = 5.0,
         min_window_seconds: float = 3.0,
+        sample_seconds: float = 0.25,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.min_window_seconds = min_window_seconds
+        self.sample_seconds = sample_seconds
         self._client = httpx.Client(timeout=timeout, transport=transport)
 
     def scrape(self, instance: InstanceConfig) -> Scrape:
@@ -208,21 +213,39 @@ class ScrapeSource:
         window_seconds: float,
         during: Callable[[], T] | None = None,
     ) -> tuple[dict[str, InstanceMetrics], T | None]:
-        """Scrape, run ``during`` (or wait ``min_window_seconds``), scrape again, compute deltas."""
+        """Scrape, run ``during`` (or wait ``min_window_seconds``) while sampling the gauges every
+        ``sample_seconds``, scrape again; histograms and counters from the two edge scrapes' deltas,
+        gauges over every sample (queue and running: mean; KV cache: max, like the PromQL)."""
         names = ENGINE_METRICS[engine]
         before = {i.name: self.scrape(i) for i in instances}
-        result: T | None = None
+        samples: dict[str, list[Scrape]] = {name: [scrape] for name, scrape in before.items()}
         started = time.monotonic()
-        if during is not None:
-            result = during()
-        remaining = self.min_window_seconds - (time.monotonic() - started)
-        if remaining > 0:
-            time.sleep(remaining)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(during) if during is not None else None
+            while True:
+                finished = future is None or future.done()
+                if finished and time.monotonic() - started >= self.min_window_seconds:
+                    break
+                if future is not None and not future.done():
+                    wait([future], timeout=self.sample_seconds)
+                else:
+                    time.sleep(
+                        min(
+                            self.sample_seconds,
+                            max(0.0, self.min_window_seconds - (time.monotonic() - started)),
+                        )
+                    )
+                for inst in instances:
+                    samples[inst.name].append(self.scrape(inst))
+            result: T | None = future.result() if future is not None else None
         out: dict[str, InstanceMetrics] = {}
         for inst in instances:
             after = self.scrape(inst)
+            samples[inst.name].append(after)
             first = before[inst.name]
-            window = f"{after.at - first.at:.1f}s between two scrapes"
+            window = (
+                f"{after.at - first.at:.1f}s between two scrapes, gauges sampled {len(samples[inst.name])}×"
+            )
             m = InstanceMetrics(instance=inst.name, source="scrape", window=window)
             e2e_before = _first(names["e2e"], first.histograms) or []
             e2e_after = _first(names["e2e"], after.histograms)
@@ -235,15 +258,14 @@ class ScrapeSource:
                 if h_after is not None:
                     h_before = _first(names[key], first.histograms) or []
                     setattr(m, attr, histogram_quantile(0.99, bucket_delta(h_before, h_after)))
-            # Gauges: mean of the two readings bounds the window better than either alone.
-            for attr, key in (
-                ("waiting", "waiting"),
-                ("running", "running"),
-                ("kv_cache_usage", "kv_cache"),
+            for attr, key, agg in (
+                ("waiting", "waiting", statistics.fmean),
+                ("running", "running", statistics.fmean),
+                ("kv_cache_usage", "kv_cache", max),
             ):
-                g1, g2 = _first(names[key], first.gauges), _first(names[key], after.gauges)
-                if g1 is not None and g2 is not None:
-                    setattr(m, attr, (g1 + g2) / 2)
+                values = [v for sc in samples[inst.name] if (v := _first(names[key], sc.gauges)) is not None]
+                if values:
+                    setattr(m, attr, float(agg(values)))
             m.rss_bytes = _first(names["rss"], after.gauges)
             c1 = _first(names["success"], first.counters) or {}
             c2 = _first(names["success"], after.counters) or {}
