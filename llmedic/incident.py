@@ -322,11 +322,6 @@ class IncidentStore:
         return [i for i in self.all() if i.pending_approval and i.outcome == Outcome.OPEN]
 
 
-def dump_json(data: Any) -> str:
-    """Stable JSON for reports."""
-    return json.dumps(data, indent=2, sort_keys=True, default=str)
-
-
 class StepResult(_Record):
     """What one step task returns; the flow folds it into the incident with :meth:`Incident.apply`."""
 

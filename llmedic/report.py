@@ -144,10 +144,14 @@ class KnowledgeBase:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def report_path(self, incident_id: str) -> Path:
+        """Where an incident's Markdown report is (or will be) archived."""
+        return self.directory / f"{incident_id}.md"
+
     def write(self, incident: Incident) -> Path:
         """Archive an incident; returns the Markdown report's path."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        md = self.directory / f"{incident.id}.md"
+        md = self.report_path(incident.id)
         for path, text in (
             (self.directory / f"{incident.id}.json", incident.model_dump_json(indent=2)),
             (md, render_markdown(incident)),

@@ -22,9 +22,8 @@ def archive_incident(ctx: StepContext, incident: Incident) -> StepResult:
     t = StepTimer(Step.ARCHIVE)
     kb = KnowledgeBase(ctx.settings().kb_dir)
     related = kb.similar(incident)
-    final = incident.model_copy(update={"related": related})
-    path = kb.write(final)
-    final = final.model_copy(update={"report_path": str(path)})
+    path = kb.report_path(incident.id)
+    final = incident.model_copy(update={"related": related, "report_path": str(path)})
     kb.write(final)
     create_markdown_artifact(
         markdown=render_markdown(final),

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -83,7 +83,6 @@ class Runtime:
     """The adapters a step needs, built from its context."""
 
     ctx: StepContext
-    _cache: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def env(self) -> EnvironmentFile:

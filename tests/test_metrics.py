@@ -24,7 +24,9 @@ def test_scrape_source_measures_an_injected_delay(sandbox: Fleet) -> None:
         )
     m = figures["sandbox-0"]
     assert results is not None and len(results) == 6
-    assert m.source == "scrape" and re.fullmatch(r"\d+\.\ds between two scrapes, gauges sampled \d+×", m.window)
+    assert m.source == "scrape" and re.fullmatch(
+        r"\d+\.\ds between two scrapes, gauges sampled \d+×", m.window
+    )
     assert m.requests is not None and m.requests >= 6
     # every request took ≥ 0.9 s, so p99 lies in the (0.8, 1.0] or (1.0, 1.5] bucket
     assert m.e2e_p99 is not None and 0.9 <= m.e2e_p99 <= 1.5
@@ -129,3 +131,25 @@ def test_scrape_source_sees_load_inside_the_window(sandbox: Fleet) -> None:
     assert m.kv_cache_usage == 1.0  # two running requests in a one-request KV cache
     assert m.waiting is not None and m.waiting > 1  # ten requests queued behind the limit of two
     assert "gauges sampled" in m.window
+
+
+def test_prometheus_range_query() -> None:
+    seen: dict[str, str] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.update(dict(request.url.params), path=request.url.path)
+        result = [{"metric": {"instance": "a:1"}, "values": [[100, "1.5e9"], [160, "1.6e9"]]}]
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "matrix", "result": result}}
+        )
+
+    src = PrometheusSource("http://prom:9090", transport=httpx.MockTransport(handler))
+    rows = src.query_range("process_resident_memory_bytes", start=100, end=160, step=60)
+    assert rows == [({"instance": "a:1"}, [(100.0, 1.5e9), (160.0, 1.6e9)])]
+    assert seen == {
+        "path": "/api/v1/query_range",
+        "query": "process_resident_memory_bytes",
+        "start": "100.000",
+        "end": "160.000",
+        "step": "60",
+    }
