@@ -32,7 +32,9 @@ __all__ = [
     "AlertRule",
     "CommandParam",
     "CommandTemplate",
+    "ColumnSchema",
     "ControlConfig",
+    "DataThresholds",
     "DatasetConfig",
     "EnvironmentFile",
     "GoldenSetConfig",
@@ -113,6 +115,11 @@ class Settings(BaseSettings):
                 raise ConfigError(f"LLMEDIC_RECEIVER_TOKEN_FILE={self.receiver_token_file} is empty")
             return token
         return None
+
+    @property
+    def datasets_dir(self) -> Path:
+        """The versioned dataset store."""
+        return self.home / "datasets"
 
     @property
     def kb_dir(self) -> Path:
@@ -247,12 +254,126 @@ class CommandTemplate(_Strict):
         return self
 
 
+ColumnType = Literal["int", "float", "string", "bool", "date", "datetime", "category"]
+
+DEFAULT_MISSING_TOKENS = ["", "null", "NULL", "None", "none", "undefined", "NaN", "nan"]
+
+
+class ColumnSchema(_Strict):
+    """What one column of a dataset must look like."""
+
+    dtype: ColumnType = "string"
+    nullable: bool = True
+    """May the column be missing (null, blank or a missing token)?"""
+    max_missing_share: float | None = Field(None, ge=0, le=1)
+    """Share of missing values tolerated (default: the dataset's ``thresholds.max_missing_share``)."""
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float | bool] | None = None
+    """The only values the column may take (compared as text for strings and categories)."""
+    regex: str | None = None
+    """Regular expression every non-missing value must match in full."""
+    date_formats: list[str] = Field(default_factory=list)
+    """``strptime`` formats accepted for date/datetime columns; the first is the canonical one a repair
+    writes. Empty: ISO 8601 only."""
+    secret: bool = False
+    """Mask the column's values wherever samples are shown (evidence, reports, the CLI)."""
+    drift: bool = True
+    """Compare the column with the reference version."""
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ColumnSchema:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if (self.min is not None or self.max is not None) and self.dtype not in ("int", "float"):
+            raise ValueError(f"min/max apply to int and float columns, not {self.dtype}")
+        if self.date_formats and self.dtype not in ("date", "datetime"):
+            raise ValueError(f"date_formats apply to date and datetime columns, not {self.dtype}")
+        return self
+
+
+class DataThresholds(_Strict):
+    """When a dataset's audit counts as a breach (defaults from the data-quality literature; see
+    docs/flows/data.md)."""
+
+    max_missing_share: float = Field(0.01, ge=0, le=1)
+    """Share of missing values per nullable column above which the column breaches."""
+    max_invalid_share: float = Field(0.0, ge=0, le=1)
+    """Share of values per column that may fail their type, format, regex, range or allowed set."""
+    max_outlier_share: float = Field(0.01, ge=0, le=1)
+    """Share of values outside the outlier rule per numeric column."""
+    outlier_method: Literal["iqr", "robust_z", "sigma3"] = "iqr"
+    iqr_k: float = Field(3.0, gt=0)
+    """Tukey fence multiplier: 1.5 inner fences, 3.0 outer fences (far out)."""
+    robust_z: float = Field(3.5, gt=0)
+    """|0.6745 (x − median) / MAD| above which a value is an outlier (Iglewicz & Hoaglin)."""
+    max_duplicate_share: float = Field(0.0, ge=0, le=1)
+    """Share of exact duplicate rows (and of repeated keys) tolerated."""
+    drift_method: Literal["auto", "psi", "ks", "chi2", "js", "wasserstein"] = "auto"
+    """``auto`` chooses per column as Evidently does (KS / chi-square up to 1000 reference rows,
+    Wasserstein / Jensen–Shannon above)."""
+    psi_threshold: float = Field(0.1, gt=0)
+    ks_p_value: float = Field(0.05, gt=0, lt=1)
+    chi2_p_value: float = Field(0.05, gt=0, lt=1)
+    js_threshold: float = Field(0.1, gt=0, le=1)
+    wasserstein_threshold: float = Field(0.1, gt=0)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    """Share of compared columns that must drift for the dataset to drift."""
+    drift_sample_rows: int = Field(50_000, ge=100)
+    """Drift statistics use at most this many rows per side (a seeded sample)."""
+
+
 class DatasetConfig(_Strict):
     """A versioned dataset llmedic audits and repairs."""
 
-    path: Path
+    path: Path | None = None
+    """A file imported as the first version when the store has none yet."""
     format: Literal["csv", "parquet", "jsonl"] = "csv"
+    encoding: str = "utf-8"
     description: str = ""
+    columns: dict[str, ColumnSchema] = Field(default_factory=dict)
+    """The declared schema; columns not listed are kept but not checked."""
+    key: list[str] = Field(default_factory=list)
+    """Columns that identify a row; a repeated key is a duplicate."""
+    segment_column: str | None = None
+    """Missing values are also broken down by this column."""
+    time_column: str | None = None
+    """Missing values are also broken down by day of this column."""
+    missing_tokens: list[str] = Field(default_factory=lambda: list(DEFAULT_MISSING_TOKENS))
+    """Text values that mean "missing" (after trimming whitespace)."""
+    thresholds: DataThresholds = DataThresholds()
+    publish_to: Path | None = None
+    """Where the current version is materialised for its consumers (atomically replaced on every
+    change of the current version); leave empty when consumers read the store."""
+    consumers: list[Name] = Field(default_factory=list)
+    """Services that read this dataset (shown in an incident's impact)."""
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> DatasetConfig:
+        if self.columns:
+            for role, cols in (
+                ("key", self.key),
+                ("segment_column", [self.segment_column] if self.segment_column else []),
+                ("time_column", [self.time_column] if self.time_column else []),
+            ):
+                unknown = [c for c in cols if c not in self.columns]
+                if unknown:
+                    raise ValueError(f"{role} names {unknown}, which are not under columns:")
+        try:
+            "".encode(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+        return self
 
 
 class GoldenSetConfig(_Strict):
@@ -322,6 +443,10 @@ class EnvironmentFile(_Strict):
                     )
             if svc.control.kind == "commands" and not svc.control.commands:
                 raise ValueError(f"service {svc.name!r}: control kind 'commands' needs commands:")
+        for name, ds in self.datasets.items():
+            unknown_consumers = [c for c in ds.consumers if c not in names]
+            if unknown_consumers:
+                raise ValueError(f"dataset {name!r} names unknown consumers {unknown_consumers}")
         for name, gs in self.golden_sets.items():
             if gs.service not in names:
                 raise ValueError(f"golden set {name!r} names unknown service {gs.service!r}")
@@ -336,6 +461,15 @@ class EnvironmentFile(_Strict):
             f"no service named {name!r} in the environment file",
             hint=f"known services: {[s.name for s in self.services]}",
         )
+
+    def dataset(self, name: str) -> DatasetConfig:
+        """The dataset called ``name``."""
+        if name not in self.datasets:
+            raise ConfigError(
+                f"no dataset named {name!r} in the environment file",
+                hint=f"declare it under datasets: (known: {sorted(self.datasets)})",
+            )
+        return self.datasets[name]
 
     def find_instance(self, target: str) -> tuple[ServiceConfig, InstanceConfig] | None:
         """The service and instance an alert target names (instance name, ``host:port`` or URL)."""

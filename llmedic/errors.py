@@ -7,7 +7,8 @@ Two families, so callers can tell "fix your file" from "something outside failed
     │   ├── ConfigError           llmedic.yaml / settings
     │   ├── PlaybookError         playbooks/*.yaml, or a playbook override
     │   ├── UnknownAnomalyType    a name that is not in the catalogue
-    │   └── AlertPayloadError     an alert body that does not match its schema (4xx, never retried)
+    │   ├── AlertPayloadError     an alert body that does not match its schema (4xx, never retried)
+    │   └── DatasetError          a data file or batch that cannot be read as its declared schema
     └── OperationalError          the outside world failed; often transient
         ├── MetricsSourceError    Prometheus / direct scrape unreachable or answering nonsense
         ├── EndpointError         the target LLM service unreachable or answering nonsense
@@ -15,6 +16,7 @@ Two families, so callers can tell "fix your file" from "something outside failed
         ├── RemoteCommandError    a shell command (local or SSH) failed or timed out
         ├── OrchestrationError    the Prefect API refused or is unreachable
         ├── OutboxError           the receiver's outbox (SQLite / PostgreSQL) cannot be used
+        ├── DataStoreError        the versioned dataset store cannot be read or written
         ├── ApprovalError         an approval cannot be given (run not waiting, not an approver, ...)
         │   └── ApprovalRequired  a risky fix was about to run without an approval
         └── VerificationFailed    a fix did not bring the service back within its criteria
@@ -35,6 +37,8 @@ __all__ = [
     "AuthoringError",
     "ConfigError",
     "ControlError",
+    "DataStoreError",
+    "DatasetError",
     "EndpointError",
     "LlmedicError",
     "MetricsSourceError",
@@ -96,6 +100,13 @@ class AlertPayloadError(AuthoringError):
     code = "alert-invalid"
 
 
+class DatasetError(AuthoringError):
+    """A data file or batch cannot be used as its declared dataset (unreadable, wrong encoding,
+    empty, or missing a declared column)."""
+
+    code = "dataset-invalid"
+
+
 class OperationalError(LlmedicError):
     """Something outside llmedic failed; retrying later may cure it."""
 
@@ -136,6 +147,13 @@ class OutboxError(OperationalError):
     """The receiver's durable outbox cannot be read or written right now."""
 
     code = "outbox-unavailable"
+
+
+class DataStoreError(OperationalError):
+    """The versioned dataset store cannot be read or written (disk, permissions, a damaged manifest,
+    an unknown version)."""
+
+    code = "datastore-failed"
 
 
 class ApprovalError(OperationalError):

@@ -1,0 +1,213 @@
+"""Does each value have the type and format its column declares? Bad values grouped into patterns.
+
+Pure and vectorised: one pass of pandas/pyarrow string kernels per column and check. A column of
+ten million cells with 120 "N/A"s reports one pattern (``'N/A' × 120``), not 120 lines, and a date
+column written three ways reports the three formats with their counts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from llmedic.config import ColumnSchema
+
+__all__ = [
+    "COMMON_DATE_FORMATS",
+    "MOJIBAKE",
+    "Parsed",
+    "Pattern",
+    "as_text",
+    "missing_mask",
+    "parse_column",
+    "shape_of",
+]
+
+# Formats a date column is recognised in when it does not use a declared one (day-first before
+# month-first: the European form is the commoner in the datasets llmedic was built for; a declared
+# format always wins).
+COMMON_DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%Y/%m/%d",
+    "%d.%m.%Y",
+    "%Y%m%d",
+    "%d-%m-%Y",
+    "%b %d %Y",
+    "%d %b %Y",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+)
+
+# UTF-8 text decoded as cp1252/latin-1 ("Ã©" for "é", "â€™" for "’"), or U+FFFD from a lossy decode.
+MOJIBAKE = "Ã[\u0080-\u00bf\u0152-\u0192\u02c6\u02dc\u2013-\u2122]|â€|Â[\u0080-\u00bf]|\ufffd"
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A group of bad values: one literal value or one shape, with how many cells have it."""
+
+    kind: str
+    """``value`` (a literal), ``shape`` (digits → 9, letters → a), ``date_format``, ``encoding``."""
+    pattern: str
+    count: int
+    example: str = ""
+
+    def describe(self) -> str:
+        """``'N/A' × 120``."""
+        what = repr(self.pattern) if self.kind == "value" else f"{self.kind} {self.pattern}"
+        return f"{what} × {self.count}" + (f" (e.g. {self.example!r})" if self.example and self.kind != "value" else "")
+
+
+@dataclass
+class Parsed:
+    """One column parsed to its declared type."""
+
+    values: pd.Series
+    """Typed values (NaN/NaT where missing or invalid)."""
+    invalid: np.ndarray
+    """Not missing, but not a valid value of the declared type/format."""
+    patterns: list[Pattern] = field(default_factory=list)
+    formats: dict[str, int] = field(default_factory=dict)
+    """Date columns: how many values use each format (declared or recognised)."""
+    encoding_bad: np.ndarray | None = None
+    """String columns: cells with mojibake or replacement characters."""
+
+
+def as_text(s: pd.Series) -> pd.Series:
+    """The column as (Arrow-backed where available) strings, missing stays missing."""
+    if isinstance(s.dtype, pd.StringDtype) or s.dtype == "str":
+        return s
+    return s.astype("str")
+
+
+def missing_mask(s: pd.Series, tokens: list[str]) -> np.ndarray:
+    """Null, blank, or one of the dataset's missing tokens ("null", "undefined", ...)."""
+    mask = s.isna().to_numpy(dtype=bool, copy=True)
+    if s.dtype == object or isinstance(s.dtype, pd.StringDtype) or s.dtype == "str":
+        text = as_text(s).str.strip()
+        mask |= text.isin(tokens).to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
+def shape_of(value: str) -> str:
+    """``'1,234.5'`` → ``'9,999.9'``; ``'12 mg'`` → ``'99 a'`` (runs of letters collapse)."""
+    out = re.sub(r"[0-9]", "9", value)
+    return re.sub(r"[A-Za-z]+", "a", out)
+
+
+def _group(bad: pd.Series, limit: int = 8) -> list[Pattern]:
+    """Literal values when there are few distinct ones, shapes otherwise."""
+    if bad.empty:
+        return []
+    counts = bad.value_counts()
+    if len(counts) <= limit:
+        return [Pattern("value", str(v), int(n)) for v, n in counts.items()]
+    shapes = bad.map(shape_of)
+    grouped = pd.DataFrame({"shape": shapes, "value": bad}).groupby("shape", sort=False)["value"]
+    sizes = grouped.size().sort_values(ascending=False)
+    firsts = grouped.first()
+    return [Pattern("shape", str(k), int(n), str(firsts[k])) for k, n in sizes.head(limit).items()]
+
+
+def _dates(text: pd.Series, ok_base: np.ndarray, col: ColumnSchema) -> tuple[pd.Series, np.ndarray, dict[str, int], list[Pattern]]:
+    declared = col.date_formats or ["ISO8601"]
+    values = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    todo = ok_base.copy()
+    formats: dict[str, int] = {}
+    valid = np.zeros(len(text), dtype=bool)
+    for fmt in declared:
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        hit = parsed.notna().to_numpy()
+        if hit.any():
+            idx = np.flatnonzero(todo)[hit]
+            values.iloc[idx] = parsed[hit].to_numpy()
+            formats[fmt] = int(hit.sum())
+            valid[idx] = True
+            todo[idx] = False
+    patterns: list[Pattern] = []
+    for fmt in COMMON_DATE_FORMATS:
+        if not todo.any():
+            break
+        if fmt in declared:
+            continue
+        parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        hit = parsed.notna().to_numpy()
+        if hit.any():
+            idx = np.flatnonzero(todo)[hit]
+            formats[fmt] = int(hit.sum())
+            patterns.append(Pattern("date_format", fmt, int(hit.sum()), str(text.iloc[idx[0]])))
+            todo[idx] = False
+    patterns += _group(text[todo])
+    invalid = ok_base & ~valid
+    return values, invalid, formats, patterns
+
+
+def parse_column(s: pd.Series, col: ColumnSchema, missing: np.ndarray) -> Parsed:
+    """Parse ``s`` as ``col.dtype``; values that are neither missing nor valid are ``invalid``."""
+    present = ~missing
+    n = len(s)
+    if col.dtype in ("int", "float"):
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            values = s.astype("float64")
+            invalid = np.zeros(n, dtype=bool)
+        else:
+            text = as_text(s).str.strip()
+            values = pd.to_numeric(text.where(present), errors="coerce").astype("float64")
+            invalid = present & values.isna().to_numpy()
+        if col.dtype == "int":
+            arr = values.to_numpy()
+            frac = np.zeros(n, dtype=bool)
+            finite = np.isfinite(arr)
+            frac[finite] = arr[finite] != np.floor(arr[finite])
+            invalid |= frac & present
+        bad = as_text(s[invalid]) if invalid.any() else pd.Series([], dtype="str")
+        patterns = _group(bad)
+        if col.dtype == "int" and invalid.any():
+            patterns = [p if p.kind != "value" or not _is_number(p.pattern) else Pattern("shape", "non-integer", p.count, p.pattern) for p in patterns]
+        return Parsed(values.where(~invalid), invalid, patterns)
+    if col.dtype in ("date", "datetime"):
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            return Parsed(s, np.zeros(n, dtype=bool), formats={"native": int(present.sum())})
+        text = as_text(s).str.strip()
+        values, invalid, formats, patterns = _dates(text, present.copy(), col)
+        return Parsed(values, invalid, patterns, formats)
+    if col.dtype == "bool":
+        if pd.api.types.is_bool_dtype(s.dtype):
+            return Parsed(s, np.zeros(n, dtype=bool))
+        text = as_text(s).str.strip().str.lower()
+        is_true = text.isin(_TRUE).to_numpy(dtype=bool, na_value=False)
+        is_false = text.isin(_FALSE).to_numpy(dtype=bool, na_value=False)
+        invalid = present & ~(is_true | is_false)
+        values = pd.Series(np.where(is_true, True, np.where(is_false, False, None)), index=s.index, dtype="boolean")
+        return Parsed(values.where(~pd.Series(invalid | missing, index=s.index)), invalid, _group(as_text(s[invalid])))
+    # string / category
+    text = as_text(s)
+    invalid = np.zeros(n, dtype=bool)
+    patterns: list[Pattern] = []
+    if col.regex is not None:
+        ok = text.str.fullmatch(col.regex).to_numpy(dtype=bool, na_value=False)
+        invalid = present & ~ok
+        patterns = _group(text[invalid])
+    enc = text.str.contains(MOJIBAKE, regex=True).to_numpy(dtype=bool, na_value=False) & present
+    if enc.any():
+        first = str(text[enc].iloc[0])
+        patterns.append(Pattern("encoding", "mis-decoded UTF-8 (mojibake)", int(enc.sum()), first))
+    return Parsed(text.where(pd.Series(present, index=s.index)), invalid, patterns, encoding_bad=enc)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,456 @@
+"""Audit a dataset version against its declared schema and a reference version.
+
+One function, :func:`audit_frame`, computes everything the three data playbooks and the monthly audit
+need, and reports it as :class:`Finding` objects, each tied to the anomaly type that owns it:
+
+* ``data_missing`` — missing values per column (null, blank, a missing token), per row, by segment
+  and by day;
+* ``data_format`` — values that are not of the declared type, dates in undeclared formats, regex
+  violations, mis-decoded text (mojibake);
+* ``data_quality`` — values out of range or outside the allowed set, outliers, duplicate rows and
+  keys, drift against the reference version.
+
+Pure: no I/O, no Prefect. The same function backs ``llmedic data validate``, every data flow's
+confirm/reproduce/verify step, the monthly audit and the benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from llmedic.analysis.conformance import Parsed, as_text, missing_mask, parse_column
+from llmedic.analysis.drift import column_drift
+from llmedic.analysis.outliers import fences, outlier_mask
+from llmedic.catalog import AnomalyType
+from llmedic.config import ColumnSchema, DatasetConfig
+
+__all__ = ["ColumnReport", "DataAudit", "Finding", "FindingKind", "audit_frame", "effective_schema", "FINDING_ANOMALY"]
+
+FindingKind = Literal[
+    "missing",
+    "type",
+    "date_format",
+    "pattern",
+    "encoding",
+    "range",
+    "allowed",
+    "outliers",
+    "duplicate_rows",
+    "duplicate_keys",
+    "drift",
+]
+
+FINDING_ANOMALY: dict[str, AnomalyType] = {
+    "missing": AnomalyType.DATA_MISSING,
+    "type": AnomalyType.DATA_FORMAT,
+    "date_format": AnomalyType.DATA_FORMAT,
+    "pattern": AnomalyType.DATA_FORMAT,
+    "encoding": AnomalyType.DATA_FORMAT,
+    "range": AnomalyType.DATA_QUALITY,
+    "allowed": AnomalyType.DATA_QUALITY,
+    "outliers": AnomalyType.DATA_QUALITY,
+    "duplicate_rows": AnomalyType.DATA_QUALITY,
+    "duplicate_keys": AnomalyType.DATA_QUALITY,
+    "drift": AnomalyType.DATA_QUALITY,
+}
+
+_SAMPLE_ROWS = 5
+
+
+class Finding(BaseModel):
+    """Something the audit found, whether or not it breaches its threshold."""
+
+    kind: FindingKind
+    anomaly: AnomalyType
+    column: str | None = None
+    count: int
+    share: float
+    threshold: float
+    breach: bool
+    message: str
+    patterns: list[str] = Field(default_factory=list)
+    rows: list[int] = Field(default_factory=list)
+    """Positions of a few affected rows (for evidence samples)."""
+
+
+class ColumnReport(BaseModel):
+    """The profile of one column."""
+
+    name: str
+    dtype: str
+    missing: int
+    missing_share: float
+    invalid: dict[str, int] = Field(default_factory=dict)
+    """Finding kind → cells (type, date_format, pattern, encoding, range, allowed, outliers)."""
+    stats: dict[str, float] = Field(default_factory=dict)
+    outlier_fences: dict[str, float] = Field(default_factory=dict)
+    outlier_counts: dict[str, int] = Field(default_factory=dict)
+    date_formats: dict[str, int] = Field(default_factory=dict)
+    drift: dict[str, float | str | bool] | None = None
+
+
+class DataAudit(BaseModel):
+    """Everything :func:`audit_frame` measured."""
+
+    dataset: str
+    version: str | None = None
+    reference: str | None = None
+    rows: int
+    columns: int
+    missing_cells: int
+    rows_with_missing: int
+    missing_per_row: dict[int, int] = Field(default_factory=dict)
+    """Number of missing checked cells in a row → rows with that many."""
+    missing_by_segment: dict[str, float] = Field(default_factory=dict)
+    missing_by_day: dict[str, float] = Field(default_factory=dict)
+    duplicate_rows: int = 0
+    duplicate_keys: int = 0
+    drifted_columns: list[str] = Field(default_factory=list)
+    drift_share: float | None = None
+    dataset_drift: bool = False
+    column_reports: list[ColumnReport] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+
+    def breaches(self, anomaly: AnomalyType | None = None) -> list[Finding]:
+        """Findings over their threshold (of one anomaly type when given)."""
+        return [f for f in self.findings if f.breach and (anomaly is None or f.anomaly == anomaly)]
+
+    def anomalies(self) -> list[AnomalyType]:
+        """Anomaly types with at least one breach, in catalogue order."""
+        hit = {f.anomaly for f in self.breaches()}
+        return [a for a in AnomalyType if a in hit]
+
+    @property
+    def clean_cell_share(self) -> float:
+        """Share of checked cells that are neither missing nor invalid (a trend figure)."""
+        checked = sum(1 for _ in self.column_reports) * self.rows
+        bad = sum(c.missing + sum(v for k, v in c.invalid.items() if k != "outliers") for c in self.column_reports)
+        return 1.0 if checked == 0 else max(0.0, 1 - bad / checked)
+
+    def column(self, name: str) -> ColumnReport | None:
+        """The profile of one column."""
+        return next((c for c in self.column_reports if c.name == name), None)
+
+
+def effective_schema(frame: pd.DataFrame, cfg: DatasetConfig) -> dict[str, ColumnSchema]:
+    """The declared columns, or (no schema declared) one inferred from the frame's dtypes."""
+    if cfg.columns:
+        return dict(cfg.columns)
+    out: dict[str, ColumnSchema] = {}
+    for name in frame.columns:
+        dt = frame[name].dtype
+        if pd.api.types.is_bool_dtype(dt):
+            kind = "bool"
+        elif pd.api.types.is_numeric_dtype(dt):
+            kind = "float"
+        elif pd.api.types.is_datetime64_any_dtype(dt):
+            kind = "datetime"
+        else:
+            kind = "string"
+        out[str(name)] = ColumnSchema(dtype=kind)  # type: ignore[arg-type]
+    return out
+
+
+def _rows(mask: np.ndarray) -> list[int]:
+    return [int(i) for i in np.flatnonzero(mask)[:_SAMPLE_ROWS]]
+
+
+def _hash_rows(frame: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
+    return pd.util.hash_pandas_object(frame[list(columns)], index=False)
+
+
+def audit_frame(
+    frame: pd.DataFrame,
+    cfg: DatasetConfig,
+    *,
+    dataset: str = "",
+    version: str | None = None,
+    reference: pd.DataFrame | None = None,
+    reference_version: str | None = None,
+) -> DataAudit:
+    """Profile ``frame`` against ``cfg``'s schema and thresholds (and ``reference`` for drift)."""
+    t = cfg.thresholds
+    n = len(frame)
+    schema = effective_schema(frame, cfg)
+    findings: list[Finding] = []
+    reports: list[ColumnReport] = []
+    miss_matrix: dict[str, np.ndarray] = {}
+    parsed_cols: dict[str, Parsed] = {}
+
+    def share(count: int, of: int = n) -> float:
+        return count / of if of else 0.0
+
+    for name, col in schema.items():
+        if name not in frame.columns:
+            continue
+        s = frame[name]
+        missing = missing_mask(s, cfg.missing_tokens)
+        miss_matrix[name] = missing
+        parsed = parse_column(s, col, missing)
+        parsed_cols[name] = parsed
+        n_miss = int(missing.sum())
+        report = ColumnReport(name=name, dtype=col.dtype, missing=n_miss, missing_share=share(n_miss))
+        limit = col.max_missing_share if col.max_missing_share is not None else t.max_missing_share
+        if n_miss:
+            breach = (not col.nullable) or share(n_miss) > limit
+            findings.append(
+                Finding(
+                    kind="missing",
+                    anomaly=AnomalyType.DATA_MISSING,
+                    column=name,
+                    count=n_miss,
+                    share=share(n_miss),
+                    threshold=0.0 if not col.nullable else limit,
+                    breach=breach,
+                    message=f"{name}: {n_miss} missing ({share(n_miss):.2%})"
+                    + (" in a non-nullable column" if not col.nullable else f"; limit {limit:.2%}"),
+                    rows=_rows(missing),
+                )
+            )
+        # type / format
+        kinds: dict[str, np.ndarray] = {}
+        if parsed.invalid.any():
+            if col.dtype in ("date", "datetime"):
+                kinds["date_format" if any(p.kind == "date_format" for p in parsed.patterns) else "type"] = parsed.invalid
+            elif col.regex is not None and col.dtype in ("string", "category"):
+                kinds["pattern"] = parsed.invalid
+            else:
+                kinds["type"] = parsed.invalid
+        if parsed.encoding_bad is not None and parsed.encoding_bad.any():
+            kinds["encoding"] = parsed.encoding_bad
+        for kind, mask in kinds.items():
+            count = int(mask.sum())
+            report.invalid[kind] = count
+            pats = [p for p in parsed.patterns if (p.kind == "encoding") == (kind == "encoding")]
+            what = {
+                "type": f"not {col.dtype}",
+                "date_format": f"dates not in the declared format(s) {col.date_formats or ['ISO 8601']}",
+                "pattern": f"values not matching {col.regex!r}",
+                "encoding": "mis-decoded text (mojibake)",
+            }[kind]
+            formats = len(parsed.formats)
+            findings.append(
+                Finding(
+                    kind=kind,  # type: ignore[arg-type]
+                    anomaly=AnomalyType.DATA_FORMAT,
+                    column=name,
+                    count=count,
+                    share=share(count),
+                    threshold=t.max_invalid_share,
+                    breach=share(count) > t.max_invalid_share,
+                    message=f"{name}: {count} {what}"
+                    + (f"; the column uses {formats} date formats" if formats > 1 else ""),
+                    patterns=[p.describe() for p in pats],
+                    rows=_rows(mask),
+                )
+            )
+        report.date_formats = parsed.formats
+        # range / allowed / outliers on valid values
+        valid = ~missing & ~parsed.invalid
+        if col.dtype in ("int", "float"):
+            x = parsed.values.to_numpy(dtype="float64", na_value=np.nan)
+            finite = x[np.isfinite(x)]
+            if finite.size:
+                report.stats = {
+                    "min": float(finite.min()),
+                    "max": float(finite.max()),
+                    "mean": float(finite.mean()),
+                    "median": float(np.median(finite)),
+                }
+            if col.min is not None or col.max is not None:
+                with np.errstate(invalid="ignore"):
+                    out = valid & (
+                        (x < col.min if col.min is not None else False) | (x > col.max if col.max is not None else False)
+                    )
+                if out.any():
+                    count = int(out.sum())
+                    report.invalid["range"] = count
+                    findings.append(
+                        Finding(
+                            kind="range",
+                            anomaly=AnomalyType.DATA_QUALITY,
+                            column=name,
+                            count=count,
+                            share=share(count),
+                            threshold=t.max_invalid_share,
+                            breach=share(count) > t.max_invalid_share,
+                            message=f"{name}: {count} values outside [{col.min}, {col.max}]",
+                            rows=_rows(out),
+                        )
+                    )
+            f = fences(x, iqr_k=t.iqr_k, robust_z=t.robust_z)
+            if f is not None:
+                report.outlier_counts = {m: f.count(m) for m in ("iqr", "robust_z", "sigma3")}
+                report.outlier_fences = {
+                    "iqr_low": f.iqr_low,
+                    "iqr_high": f.iqr_high,
+                    "robust_low": f.robust_low,
+                    "robust_high": f.robust_high,
+                    "sigma_low": f.sigma_low,
+                    "sigma_high": f.sigma_high,
+                }
+                count = f.count(t.outlier_method)
+                if count:
+                    mask = outlier_mask(x, f, t.outlier_method)
+                    report.invalid["outliers"] = count
+                    lo, hi = f.limits(t.outlier_method)
+                    findings.append(
+                        Finding(
+                            kind="outliers",
+                            anomaly=AnomalyType.DATA_QUALITY,
+                            column=name,
+                            count=count,
+                            share=share(count),
+                            threshold=t.max_outlier_share,
+                            breach=share(count) > t.max_outlier_share,
+                            message=f"{name}: {count} outliers by {t.outlier_method} (outside [{lo:.4g}, {hi:.4g}]); "
+                            f"IQR {f.iqr_count}, robust z {f.robust_count}, 3σ {f.sigma_count}",
+                            rows=_rows(mask),
+                        )
+                    )
+        if col.allowed is not None:
+            if col.dtype in ("int", "float"):
+                allowed_num = np.array([float(a) for a in col.allowed if not isinstance(a, str)], dtype=float)
+                x = parsed.values.to_numpy(dtype="float64", na_value=np.nan)
+                bad = valid & ~np.isin(x, allowed_num)
+                bad_values = as_text(frame[name][bad])
+            else:
+                text = as_text(s).str.strip()
+                allowed_txt = [str(a) for a in col.allowed]
+                bad = valid & ~text.isin(allowed_txt).to_numpy(dtype=bool, na_value=False)
+                bad_values = text[bad]
+            if bad.any():
+                count = int(bad.sum())
+                report.invalid["allowed"] = count
+                counts = bad_values.value_counts().head(8)
+                lower = {str(a).lower(): str(a) for a in col.allowed}
+                near = int(sum(n for v, n in bad_values.value_counts().items() if str(v).strip().lower() in lower))
+                findings.append(
+                    Finding(
+                        kind="allowed",
+                        anomaly=AnomalyType.DATA_QUALITY,
+                        column=name,
+                        count=count,
+                        share=share(count),
+                        threshold=t.max_invalid_share,
+                        breach=share(count) > t.max_invalid_share,
+                        message=f"{name}: {count} values outside the allowed set"
+                        + (f" ({near} differ from an allowed value only by case)" if near else ""),
+                        patterns=[f"{v!r} × {c}" for v, c in counts.items()],
+                        rows=_rows(bad),
+                    )
+                )
+        reports.append(report)
+
+    # missing per row, by segment, by day
+    checked = list(miss_matrix)
+    audit = DataAudit(dataset=dataset, version=version, reference=reference_version, rows=n, columns=len(frame.columns), missing_cells=0, rows_with_missing=0)
+    if checked:
+        per_row = np.zeros(n, dtype=np.int32)
+        for m in miss_matrix.values():
+            per_row += m
+        audit.missing_cells = int(per_row.sum())
+        audit.rows_with_missing = int(np.count_nonzero(per_row))
+        ks, counts = np.unique(per_row, return_counts=True)
+        audit.missing_per_row = {int(k): int(c) for k, c in zip(ks, counts, strict=True)}
+        if cfg.segment_column and cfg.segment_column in frame.columns:
+            seg = as_text(frame[cfg.segment_column]).fillna("(missing)")
+            audit.missing_by_segment = {
+                str(k): round(float(v) / len(checked), 6)
+                for k, v in pd.Series(per_row, index=frame.index).groupby(seg.to_numpy()).mean().items()
+            }
+        if cfg.time_column and cfg.time_column in parsed_cols:
+            days = pd.to_datetime(parsed_cols[cfg.time_column].values, errors="coerce").dt.strftime("%Y-%m-%d")
+            audit.missing_by_day = {
+                str(k): round(float(v) / len(checked), 6)
+                for k, v in pd.Series(per_row, index=frame.index).groupby(days.fillna("(no date)").to_numpy()).mean().items()
+            }
+    # duplicates
+    hashed = _hash_rows(frame, frame.columns)
+    dup = hashed.duplicated().to_numpy()
+    audit.duplicate_rows = int(dup.sum())
+    if audit.duplicate_rows:
+        findings.append(
+            Finding(
+                kind="duplicate_rows",
+                anomaly=AnomalyType.DATA_QUALITY,
+                count=audit.duplicate_rows,
+                share=share(audit.duplicate_rows),
+                threshold=t.max_duplicate_share,
+                breach=share(audit.duplicate_rows) > t.max_duplicate_share,
+                message=f"{audit.duplicate_rows} rows repeat an earlier row exactly",
+                rows=_rows(dup),
+            )
+        )
+    if cfg.key and all(k in frame.columns for k in cfg.key):
+        kdup = _hash_rows(frame, cfg.key).duplicated().to_numpy() & ~dup
+        audit.duplicate_keys = int(kdup.sum())
+        if audit.duplicate_keys:
+            findings.append(
+                Finding(
+                    kind="duplicate_keys",
+                    anomaly=AnomalyType.DATA_QUALITY,
+                    count=audit.duplicate_keys,
+                    share=share(audit.duplicate_keys),
+                    threshold=t.max_duplicate_share,
+                    breach=share(audit.duplicate_keys) > t.max_duplicate_share,
+                    message=f"{audit.duplicate_keys} rows repeat the key {cfg.key} of an earlier row with other values",
+                    rows=_rows(kdup),
+                )
+            )
+    # drift
+    if reference is not None:
+        compared: list[str] = []
+        for name, col in schema.items():
+            if not col.drift or name not in parsed_cols or name not in reference.columns:
+                continue
+            if col.dtype not in ("int", "float", "category", "bool"):
+                continue
+            numeric = col.dtype in ("int", "float")
+            ref_missing = missing_mask(reference[name], cfg.missing_tokens)
+            ref_parsed = parse_column(reference[name], col, ref_missing)
+            cur_values = parsed_cols[name].values
+            if not numeric:
+                cur_values = as_text(frame[name]).str.strip().where(~pd.Series(miss_matrix[name], index=frame.index))
+                ref_values = as_text(reference[name]).str.strip().where(~pd.Series(ref_missing, index=reference.index))
+            else:
+                ref_values = ref_parsed.values
+            d = column_drift(name, ref_values, cur_values, numeric, t)
+            if d is None:
+                continue
+            compared.append(name)
+            rep = next(r for r in reports if r.name == name)
+            rep.drift = {"method": d.method, "statistic": d.statistic, "threshold": d.threshold, "drifted": d.drifted, "psi": d.psi}
+            if d.drifted:
+                audit.drifted_columns.append(name)
+        if compared:
+            audit.drift_share = len(audit.drifted_columns) / len(compared)
+            audit.dataset_drift = audit.drift_share >= t.drift_share
+            if audit.drifted_columns:
+                msgs = [
+                    f"{r.name}: {r.drift['method']} {float(r.drift['statistic']):.4g}, PSI {float(r.drift['psi']):.3f}"
+                    for r in reports
+                    if r.drift and r.drift["drifted"]
+                ]
+                findings.append(
+                    Finding(
+                        kind="drift",
+                        anomaly=AnomalyType.DATA_QUALITY,
+                        count=len(audit.drifted_columns),
+                        share=audit.drift_share,
+                        threshold=t.drift_share,
+                        breach=audit.dataset_drift,
+                        message=f"{len(audit.drifted_columns)} of {len(compared)} columns drifted from the reference"
+                        + (f" {reference_version}" if reference_version else "")
+                        + (" — dataset drift" if audit.dataset_drift else ""),
+                        patterns=msgs,
+                    )
+                )
+    audit.column_reports = reports
+    audit.findings = findings
+    return audit

@@ -1,0 +1,480 @@
+"""Repairs of a dataset version: pure functions from a frame to a new frame and what changed.
+
+Each operation is a typed model (a playbook names them in a fix's ``params.operations``) and only
+touches what the schema says is wrong: imputing fills missing cells of the columns that have them,
+coercion turns values that are not of the declared type into missing ones, date normalisation
+rewrites recognised formats in the canonical one, and so on. The flow writes the result as a *new*
+version; the version it came from stays as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.spatial import cKDTree
+
+from llmedic.analysis.conformance import MOJIBAKE, as_text, missing_mask, parse_column
+from llmedic.analysis.data_audit import effective_schema
+from llmedic.analysis.outliers import fences, outlier_mask
+from llmedic.config import ColumnSchema, DatasetConfig
+from llmedic.errors import ControlError
+
+__all__ = [
+    "Coerce",
+    "Dedupe",
+    "DropRows",
+    "Impute",
+    "NormaliseDates",
+    "NormaliseEncoding",
+    "Operation",
+    "Outliers",
+    "RepairLog",
+    "Rule",
+    "Rules",
+    "apply_operations",
+]
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: list[str] | None = None
+    """Columns to work on (default: every declared column the operation applies to)."""
+
+
+class Impute(_Op):
+    """Fill missing values."""
+
+    op: Literal["impute"]
+    strategy: Literal["mean", "median", "mode", "constant", "knn"] = "median"
+    """For numeric columns; text and category columns always take the mode (or ``value``)."""
+    value: str | float | int | bool | None = None
+    """The constant for ``strategy: constant``."""
+    k: int = Field(5, ge=1, le=50)
+    """Neighbours for ``knn`` (distance over the other numeric columns, standardised)."""
+
+
+class DropRows(_Op):
+    """Drop rows with missing values, but only while they are a small share of the data."""
+
+    op: Literal["drop_rows"]
+    max_share: float = Field(0.05, gt=0, le=1)
+
+
+class Coerce(_Op):
+    """Turn values that are not of the declared type into missing values (``to_numeric(errors="coerce")``)."""
+
+    op: Literal["coerce_types"]
+
+
+class NormaliseDates(_Op):
+    """Rewrite dates in any recognised format in the column's canonical (first declared) format."""
+
+    op: Literal["normalise_dates"]
+
+
+class NormaliseEncoding(_Op):
+    """Repair text that was UTF-8 decoded as cp1252 (mojibake); strip replacement characters."""
+
+    op: Literal["normalise_encoding"]
+
+
+class Rule(BaseModel):
+    """One correction rule on one column."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str
+    match: str | None = None
+    """Regular expression; matching values are rewritten with ``replace`` (``\\1`` groups allowed)."""
+    replace: str = ""
+    map: dict[str, str] = Field(default_factory=dict)
+    """Exact value → replacement."""
+    strip: bool = False
+    case: Literal["lower", "upper", "title"] | None = None
+
+
+class Rules(_Op):
+    """Rule-based corrections; also snaps values that differ from an allowed value only by case or
+    surrounding spaces onto that value, and blanks values still outside the allowed set or range."""
+
+    op: Literal["rules"]
+    rules: list[Rule] = Field(default_factory=list)
+    snap_allowed: bool = True
+    invalid_to_missing: bool = True
+
+
+class Outliers(_Op):
+    """Remove, cap (winsorise at the fences) or flag outliers."""
+
+    op: Literal["outliers"]
+    method: Literal["iqr", "robust_z", "sigma3"] | None = None
+    """Default: the dataset's ``thresholds.outlier_method``."""
+    treatment: Literal["remove", "cap", "flag"] = "cap"
+
+
+class Dedupe(_Op):
+    """Drop exact duplicate rows, and (``by: key``) rows repeating a key; the first row is kept."""
+
+    op: Literal["dedupe"]
+    by: Literal["rows", "key"] = "rows"
+
+
+Operation = Annotated[
+    Impute | DropRows | Coerce | NormaliseDates | NormaliseEncoding | Rules | Outliers | Dedupe,
+    Field(discriminator="op"),
+]
+
+
+@dataclass
+class RepairLog:
+    """What the operations did."""
+
+    rows_before: int
+    rows_after: int = 0
+    steps: list[str] = field(default_factory=list)
+    cells_changed: dict[str, int] = field(default_factory=dict)
+    rows_dropped: int = 0
+
+    def note(self, text: str, column: str | None = None, cells: int = 0) -> None:
+        """Record one change."""
+        self.steps.append(text)
+        if column is not None and cells:
+            self.cells_changed[column] = self.cells_changed.get(column, 0) + cells
+
+
+def _numeric(col: ColumnSchema) -> bool:
+    return col.dtype in ("int", "float")
+
+
+def _render(values: pd.Series, col: ColumnSchema, like: pd.Series) -> pd.Series:
+    """Typed values back in the column's storage: text columns stay text, ints print without .0."""
+    if not (like.dtype == object or isinstance(like.dtype, pd.StringDtype) or like.dtype == "str"):
+        if col.dtype == "int":
+            return values.round().astype("Int64")
+        return values
+    if col.dtype == "int":
+        out = values.round().astype("Int64").astype("str")
+    elif col.dtype == "float":
+        out = values.map(lambda v: "" if pd.isna(v) else repr(float(v)).removesuffix(".0") if float(v).is_integer() else repr(float(v)))
+    else:
+        out = values.astype("str")
+    return out.where(values.notna(), "")
+
+
+def _targets(frame: pd.DataFrame, schema: dict[str, ColumnSchema], op: _Op, pred: Callable[[ColumnSchema], bool]) -> list[str]:
+    names = op.columns if op.columns is not None else list(schema)
+    unknown = [c for c in names if c not in frame.columns or c not in schema]
+    if unknown:
+        raise ControlError(f"repair names column(s) {unknown} that the dataset does not declare")
+    return [c for c in names if pred(schema[c])]
+
+
+def _knn(frame: pd.DataFrame, schema: dict[str, ColumnSchema], cfg: DatasetConfig, target: str, k: int) -> tuple[pd.Series, int]:
+    numeric = [c for c, s in schema.items() if _numeric(s) and c in frame.columns]
+    parsed = {
+        c: parse_column(frame[c], schema[c], missing_mask(frame[c], cfg.missing_tokens)).values.to_numpy(dtype="float64", na_value=np.nan)
+        for c in numeric
+    }
+    y = parsed[target]
+    feats = [c for c in numeric if c != target]
+    out = y.copy()
+    todo = np.flatnonzero(np.isnan(y))
+    fallback = 0
+    if not feats:
+        fallback = len(todo)
+        out[todo] = np.nanmedian(y)
+        return pd.Series(out, index=frame.index), fallback
+    X = np.column_stack([parsed[c] for c in feats])
+    mu, sd = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
+    sd[sd == 0] = 1
+    Z = (X - mu) / sd
+    usable = ~np.isnan(Z)
+    donors_all = ~np.isnan(y)
+    patterns = pd.Series([tuple(r) for r in usable[todo]], index=todo) if len(todo) else pd.Series([], dtype=object)
+    for pattern, rows in patterns.groupby(patterns, sort=False):
+        cols = np.array(pattern, dtype=bool)
+        idx = rows.index.to_numpy()
+        donors = donors_all & usable[:, cols].all(axis=1) if cols.any() else np.zeros(len(y), dtype=bool)
+        if not cols.any() or donors.sum() == 0:
+            out[idx] = np.nanmedian(y)
+            fallback += len(idx)
+            continue
+        tree = cKDTree(Z[donors][:, cols])
+        kk = min(k, int(donors.sum()))
+        _, nn = tree.query(Z[idx][:, cols], k=kk)
+        nn = np.asarray(nn).reshape(len(idx), kk)
+        out[idx] = y[donors][nn].mean(axis=1)
+    return pd.Series(out, index=frame.index), fallback
+
+
+def _impute(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Impute, log: RepairLog) -> pd.DataFrame:
+    for name in _targets(frame, schema, op, lambda s: True):
+        col = schema[name]
+        miss = missing_mask(frame[name], cfg.missing_tokens)
+        if not miss.any():
+            continue
+        parsed = parse_column(frame[name], col, miss)
+        if _numeric(col):
+            x = parsed.values
+            if op.strategy == "knn":
+                filled, fallback = _knn(frame, schema, cfg, name, op.k)
+                how = f"knn k={op.k}" + (f" ({fallback} rows without neighbours took the median)" if fallback else "")
+            else:
+                if op.strategy == "constant":
+                    if op.value is None:
+                        raise ControlError("impute strategy 'constant' needs a value")
+                    fill = float(op.value)
+                elif op.strategy == "mean":
+                    fill = float(x.mean())
+                elif op.strategy == "mode":
+                    fill = float(x.mode().iloc[0])
+                else:
+                    fill = float(x.median())
+                if col.dtype == "int":
+                    fill = float(round(fill))
+                filled, how = x.fillna(fill), f"{op.strategy} {fill:g}"
+            new = x.where(~pd.Series(miss, index=frame.index), filled)
+            changed = pd.Series(miss & new.notna().to_numpy(), index=frame.index)
+            frame[name] = _render(new, col, frame[name]).where(changed, frame[name])
+        else:
+            present = as_text(frame[name])[~miss]
+            if op.strategy == "constant" and op.value is not None:
+                fill_txt = str(op.value)
+            elif present.empty:
+                log.note(f"{name}: nothing to impute from (every value is missing)")
+                continue
+            else:
+                fill_txt = str(present.str.strip().mode().iloc[0])
+            how = f"mode {fill_txt!r}" if op.strategy != "constant" else f"constant {fill_txt!r}"
+            filled_txt = as_text(frame[name]).where(~pd.Series(miss, index=frame.index), fill_txt)
+            frame[name] = filled_txt if frame[name].dtype != object else filled_txt.astype(object)
+        log.note(f"imputed {int(miss.sum())} missing {name} ({how})", name, int(miss.sum()))
+    return frame
+
+
+def _drop_rows(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: DropRows, log: RepairLog) -> pd.DataFrame:
+    names = _targets(frame, schema, op, lambda s: True)
+    drop = np.zeros(len(frame), dtype=bool)
+    for name in names:
+        drop |= missing_mask(frame[name], cfg.missing_tokens)
+    n = int(drop.sum())
+    if n == 0:
+        return frame
+    share = n / len(frame)
+    if share > op.max_share:
+        raise ControlError(
+            f"dropping {n} rows ({share:.2%}) with missing values would exceed the playbook's limit of {op.max_share:.2%}",
+            hint="impute instead, or roll back to the last good version",
+        )
+    log.rows_dropped += n
+    log.note(f"dropped {n} rows ({share:.2%}) with missing values in {names}")
+    return frame.loc[~drop].reset_index(drop=True)
+
+
+def _coerce(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Coerce, log: RepairLog) -> pd.DataFrame:
+    for name in _targets(frame, schema, op, lambda s: s.dtype in ("int", "float", "bool")):
+        col = schema[name]
+        miss = missing_mask(frame[name], cfg.missing_tokens)
+        parsed = parse_column(frame[name], col, miss)
+        if not parsed.invalid.any():
+            continue
+        n = int(parsed.invalid.sum())
+        if col.dtype == "bool":
+            text = as_text(frame[name]).where(~pd.Series(parsed.invalid, index=frame.index), "")
+            frame[name] = text
+        else:
+            frame[name] = _render(parsed.values, col, frame[name]).where(
+                pd.Series(parsed.invalid, index=frame.index), frame[name]
+            )
+        log.note(f"coerced {n} non-{col.dtype} values in {name} to missing", name, n)
+    return frame
+
+
+def _dates(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: NormaliseDates, log: RepairLog) -> pd.DataFrame:
+    from llmedic.analysis.conformance import COMMON_DATE_FORMATS
+
+    for name in _targets(frame, schema, op, lambda s: s.dtype in ("date", "datetime")):
+        col = schema[name]
+        s = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            continue
+        text = as_text(s).str.strip()
+        miss = missing_mask(s, cfg.missing_tokens)
+        canonical = col.date_formats[0] if col.date_formats else ("%Y-%m-%d" if col.dtype == "date" else "%Y-%m-%dT%H:%M:%S")
+        out = text.copy()
+        todo = ~miss
+        if col.date_formats:
+            ok = pd.to_datetime(text[todo], format=canonical, errors="coerce").notna().to_numpy()
+            todo[np.flatnonzero(todo)[ok]] = False
+        changed = 0
+        for fmt in [*col.date_formats[1:], *[f for f in COMMON_DATE_FORMATS if f not in col.date_formats]]:
+            if not todo.any():
+                break
+            parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+            hit = parsed.notna().to_numpy()
+            if hit.any():
+                idx = np.flatnonzero(todo)[hit]
+                out.iloc[idx] = parsed[hit].dt.strftime(canonical).to_numpy()
+                todo[idx] = False
+                changed += int(hit.sum())
+        if changed:
+            frame[name] = out
+            log.note(f"rewrote {changed} dates in {name} as {canonical}", name, changed)
+        if todo.any():
+            log.note(f"{name}: {int(todo.sum())} values are not dates in any known format (left as they are)")
+    return frame
+
+
+def _fix_mojibake(value: str) -> str:
+    for enc in ("cp1252", "latin-1"):
+        try:
+            return value.encode(enc).decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+    return value.replace("\ufffd", "")
+
+
+def _encoding(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: NormaliseEncoding, log: RepairLog) -> pd.DataFrame:
+    for name in _targets(frame, schema, op, lambda s: s.dtype in ("string", "category")):
+        text = as_text(frame[name])
+        bad = text.str.contains(MOJIBAKE, regex=True).to_numpy(dtype=bool, na_value=False)
+        if not bad.any():
+            continue
+        fixed = text[bad].map(_fix_mojibake)
+        out = text.copy()
+        out[bad] = fixed
+        frame[name] = out
+        log.note(f"repaired {int(bad.sum())} mis-decoded values in {name}", name, int(bad.sum()))
+    return frame
+
+
+def _rules(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Rules, log: RepairLog) -> pd.DataFrame:
+    for rule in op.rules:
+        if rule.column not in frame.columns:
+            raise ControlError(f"rule names column {rule.column!r}, which the dataset does not have")
+        before = as_text(frame[rule.column])
+        text = before
+        if rule.strip:
+            text = text.str.strip()
+        if rule.case:
+            text = getattr(text.str, rule.case)()
+        if rule.map:
+            text = text.replace(rule.map)
+        if rule.match is not None:
+            text = text.str.replace(rule.match, rule.replace, regex=True)
+        changed = int((text.fillna("\0") != before.fillna("\0")).sum())
+        if changed:
+            frame[rule.column] = text
+            log.note(f"rule on {rule.column}: {changed} values rewritten", rule.column, changed)
+    for name in _targets(frame, schema, op, lambda s: True):
+        col = schema[name]
+        miss = missing_mask(frame[name], cfg.missing_tokens)
+        if op.snap_allowed and col.allowed is not None and not _numeric(col):
+            lookup = {str(a).strip().lower(): str(a) for a in col.allowed}
+            text = as_text(frame[name])
+            allowed = {str(a) for a in col.allowed}
+            off = ~miss & ~text.isin(allowed).to_numpy(dtype=bool, na_value=False)
+            if off.any():
+                snapped = text[off].str.strip().str.lower().map(lookup)
+                hit = snapped.notna()
+                if hit.any():
+                    out = text.copy()
+                    out[snapped[hit].index] = snapped[hit]
+                    frame[name] = out
+                    log.note(f"{name}: {int(hit.sum())} values snapped to the allowed spelling", name, int(hit.sum()))
+        if not op.invalid_to_missing:
+            continue
+        miss = missing_mask(frame[name], cfg.missing_tokens)
+        parsed = parse_column(frame[name], col, miss)
+        valid = ~miss & ~parsed.invalid
+        bad = np.zeros(len(frame), dtype=bool)
+        if _numeric(col) and (col.min is not None or col.max is not None):
+            x = parsed.values.to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                bad |= valid & ((x < col.min if col.min is not None else False) | (x > col.max if col.max is not None else False))
+        if col.allowed is not None and not _numeric(col):
+            bad |= valid & ~as_text(frame[name]).str.strip().isin([str(a) for a in col.allowed]).to_numpy(dtype=bool, na_value=False)
+        if bad.any():
+            blank: Any = "" if frame[name].dtype == object or frame[name].dtype == "str" else np.nan
+            frame.loc[bad, name] = blank
+            log.note(f"{name}: {int(bad.sum())} values outside the range/allowed set set to missing", name, int(bad.sum()))
+    return frame
+
+
+def _outliers(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Outliers, log: RepairLog) -> pd.DataFrame:
+    t = cfg.thresholds
+    method = op.method or t.outlier_method
+    drop = np.zeros(len(frame), dtype=bool)
+    for name in _targets(frame, schema, op, _numeric):
+        col = schema[name]
+        miss = missing_mask(frame[name], cfg.missing_tokens)
+        x = parse_column(frame[name], col, miss).values
+        arr = x.to_numpy(dtype="float64", na_value=np.nan)
+        f = fences(arr, iqr_k=t.iqr_k, robust_z=t.robust_z)
+        if f is None:
+            continue
+        mask = outlier_mask(arr, f, method)
+        n = int(mask.sum())
+        if not n:
+            continue
+        lo, hi = f.limits(method)
+        if op.treatment == "remove":
+            drop |= mask
+            log.note(f"{name}: {n} outliers by {method} marked for removal")
+        elif op.treatment == "cap":
+            frame[name] = _render(x.clip(lo, hi), col, frame[name]).where(pd.Series(mask, index=frame.index), frame[name])
+            log.note(f"{name}: {n} outliers by {method} capped to [{lo:.4g}, {hi:.4g}]", name, n)
+        else:
+            frame[f"{name}_outlier"] = mask
+            log.note(f"{name}: {n} outliers by {method} flagged in {name}_outlier", name, n)
+    if drop.any():
+        log.rows_dropped += int(drop.sum())
+        frame = frame.loc[~drop].reset_index(drop=True)
+    return frame
+
+
+def _dedupe(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Dedupe, log: RepairLog) -> pd.DataFrame:
+    if op.by == "key":
+        if not cfg.key:
+            raise ControlError("dedupe by key needs the dataset's key: columns")
+        cols = list(cfg.key)
+    else:
+        cols = list(frame.columns)
+    dup = pd.util.hash_pandas_object(frame[cols], index=False).duplicated().to_numpy()
+    n = int(dup.sum())
+    if n:
+        log.rows_dropped += n
+        log.note(f"removed {n} duplicate rows ({'same key' if op.by == 'key' else 'exact copies'}; first kept)")
+        frame = frame.loc[~dup].reset_index(drop=True)
+    return frame
+
+
+_HANDLERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "impute": _impute,
+    "drop_rows": _drop_rows,
+    "coerce_types": _coerce,
+    "normalise_dates": _dates,
+    "normalise_encoding": _encoding,
+    "rules": _rules,
+    "outliers": _outliers,
+    "dedupe": _dedupe,
+}
+
+
+def apply_operations(frame: pd.DataFrame, cfg: DatasetConfig, operations: list[Any]) -> tuple[pd.DataFrame, RepairLog]:
+    """Run the operations in order on a copy of ``frame``."""
+    out = frame.copy()
+    schema = effective_schema(frame, cfg)
+    log = RepairLog(rows_before=len(frame))
+    for op in operations:
+        out = _HANDLERS[op.op](out, cfg, schema, op, log)
+    if out.empty:
+        raise ControlError("the repair would leave no rows", hint="roll back to the last good version instead")
+    log.rows_after = len(out)
+    return out, log
