@@ -8,11 +8,12 @@ from typing import Any
 from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
+from flows.data import data_format, data_missing, data_quality
 from flows.latency import latency
 
 __all__ = ["ANOMALY_FLOWS", "deployments", "serve_all"]
 
-ANOMALY_FLOWS: list[Flow[..., Any]] = [latency]
+ANOMALY_FLOWS: list[Flow[..., Any]] = [data_missing, data_format, data_quality, latency]
 
 
 def deployments() -> list[object]:

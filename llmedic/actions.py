@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmedic.analysis.repair import Operation
 from llmedic.catalog import AnomalyType
 
 __all__ = ["ACTIONS", "ActionSpec", "actions_for"]
@@ -46,6 +47,24 @@ class RestartParams(_Params):
     ready_timeout_seconds: float = Field(60, gt=0)
 
 
+class RepairParams(_Params):
+    """Repair the incident's dataset version into a new version that becomes current."""
+
+    operations: list[Operation] = Field(min_length=1)
+    """Applied in order; see docs/flows/data.md for each operation's parameters."""
+    max_row_loss_share: float = Field(0.05, ge=0, le=1)
+    """Refuse to write a version that lost more than this share of rows."""
+
+
+class RollbackDatasetParams(_Params):
+    """Point the dataset's consumers at an earlier version."""
+
+    to: str | None = None
+    """Version id (or unique prefix); default: the newest good version before the incident's."""
+    compensating: bool = False
+    """Set by llmedic when undoing a fix: a quarantined target is then skipped instead of refused."""
+
+
 @dataclass(frozen=True)
 class ActionSpec:
     """One action: its parameters, what undoes it, and which anomaly types may use it."""
@@ -58,6 +77,7 @@ class ActionSpec:
 
 
 _SERVICE = frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK, AnomalyType.GPU_FAULT})
+_DATA = frozenset({AnomalyType.DATA_MISSING, AnomalyType.DATA_FORMAT, AnomalyType.DATA_QUALITY})
 
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
@@ -96,6 +116,21 @@ ACTIONS: dict[str, ActionSpec] = {
             "undrain_instance",
             _SERVICE,
             "take the instance out of rotation",
+        ),
+        ActionSpec(
+            "repair_dataset",
+            RepairParams,
+            "rollback_dataset",
+            _DATA,
+            "write a repaired copy of the bad version as a new version and make it current "
+            "(rollback points consumers back at the version they had before)",
+        ),
+        ActionSpec(
+            "rollback_dataset",
+            RollbackDatasetParams,
+            "rollback_dataset",
+            _DATA,
+            "point consumers at an earlier good version (rollback returns to the one before, unless it is quarantined)",
         ),
         ActionSpec(
             "undrain_instance",

@@ -63,7 +63,7 @@ class Alert(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["alertmanager", "grafana", "generic", "manual"] = "manual"
+    source: Literal["alertmanager", "grafana", "generic", "manual", "audit"] = "manual"
     status: Status = "firing"
     anomaly: AnomalyType | None = None
     alertname: str = "manual"

@@ -30,9 +30,9 @@ from llmedic.yamlfile import load_model
 
 __all__ = [
     "AlertRule",
+    "ColumnSchema",
     "CommandParam",
     "CommandTemplate",
-    "ColumnSchema",
     "ControlConfig",
     "DataThresholds",
     "DatasetConfig",

@@ -27,6 +27,7 @@ from llmedic.yamlfile import format_loc, load_model, validate_model
 
 __all__ = [
     "ApprovalPolicy",
+    "DataSettings",
     "FixOption",
     "LatencySettings",
     "Playbook",
@@ -100,8 +101,29 @@ class LatencySettings(_Strict):
     """Never drain if fewer healthy instances than this would remain."""
 
 
+class DataSettings(_Strict):
+    """Thresholds of the three data playbooks (the audit thresholds themselves are per dataset, in
+    ``llmedic.yaml``)."""
+
+    drop_max_share: float = Field(0.05, gt=0, le=1)
+    """Missing values in at most this share of rows: diagnosed ``sparse_missing`` (drop the rows)."""
+    rollback_row_share: float = Field(0.3, gt=0, le=1)
+    """Problems in more than this share of rows, or a column missing in more than this share:
+    the batch is broken (``batch_broken``) and is rolled back rather than repaired."""
+    sample_rows: int = Field(5, ge=0, le=100)
+    """Affected rows shown in the evidence (secret columns masked)."""
+    bisect: bool = True
+    """Find the first version in the lineage with the defect."""
+    bisect_max_versions: int = Field(64, ge=1, le=10_000)
+
+
 # Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
-SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {AnomalyType.LATENCY: LatencySettings}
+SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {
+    AnomalyType.LATENCY: LatencySettings,
+    AnomalyType.DATA_MISSING: DataSettings,
+    AnomalyType.DATA_FORMAT: DataSettings,
+    AnomalyType.DATA_QUALITY: DataSettings,
+}
 
 
 class Playbook(_Strict):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from llmedic.analysis.data_diagnosis import rows_hit
 from llmedic.catalog import anomaly_info
 from llmedic.errors import MetricsSourceError
 from llmedic.incident import Step, StepResult
 from llmedic.playbook import LatencySettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["assess_latency"]
+__all__ = ["assess_data", "assess_latency"]
 
 
 @step_task(Step.ASSESS)
@@ -58,4 +59,43 @@ def assess_latency(ctx: StepContext) -> StepResult:
     return t.done(
         f"scope {scope}; {impact}; routed to {info.team.value}",
         data={"scope": scope, "impact": impact, "fleet": fleet, "team": info.team.value},
+    )
+
+
+@step_task(Step.ASSESS)
+def assess_data(ctx: StepContext) -> StepResult:
+    """Share of rows and columns hit, who consumes the dataset, and who responds."""
+    rt = Runtime(ctx)
+    t = StepTimer(Step.ASSESS)
+    audit = rt.audit()
+    breaches = audit.breaches(ctx.anomaly)
+    columns = sorted({f.column for f in breaches if f.column})
+    share = rows_hit(audit, ctx.anomaly)
+    consumers = list(rt.dataset.consumers)
+    state = rt.store.state(ctx.target)
+    live = state.current == ctx.version
+    info = anomaly_info(ctx.anomaly)
+    impact = (
+        f"{ctx.target}@{ctx.version}: {len(columns)} of {audit.columns} columns and about {share:.1%} of "
+        f"{audit.rows} rows hit; {'the version is live' if live else 'not the current version'}"
+        + (f"; consumers: {', '.join(consumers)}" if consumers else "")
+    )
+    scope = "dataset" if len(columns) > 1 or share > 0.5 else ("column" if columns else "dataset")
+    t.add(
+        "impact",
+        "audit",
+        impact,
+        {"columns": columns, "row_share": share, "consumers": consumers, "live": live},
+    )
+    t.decide("scope", scope, impact)
+    t.decide("route", info.team.value, f"{info.category.value} anomalies go to the {info.team.value} team")
+    return t.done(
+        f"scope {scope}; {impact}; routed to {info.team.value}",
+        data={
+            "scope": scope,
+            "impact": impact,
+            "columns": columns,
+            "row_share": share,
+            "team": info.team.value,
+        },
     )

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from llmedic.actions import ACTIONS, RestartParams, ScaleParams, SetConcurrencyParams
+from llmedic.actions import (
+    ACTIONS,
+    RepairParams,
+    RestartParams,
+    RollbackDatasetParams,
+    ScaleParams,
+    SetConcurrencyParams,
+)
+from llmedic.adapters.datastore import Producer
+from llmedic.analysis.repair import apply_operations
 from llmedic.catalog import Risk
 from llmedic.errors import ApprovalRequired, ControlError
 from llmedic.incident import ActionRecord, ApprovalRecord, Step, StepResult, utcnow
@@ -93,6 +102,62 @@ def _undrain(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return f"{rt.instance.name} back in rotation", {}
 
 
+def _repair_dataset(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = RepairParams.model_validate(raw)
+    name, cfg = rt.ctx.target, rt.dataset
+    before = rt.store.current(name)
+    source, frame = rt.store.read(name, cfg, rt.ctx.version or "current")
+    focus = sorted({f.column for f in rt.audit(source.id).breaches(rt.ctx.anomaly) if f.column})
+    repaired, log = apply_operations(frame, cfg, list(p.operations), focus=focus)
+    lost = 1 - log.rows_after / log.rows_before
+    if lost > p.max_row_loss_share:
+        raise ControlError(
+            f"the repair would drop {log.rows_before - log.rows_after} of {log.rows_before} rows "
+            f"({lost:.1%} > {p.max_row_loss_share:.0%}); nothing was written",
+            hint="roll back to the last good version, or raise max_row_loss_share in the playbook",
+        )
+    new = rt.store.commit(
+        name,
+        repaired,
+        cfg,
+        by="llmedic",
+        why=f"repair of {source.id} for incident {rt.ctx.incident_id}: " + "; ".join(log.steps)[:500],
+        parent=source.id,
+        producer=Producer(step="llmedic-repair", job=rt.ctx.incident_id, run=rt.ctx.flow_run_id),
+    )
+    what = "; ".join(log.steps) or "no change was needed"
+    return (
+        f"wrote {new.id} from {source.id} ({log.rows_before} → {log.rows_after} rows): {what}",
+        {"to": before.id if before else source.id, "compensating": True},
+    )
+
+
+def _rollback_dataset(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = RollbackDatasetParams.model_validate(raw)
+    name = rt.ctx.target
+    state = rt.store.state(name)
+    if p.to is not None:
+        target = rt.store.version(name, p.to)
+    else:
+        good = rt.store.last_good(name, before=rt.ctx.version or state.current)
+        if good is None:
+            raise ControlError(
+                f"dataset {name!r} has no good version before {rt.ctx.version}",
+                hint="repair the batch instead, or name a version with `to:`",
+            )
+        target = good
+    if target.id in state.quarantined:
+        if p.compensating:
+            return f"stayed on {state.current}: {target.id} is quarantined", {}
+        raise ControlError(f"{name}@{target.id} is quarantined and cannot become current")
+    if state.current == target.id:
+        return f"{name} already serves {target.id}", {"to": state.current, "compensating": True}
+    rt.store.set_current(
+        name, target.id, rt.dataset, by="llmedic", why=f"incident {rt.ctx.incident_id}: rollback"
+    )
+    return f"{name}: {state.current} → {target.id}", {"to": state.current, "compensating": True}
+
+
 EXECUTORS: dict[str, Executor] = {
     "set_concurrency": _set_concurrency,
     "restart_instance": _restart,
@@ -100,6 +165,8 @@ EXECUTORS: dict[str, Executor] = {
     "scale_in": _scale_in,
     "drain_instance": _drain,
     "undrain_instance": _undrain,
+    "repair_dataset": _repair_dataset,
+    "rollback_dataset": _rollback_dataset,
 }
 
 
@@ -116,7 +183,7 @@ def apply_fix(ctx: StepContext, fix: FixOption, approval: ApprovalRecord | None)
         name=fix.action,
         risk=fix.risk,
         params=fix.params,
-        target=rt.instance.name,
+        target=ctx.instance or ctx.target,
         compensation=spec.compensation,
         dry_run=ctx.dry_run,
     )

@@ -7,7 +7,7 @@ from llmedic.incident import Step, StepResult
 from llmedic.playbook import LatencySettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["reproduce_latency"]
+__all__ = ["reproduce_data", "reproduce_latency"]
 
 
 @step_task(Step.REPRODUCE)
@@ -36,4 +36,29 @@ def reproduce_latency(ctx: StepContext) -> StepResult:
     return t.done(
         f"{'reproduced' if reproduced else 'not reproduced'}: probe p99 {summary.p99:.3f}s",
         data={"reproduced": reproduced, "p99": summary.p99},
+    )
+
+
+@step_task(Step.REPRODUCE)
+def reproduce_data(ctx: StepContext) -> StepResult:
+    """Re-run the validation on the stored (quarantined) copy, from scratch, not from a cache."""
+    rt = Runtime(ctx)
+    t = StepTimer(Step.REPRODUCE)
+    audit = rt.audit(fresh=True)
+    found = audit.breaches(ctx.anomaly)
+    reproduced = bool(found)
+    t.add(
+        "revalidation",
+        "audit",
+        f"{ctx.target}@{audit.version} re-validated: {len(found)} {ctx.anomaly.value} breach(es)",
+        {"findings": [f.model_dump(mode="json") for f in found]},
+    )
+    t.decide(
+        "reproduced",
+        "yes" if reproduced else "no",
+        "; ".join(f.message for f in found[:3]) or "clean on re-validation",
+    )
+    return t.done(
+        f"{'reproduced' if reproduced else 'not reproduced'} on the stored copy of {audit.version}",
+        data={"reproduced": reproduced},
     )

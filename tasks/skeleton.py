@@ -18,7 +18,8 @@ from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed
 from pydantic import BaseModel
 
-from llmedic.catalog import AnomalyType, anomaly_info
+from llmedic.adapters.datastore import DataStore
+from llmedic.catalog import AnomalyType, Category, anomaly_info
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError, VerificationFailed
 from llmedic.incident import (
@@ -107,10 +108,21 @@ def open_incident(
         from llmedic.alerts import Alert
 
         alert = Alert(source="manual", anomaly=anomaly, target=target, alertname="manual", starts_at=utcnow())
-    found = env.find_instance(target)
-    service, instance = (found[0].name, found[1].name) if found else (None, None)
-    now = utcnow()
     info = anomaly_info(anomaly)
+    version: str | None = None
+    if info.category == Category.DATA:
+        # A data incident is about one version of a declared dataset, pinned now: isolation moves
+        # the current pointer, and every later step must still look at the version that was bad.
+        cfg = env.dataset(target)
+        store = DataStore(settings.datasets_dir)
+        store.ensure_seeded(target, cfg)
+        version = store.version(target, alert.labels.get("version") or "current").id
+        found = None
+        service = instance = None
+    else:
+        found = env.find_instance(target)
+        service, instance = (found[0].name, found[1].name) if found else (None, None)
+    now = utcnow()
     incident_id = f"{anomaly.value.replace('_', '-')}-{now:%Y%m%d-%H%M%S}-{flow_run_id.replace('-', '')[:6]}"
     incident = Incident(
         id=incident_id,
@@ -131,7 +143,8 @@ def open_incident(
             step=Step.DETECT,
             started_at=min(detected, now),
             finished_at=now,
-            summary=f"{alert.source} alert {alert.alertname} ({alert.severity}) on {target}",
+            summary=f"{alert.source} alert {alert.alertname} ({alert.severity}) on {target}"
+            + (f" version {version}" if version else ""),
         )
     )
     ctx = StepContext(
@@ -140,6 +153,7 @@ def open_incident(
         target=instance or target,
         service=service,
         instance=instance,
+        version=version,
         dry_run=request.dry_run,
         flow_run_id=flow_run_id,
         home=home,
@@ -147,7 +161,7 @@ def open_incident(
         playbooks_dir=playbooks_dir,
         overrides=request.overrides,
     )
-    if found is None:
+    if found is None and info.category != Category.DATA:
         raise ConfigError(
             f"target {target!r} is not an instance of any service in the environment file",
             hint="add it under services[].instances in llmedic.yaml, or fix the alert's instance/target label",

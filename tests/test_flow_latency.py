@@ -6,9 +6,6 @@ operator: it approves or rejects through the same resume API the CLI uses.
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -18,11 +15,11 @@ import pytest
 import yaml
 
 from llmedic.alerts import Alert
-from llmedic.approvals import submit_decision, sweep_expired
+from llmedic.approvals import sweep_expired
 from llmedic.catalog import AnomalyType
-from llmedic.incident import Incident, IncidentRequest, IncidentStore, Outcome, Step, utcnow
-from llmedic.orchestration import read_run
+from llmedic.incident import Incident, IncidentRequest, Outcome, Step, utcnow
 from tests.conftest import Fleet
+from tests.flowrun import approve, reject, run_flow, store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -44,42 +41,12 @@ def request(target: str = "sandbox-1", dry_run: bool = False, **more: Any) -> In
     return IncidentRequest(alert=alert, dry_run=dry_run, overrides=overrides)
 
 
-def store() -> IncidentStore:
-    return IncidentStore(Path(os.environ["LLMEDIC_HOME"]) / "incidents")
-
-
 def run(
     req: IncidentRequest, decide: Callable[[Incident], None] | None = None, timeout: float = 120
 ) -> tuple[Any, Incident]:
     from flows.latency import latency
 
-    out: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: out.setdefault("state", latency(req, return_state=True)))
-    thread.start()
-    deadline = time.monotonic() + timeout
-    decided = False
-    while thread.is_alive() and time.monotonic() < deadline:
-        if decide and not decided:
-            waiting = store().pending_approvals()
-            if waiting:
-                state = read_run(waiting[0].flow_run_id).state
-                if state is not None and state.is_paused():
-                    decide(waiting[0])
-                    decided = True
-        time.sleep(0.3)
-    thread.join(10)
-    assert not thread.is_alive(), "flow did not finish"
-    incidents = store().all()
-    assert len(incidents) == 1
-    return out["state"], incidents[0]
-
-
-def approve(by: str = "alice") -> Callable[[Incident], None]:
-    return lambda inc: (submit_decision(inc.flow_run_id, approve=True, by=by, comment="looks right"), None)[1]
-
-
-def reject(by: str = "bob") -> Callable[[Incident], None]:
-    return lambda inc: (submit_decision(inc.flow_run_id, approve=False, by=by, comment="not now"), None)[1]
+    return run_flow(latency, req, decide, timeout)
 
 
 def actions(fleet: Fleet, name: str) -> list[str]:

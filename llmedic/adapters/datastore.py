@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import hashlib
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -120,7 +119,9 @@ def _decode(raw: bytes, encoding: str, where: str) -> str:
             + "convert it to the dataset's encoding, or declare the right `encoding:` for the dataset",
         ) from None
     except LookupError:
-        raise DatasetError(f"{where}: unknown encoding {encoding!r}", hint="use e.g. utf-8 or cp1252") from None
+        raise DatasetError(
+            f"{where}: unknown encoding {encoding!r}", hint="use e.g. utf-8 or cp1252"
+        ) from None
 
 
 def _decodes(raw: bytes, encoding: str) -> bool:
@@ -159,7 +160,9 @@ def read_table(path: Path, fmt: Format, encoding: str = "utf-8", *, where: str |
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{where}: no columns to read", hint="the file needs a header row") from None
     except pd.errors.ParserError as exc:
-        raise DatasetError(f"{where}: not valid CSV ({exc})".strip(), hint="check quoting and delimiters") from None
+        raise DatasetError(
+            f"{where}: not valid CSV ({exc})".strip(), hint="check quoting and delimiters"
+        ) from None
     except ValueError as exc:
         raise DatasetError(
             f"{where}: not valid {fmt} ({str(exc).splitlines()[0][:200]})",
@@ -288,7 +291,9 @@ class DataStore:
             try:
                 ev = StoreEvent.model_validate_json(line)
             except ValueError:
-                raise DataStoreError(f"{log}:{n}: damaged event line", hint="restore it from a backup") from None
+                raise DataStoreError(
+                    f"{log}:{n}: damaged event line", hint="restore it from a backup"
+                ) from None
             state.events.append(ev)
             if ev.kind == "current":
                 state.current = ev.version
@@ -338,7 +343,9 @@ class DataStore:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _point(self, name: str, directory: Path, cfg: DatasetConfig | None, vid: str, by: str, why: str) -> None:
+    def _point(
+        self, name: str, directory: Path, cfg: DatasetConfig | None, vid: str, by: str, why: str
+    ) -> None:
         self._append(directory, StoreEvent(kind="current", version=vid, at=utcnow(), by=by, why=why))
         _fsync_write(directory / "CURRENT", (vid + "\n").encode())
         if cfg is not None and cfg.publish_to is not None:
@@ -407,7 +414,9 @@ class DataStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            self._append(directory, StoreEvent(kind="commit", version=vid, at=version.created_at, by=by, why=why))
+            self._append(
+                directory, StoreEvent(kind="commit", version=vid, at=version.created_at, by=by, why=why)
+            )
             if state.reference is None:
                 self._append(
                     directory,
@@ -431,7 +440,9 @@ class DataStore:
             self._point(name, directory, cfg, v.id, by, why)
         return v
 
-    def quarantine(self, name: str, ref: str, cfg: DatasetConfig | None, *, by: str, why: str) -> Version | None:
+    def quarantine(
+        self, name: str, ref: str, cfg: DatasetConfig | None, *, by: str, why: str
+    ) -> Version | None:
         """Hold a version back. When it is current, consumers are re-pointed to the newest good
         version before it; returns that version (None when nothing had to move)."""
         with self._locked(name) as directory:
@@ -465,7 +476,12 @@ class DataStore:
         if self.versions(name) or cfg.path is None:
             return self.current(name)
         return self.commit(
-            name, cfg.path, cfg, by="llmedic", why=f"imported from {cfg.path}", producer=Producer(step="import")
+            name,
+            cfg.path,
+            cfg,
+            by="llmedic",
+            why=f"imported from {cfg.path}",
+            producer=Producer(step="import"),
         )
 
     def describe(self, name: str) -> dict[str, Any]:

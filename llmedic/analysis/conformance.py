@@ -63,7 +63,9 @@ class Pattern:
     def describe(self) -> str:
         """``'N/A' × 120``."""
         what = repr(self.pattern) if self.kind == "value" else f"{self.kind} {self.pattern}"
-        return f"{what} × {self.count}" + (f" (e.g. {self.example!r})" if self.example and self.kind != "value" else "")
+        return f"{what} × {self.count}" + (
+            f" (e.g. {self.example!r})" if self.example and self.kind != "value" else ""
+        )
 
 
 @dataclass
@@ -113,11 +115,13 @@ def _group(bad: pd.Series, limit: int = 8) -> list[Pattern]:
     shapes = bad.map(shape_of)
     grouped = pd.DataFrame({"shape": shapes, "value": bad}).groupby("shape", sort=False)["value"]
     sizes = grouped.size().sort_values(ascending=False)
-    firsts = grouped.first()
+    firsts = grouped.first().to_dict()
     return [Pattern("shape", str(k), int(n), str(firsts[k])) for k, n in sizes.head(limit).items()]
 
 
-def _dates(text: pd.Series, ok_base: np.ndarray, col: ColumnSchema) -> tuple[pd.Series, np.ndarray, dict[str, int], list[Pattern]]:
+def _dates(
+    text: pd.Series, ok_base: np.ndarray, col: ColumnSchema
+) -> tuple[pd.Series, np.ndarray, dict[str, int], list[Pattern]]:
     declared = col.date_formats or ["ISO8601"]
     values = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     todo = ok_base.copy()
@@ -173,7 +177,12 @@ def parse_column(s: pd.Series, col: ColumnSchema, missing: np.ndarray) -> Parsed
         bad = as_text(s[invalid]) if invalid.any() else pd.Series([], dtype="str")
         patterns = _group(bad)
         if col.dtype == "int" and invalid.any():
-            patterns = [p if p.kind != "value" or not _is_number(p.pattern) else Pattern("shape", "non-integer", p.count, p.pattern) for p in patterns]
+            patterns = [
+                p
+                if p.kind != "value" or not _is_number(p.pattern)
+                else Pattern("shape", "non-integer", p.count, p.pattern)
+                for p in patterns
+            ]
         return Parsed(values.where(~invalid), invalid, patterns)
     if col.dtype in ("date", "datetime"):
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
@@ -188,21 +197,23 @@ def parse_column(s: pd.Series, col: ColumnSchema, missing: np.ndarray) -> Parsed
         is_true = text.isin(_TRUE).to_numpy(dtype=bool, na_value=False)
         is_false = text.isin(_FALSE).to_numpy(dtype=bool, na_value=False)
         invalid = present & ~(is_true | is_false)
-        values = pd.Series(np.where(is_true, True, np.where(is_false, False, None)), index=s.index, dtype="boolean")
-        return Parsed(values.where(~pd.Series(invalid | missing, index=s.index)), invalid, _group(as_text(s[invalid])))
+        values = pd.Series(pd.NA, index=s.index, dtype="boolean")
+        values[is_true] = True
+        values[is_false] = False
+        return Parsed(values, invalid, _group(as_text(s[invalid])))
     # string / category
     text = as_text(s)
     invalid = np.zeros(n, dtype=bool)
-    patterns: list[Pattern] = []
+    found: list[Pattern] = []
     if col.regex is not None:
         ok = text.str.fullmatch(col.regex).to_numpy(dtype=bool, na_value=False)
         invalid = present & ~ok
-        patterns = _group(text[invalid])
+        found = _group(text[invalid])
     enc = text.str.contains(MOJIBAKE, regex=True).to_numpy(dtype=bool, na_value=False) & present
     if enc.any():
         first = str(text[enc].iloc[0])
-        patterns.append(Pattern("encoding", "mis-decoded UTF-8 (mojibake)", int(enc.sum()), first))
-    return Parsed(text.where(pd.Series(present, index=s.index)), invalid, patterns, encoding_bad=enc)
+        found.append(Pattern("encoding", "mis-decoded UTF-8 (mojibake)", int(enc.sum()), first))
+    return Parsed(text.where(pd.Series(present, index=s.index)), invalid, found, encoding_bad=enc)
 
 
 def _is_number(value: str) -> bool:

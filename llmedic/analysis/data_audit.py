@@ -29,7 +29,15 @@ from llmedic.analysis.outliers import fences, outlier_mask
 from llmedic.catalog import AnomalyType
 from llmedic.config import ColumnSchema, DatasetConfig
 
-__all__ = ["ColumnReport", "DataAudit", "Finding", "FindingKind", "audit_frame", "effective_schema", "FINDING_ANOMALY"]
+__all__ = [
+    "FINDING_ANOMALY",
+    "ColumnReport",
+    "DataAudit",
+    "Finding",
+    "FindingKind",
+    "audit_frame",
+    "effective_schema",
+]
 
 FindingKind = Literal[
     "missing",
@@ -129,7 +137,9 @@ class DataAudit(BaseModel):
     def clean_cell_share(self) -> float:
         """Share of checked cells that are neither missing nor invalid (a trend figure)."""
         checked = sum(1 for _ in self.column_reports) * self.rows
-        bad = sum(c.missing + sum(v for k, v in c.invalid.items() if k != "outliers") for c in self.column_reports)
+        bad = sum(
+            c.missing + sum(v for k, v in c.invalid.items() if k != "outliers") for c in self.column_reports
+        )
         return 1.0 if checked == 0 else max(0.0, 1 - bad / checked)
 
     def column(self, name: str) -> ColumnReport | None:
@@ -152,7 +162,7 @@ def effective_schema(frame: pd.DataFrame, cfg: DatasetConfig) -> dict[str, Colum
             kind = "datetime"
         else:
             kind = "string"
-        out[str(name)] = ColumnSchema(dtype=kind)  # type: ignore[arg-type]
+        out[str(name)] = ColumnSchema(dtype=kind)
     return out
 
 
@@ -216,7 +226,9 @@ def audit_frame(
         kinds: dict[str, np.ndarray] = {}
         if parsed.invalid.any():
             if col.dtype in ("date", "datetime"):
-                kinds["date_format" if any(p.kind == "date_format" for p in parsed.patterns) else "type"] = parsed.invalid
+                kinds["date_format" if any(p.kind == "date_format" for p in parsed.patterns) else "type"] = (
+                    parsed.invalid
+                )
             elif col.regex is not None and col.dtype in ("string", "category"):
                 kinds["pattern"] = parsed.invalid
             else:
@@ -236,7 +248,7 @@ def audit_frame(
             formats = len(parsed.formats)
             findings.append(
                 Finding(
-                    kind=kind,  # type: ignore[arg-type]
+                    kind=kind,
                     anomaly=AnomalyType.DATA_FORMAT,
                     column=name,
                     count=count,
@@ -265,7 +277,8 @@ def audit_frame(
             if col.min is not None or col.max is not None:
                 with np.errstate(invalid="ignore"):
                     out = valid & (
-                        (x < col.min if col.min is not None else False) | (x > col.max if col.max is not None else False)
+                        (x < col.min if col.min is not None else False)
+                        | (x > col.max if col.max is not None else False)
                     )
                 if out.any():
                     count = int(out.sum())
@@ -329,7 +342,9 @@ def audit_frame(
                 report.invalid["allowed"] = count
                 counts = bad_values.value_counts().head(8)
                 lower = {str(a).lower(): str(a) for a in col.allowed}
-                near = int(sum(n for v, n in bad_values.value_counts().items() if str(v).strip().lower() in lower))
+                near = int(
+                    sum(n for v, n in bad_values.value_counts().items() if str(v).strip().lower() in lower)
+                )
                 findings.append(
                     Finding(
                         kind="allowed",
@@ -349,15 +364,23 @@ def audit_frame(
 
     # missing per row, by segment, by day
     checked = list(miss_matrix)
-    audit = DataAudit(dataset=dataset, version=version, reference=reference_version, rows=n, columns=len(frame.columns), missing_cells=0, rows_with_missing=0)
+    audit = DataAudit(
+        dataset=dataset,
+        version=version,
+        reference=reference_version,
+        rows=n,
+        columns=len(frame.columns),
+        missing_cells=0,
+        rows_with_missing=0,
+    )
     if checked:
         per_row = np.zeros(n, dtype=np.int32)
         for m in miss_matrix.values():
             per_row += m
         audit.missing_cells = int(per_row.sum())
         audit.rows_with_missing = int(np.count_nonzero(per_row))
-        ks, counts = np.unique(per_row, return_counts=True)
-        audit.missing_per_row = {int(k): int(c) for k, c in zip(ks, counts, strict=True)}
+        uniq = np.unique(per_row, return_counts=True)
+        audit.missing_per_row = {int(k): int(c) for k, c in zip(uniq[0], uniq[1], strict=True)}
         if cfg.segment_column and cfg.segment_column in frame.columns:
             seg = as_text(frame[cfg.segment_column]).fillna("(missing)")
             audit.missing_by_segment = {
@@ -365,10 +388,15 @@ def audit_frame(
                 for k, v in pd.Series(per_row, index=frame.index).groupby(seg.to_numpy()).mean().items()
             }
         if cfg.time_column and cfg.time_column in parsed_cols:
-            days = pd.to_datetime(parsed_cols[cfg.time_column].values, errors="coerce").dt.strftime("%Y-%m-%d")
+            days = pd.to_datetime(parsed_cols[cfg.time_column].values, errors="coerce").dt.strftime(
+                "%Y-%m-%d"
+            )
             audit.missing_by_day = {
                 str(k): round(float(v) / len(checked), 6)
-                for k, v in pd.Series(per_row, index=frame.index).groupby(days.fillna("(no date)").to_numpy()).mean().items()
+                for k, v in pd.Series(per_row, index=frame.index)
+                .groupby(days.fillna("(no date)").to_numpy())
+                .mean()
+                .items()
             }
     # duplicates
     hashed = _hash_rows(frame, frame.columns)
@@ -416,8 +444,12 @@ def audit_frame(
             ref_parsed = parse_column(reference[name], col, ref_missing)
             cur_values = parsed_cols[name].values
             if not numeric:
-                cur_values = as_text(frame[name]).str.strip().where(~pd.Series(miss_matrix[name], index=frame.index))
-                ref_values = as_text(reference[name]).str.strip().where(~pd.Series(ref_missing, index=reference.index))
+                cur_values = (
+                    as_text(frame[name]).str.strip().where(~pd.Series(miss_matrix[name], index=frame.index))
+                )
+                ref_values = (
+                    as_text(reference[name]).str.strip().where(~pd.Series(ref_missing, index=reference.index))
+                )
             else:
                 ref_values = ref_parsed.values
             d = column_drift(name, ref_values, cur_values, numeric, t)
@@ -425,7 +457,13 @@ def audit_frame(
                 continue
             compared.append(name)
             rep = next(r for r in reports if r.name == name)
-            rep.drift = {"method": d.method, "statistic": d.statistic, "threshold": d.threshold, "drifted": d.drifted, "psi": d.psi}
+            rep.drift = {
+                "method": d.method,
+                "statistic": d.statistic,
+                "threshold": d.threshold,
+                "drifted": d.drifted,
+                "psi": d.psi,
+            }
             if d.drifted:
                 audit.drifted_columns.append(name)
         if compared:

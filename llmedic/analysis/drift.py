@@ -60,6 +60,8 @@ def psi_band(value: float) -> str:
 def binned(ref: pd.Series, cur: pd.Series, numeric: bool) -> tuple[np.ndarray, np.ndarray]:
     """Shares per bin: Sturges bins on both samples for numeric columns with more than 20 distinct
     values, one bin per category otherwise; empty bins get 0.0001."""
+    r: np.ndarray
+    c: np.ndarray
     if numeric and ref.nunique() > 20:
         both = np.concatenate([ref.to_numpy(dtype=float), cur.to_numpy(dtype=float)])
         edges = np.histogram_bin_edges(both, bins="sturges")
@@ -152,4 +154,6 @@ def column_drift(
         r, c = binned(ref, cur, numeric)
         stat = float(jensenshannon(r, c))
         threshold, drifted = t.js_threshold, stat >= t.js_threshold
-    return ColumnDrift(name, method, stat, threshold, bool(drifted), p, "numeric" if numeric else "categorical")
+    return ColumnDrift(
+        name, method, stat, threshold, bool(drifted), p, "numeric" if numeric else "categorical"
+    )

@@ -44,7 +44,8 @@ class _Op(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: list[str] | None = None
-    """Columns to work on (default: every declared column the operation applies to)."""
+    """Columns to work on (default: the columns the incident found in breach, or every declared
+    column when the repair runs outside an incident)."""
 
 
 class Impute(_Op):
@@ -67,9 +68,13 @@ class DropRows(_Op):
 
 
 class Coerce(_Op):
-    """Turn values that are not of the declared type into missing values (``to_numeric(errors="coerce")``)."""
+    """Parse values as the declared type (``to_numeric(errors="coerce")``); what still does not parse
+    becomes missing, or takes the column's median/mean/mode with ``fill``."""
 
     op: Literal["coerce_types"]
+    strip_thousands: bool = True
+    """Read ``1,234.5`` and ``$1,234`` as numbers before giving up on them."""
+    fill: Literal["missing", "median", "mean", "mode"] = "missing"
 
 
 class NormaliseDates(_Op):
@@ -161,13 +166,23 @@ def _render(values: pd.Series, col: ColumnSchema, like: pd.Series) -> pd.Series:
     if col.dtype == "int":
         out = values.round().astype("Int64").astype("str")
     elif col.dtype == "float":
-        out = values.map(lambda v: "" if pd.isna(v) else repr(float(v)).removesuffix(".0") if float(v).is_integer() else repr(float(v)))
+        out = values.map(
+            lambda v: (
+                ""
+                if pd.isna(v)
+                else repr(float(v)).removesuffix(".0")
+                if float(v).is_integer()
+                else repr(float(v))
+            )
+        )
     else:
         out = values.astype("str")
     return out.where(values.notna(), "")
 
 
-def _targets(frame: pd.DataFrame, schema: dict[str, ColumnSchema], op: _Op, pred: Callable[[ColumnSchema], bool]) -> list[str]:
+def _targets(
+    frame: pd.DataFrame, schema: dict[str, ColumnSchema], op: _Op, pred: Callable[[ColumnSchema], bool]
+) -> list[str]:
     names = op.columns if op.columns is not None else list(schema)
     unknown = [c for c in names if c not in frame.columns or c not in schema]
     if unknown:
@@ -175,10 +190,14 @@ def _targets(frame: pd.DataFrame, schema: dict[str, ColumnSchema], op: _Op, pred
     return [c for c in names if pred(schema[c])]
 
 
-def _knn(frame: pd.DataFrame, schema: dict[str, ColumnSchema], cfg: DatasetConfig, target: str, k: int) -> tuple[pd.Series, int]:
+def _knn(
+    frame: pd.DataFrame, schema: dict[str, ColumnSchema], cfg: DatasetConfig, target: str, k: int
+) -> tuple[pd.Series, int]:
     numeric = [c for c, s in schema.items() if _numeric(s) and c in frame.columns]
     parsed = {
-        c: parse_column(frame[c], schema[c], missing_mask(frame[c], cfg.missing_tokens)).values.to_numpy(dtype="float64", na_value=np.nan)
+        c: parse_column(frame[c], schema[c], missing_mask(frame[c], cfg.missing_tokens)).values.to_numpy(
+            dtype="float64", na_value=np.nan
+        )
         for c in numeric
     }
     y = parsed[target]
@@ -196,7 +215,9 @@ def _knn(frame: pd.DataFrame, schema: dict[str, ColumnSchema], cfg: DatasetConfi
     Z = (X - mu) / sd
     usable = ~np.isnan(Z)
     donors_all = ~np.isnan(y)
-    patterns = pd.Series([tuple(r) for r in usable[todo]], index=todo) if len(todo) else pd.Series([], dtype=object)
+    patterns = (
+        pd.Series([tuple(r) for r in usable[todo]], index=todo) if len(todo) else pd.Series([], dtype=object)
+    )
     for pattern, rows in patterns.groupby(patterns, sort=False):
         cols = np.array(pattern, dtype=bool)
         idx = rows.index.to_numpy()
@@ -213,7 +234,9 @@ def _knn(frame: pd.DataFrame, schema: dict[str, ColumnSchema], cfg: DatasetConfi
     return pd.Series(out, index=frame.index), fallback
 
 
-def _impute(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Impute, log: RepairLog) -> pd.DataFrame:
+def _impute(
+    frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Impute, log: RepairLog
+) -> pd.DataFrame:
     for name in _targets(frame, schema, op, lambda s: True):
         col = schema[name]
         miss = missing_mask(frame[name], cfg.missing_tokens)
@@ -224,7 +247,9 @@ def _impute(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSch
             x = parsed.values
             if op.strategy == "knn":
                 filled, fallback = _knn(frame, schema, cfg, name, op.k)
-                how = f"knn k={op.k}" + (f" ({fallback} rows without neighbours took the median)" if fallback else "")
+                how = f"knn k={op.k}" + (
+                    f" ({fallback} rows without neighbours took the median)" if fallback else ""
+                )
             else:
                 if op.strategy == "constant":
                     if op.value is None:
@@ -258,7 +283,9 @@ def _impute(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSch
     return frame
 
 
-def _drop_rows(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: DropRows, log: RepairLog) -> pd.DataFrame:
+def _drop_rows(
+    frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: DropRows, log: RepairLog
+) -> pd.DataFrame:
     names = _targets(frame, schema, op, lambda s: True)
     drop = np.zeros(len(frame), dtype=bool)
     for name in names:
@@ -277,7 +304,9 @@ def _drop_rows(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, Column
     return frame.loc[~drop].reset_index(drop=True)
 
 
-def _coerce(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Coerce, log: RepairLog) -> pd.DataFrame:
+def _coerce(
+    frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Coerce, log: RepairLog
+) -> pd.DataFrame:
     for name in _targets(frame, schema, op, lambda s: s.dtype in ("int", "float", "bool")):
         col = schema[name]
         miss = missing_mask(frame[name], cfg.missing_tokens)
@@ -285,18 +314,60 @@ def _coerce(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSch
         if not parsed.invalid.any():
             continue
         n = int(parsed.invalid.sum())
+        values = parsed.values
+        if _numeric(col) and op.strip_thousands:
+            text = as_text(frame[name]).str.strip()
+            grouped = text.str.fullmatch(_THOUSANDS).to_numpy(dtype=bool, na_value=False) & parsed.invalid
+            if grouped.any():
+                nums = pd.to_numeric(text[grouped].str.replace(r"[$€£,\s]", "", regex=True), errors="coerce")
+                values = values.copy()
+                values[grouped] = nums.to_numpy()
+                log.note(
+                    f"read {int(grouped.sum())} values with thousands separators in {name} as numbers",
+                    name,
+                    int(grouped.sum()),
+                )
+        unparsed = parsed.invalid & values.isna().to_numpy()
+        if _numeric(col) and op.fill != "missing" and unparsed.any():
+            good = values[~parsed.invalid & ~miss]
+            fill = {"median": good.median(), "mean": good.mean()}.get(op.fill)
+            if op.fill == "mode":
+                fill = good.mode().iloc[0] if not good.empty else None
+            if fill is not None and not pd.isna(fill):
+                values = values.copy()
+                values[unparsed] = round(float(fill)) if col.dtype == "int" else float(fill)
+                log.note(
+                    f"{int(unparsed.sum())} unparseable values in {name} set to the {op.fill} {float(fill):g}",
+                    name,
+                    int(unparsed.sum()),
+                )
         if col.dtype == "bool":
             text = as_text(frame[name]).where(~pd.Series(parsed.invalid, index=frame.index), "")
             frame[name] = text
         else:
-            frame[name] = _render(parsed.values, col, frame[name]).where(
+            frame[name] = _render(values, col, frame[name]).where(
                 pd.Series(parsed.invalid, index=frame.index), frame[name]
             )
-        log.note(f"coerced {n} non-{col.dtype} values in {name} to missing", name, n)
+        if unparsed.any() and (op.fill == "missing" or not _numeric(col)):
+            log.note(
+                f"coerced {int(unparsed.sum())} non-{col.dtype} values in {name} to missing",
+                name,
+                int(unparsed.sum()),
+            )
+        del n
     return frame
 
 
-def _dates(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: NormaliseDates, log: RepairLog) -> pd.DataFrame:
+_THOUSANDS = r"[$€£]?\s*-?\d{1,3}(?:,\d{3})+(?:\.\d+)?"
+
+
+def _dates(
+    frame: pd.DataFrame,
+    cfg: DatasetConfig,
+    schema: dict[str, ColumnSchema],
+    op: NormaliseDates,
+    log: RepairLog,
+) -> pd.DataFrame:
     from llmedic.analysis.conformance import COMMON_DATE_FORMATS
 
     for name in _targets(frame, schema, op, lambda s: s.dtype in ("date", "datetime")):
@@ -306,7 +377,11 @@ def _dates(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSche
             continue
         text = as_text(s).str.strip()
         miss = missing_mask(s, cfg.missing_tokens)
-        canonical = col.date_formats[0] if col.date_formats else ("%Y-%m-%d" if col.dtype == "date" else "%Y-%m-%dT%H:%M:%S")
+        canonical = (
+            col.date_formats[0]
+            if col.date_formats
+            else ("%Y-%m-%d" if col.dtype == "date" else "%Y-%m-%dT%H:%M:%S")
+        )
         out = text.copy()
         todo = ~miss
         if col.date_formats:
@@ -320,7 +395,7 @@ def _dates(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSche
             hit = parsed.notna().to_numpy()
             if hit.any():
                 idx = np.flatnonzero(todo)[hit]
-                out.iloc[idx] = parsed[hit].dt.strftime(canonical).to_numpy()
+                out.iloc[idx] = pd.Series(list(parsed[hit].dt.strftime(canonical)), index=out.index[idx])
                 todo[idx] = False
                 changed += int(hit.sum())
         if changed:
@@ -340,7 +415,13 @@ def _fix_mojibake(value: str) -> str:
     return value.replace("\ufffd", "")
 
 
-def _encoding(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: NormaliseEncoding, log: RepairLog) -> pd.DataFrame:
+def _encoding(
+    frame: pd.DataFrame,
+    cfg: DatasetConfig,
+    schema: dict[str, ColumnSchema],
+    op: NormaliseEncoding,
+    log: RepairLog,
+) -> pd.DataFrame:
     for name in _targets(frame, schema, op, lambda s: s.dtype in ("string", "category")):
         text = as_text(frame[name])
         bad = text.str.contains(MOJIBAKE, regex=True).to_numpy(dtype=bool, na_value=False)
@@ -354,7 +435,9 @@ def _encoding(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnS
     return frame
 
 
-def _rules(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Rules, log: RepairLog) -> pd.DataFrame:
+def _rules(
+    frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Rules, log: RepairLog
+) -> pd.DataFrame:
     for rule in op.rules:
         if rule.column not in frame.columns:
             raise ControlError(f"rule names column {rule.column!r}, which the dataset does not have")
@@ -387,7 +470,11 @@ def _rules(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSche
                     out = text.copy()
                     out[snapped[hit].index] = snapped[hit]
                     frame[name] = out
-                    log.note(f"{name}: {int(hit.sum())} values snapped to the allowed spelling", name, int(hit.sum()))
+                    log.note(
+                        f"{name}: {int(hit.sum())} values snapped to the allowed spelling",
+                        name,
+                        int(hit.sum()),
+                    )
         if not op.invalid_to_missing:
             continue
         miss = missing_mask(frame[name], cfg.missing_tokens)
@@ -397,17 +484,28 @@ def _rules(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSche
         if _numeric(col) and (col.min is not None or col.max is not None):
             x = parsed.values.to_numpy(dtype="float64", na_value=np.nan)
             with np.errstate(invalid="ignore"):
-                bad |= valid & ((x < col.min if col.min is not None else False) | (x > col.max if col.max is not None else False))
+                bad |= valid & (
+                    (x < col.min if col.min is not None else False)
+                    | (x > col.max if col.max is not None else False)
+                )
         if col.allowed is not None and not _numeric(col):
-            bad |= valid & ~as_text(frame[name]).str.strip().isin([str(a) for a in col.allowed]).to_numpy(dtype=bool, na_value=False)
+            bad |= valid & ~as_text(frame[name]).str.strip().isin([str(a) for a in col.allowed]).to_numpy(
+                dtype=bool, na_value=False
+            )
         if bad.any():
             blank: Any = "" if frame[name].dtype == object or frame[name].dtype == "str" else np.nan
             frame.loc[bad, name] = blank
-            log.note(f"{name}: {int(bad.sum())} values outside the range/allowed set set to missing", name, int(bad.sum()))
+            log.note(
+                f"{name}: {int(bad.sum())} values outside the range/allowed set set to missing",
+                name,
+                int(bad.sum()),
+            )
     return frame
 
 
-def _outliers(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Outliers, log: RepairLog) -> pd.DataFrame:
+def _outliers(
+    frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Outliers, log: RepairLog
+) -> pd.DataFrame:
     t = cfg.thresholds
     method = op.method or t.outlier_method
     drop = np.zeros(len(frame), dtype=bool)
@@ -428,7 +526,9 @@ def _outliers(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnS
             drop |= mask
             log.note(f"{name}: {n} outliers by {method} marked for removal")
         elif op.treatment == "cap":
-            frame[name] = _render(x.clip(lo, hi), col, frame[name]).where(pd.Series(mask, index=frame.index), frame[name])
+            frame[name] = _render(x.clip(lo, hi), col, frame[name]).where(
+                pd.Series(mask, index=frame.index), frame[name]
+            )
             log.note(f"{name}: {n} outliers by {method} capped to [{lo:.4g}, {hi:.4g}]", name, n)
         else:
             frame[f"{name}_outlier"] = mask
@@ -439,7 +539,9 @@ def _outliers(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnS
     return frame
 
 
-def _dedupe(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Dedupe, log: RepairLog) -> pd.DataFrame:
+def _dedupe(
+    frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Dedupe, log: RepairLog
+) -> pd.DataFrame:
     if op.by == "key":
         if not cfg.key:
             raise ControlError("dedupe by key needs the dataset's key: columns")
@@ -450,7 +552,9 @@ def _dedupe(frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSch
     n = int(dup.sum())
     if n:
         log.rows_dropped += n
-        log.note(f"removed {n} duplicate rows ({'same key' if op.by == 'key' else 'exact copies'}; first kept)")
+        log.note(
+            f"removed {n} duplicate rows ({'same key' if op.by == 'key' else 'exact copies'}; first kept)"
+        )
         frame = frame.loc[~dup].reset_index(drop=True)
     return frame
 
@@ -467,14 +571,22 @@ _HANDLERS: dict[str, Callable[..., pd.DataFrame]] = {
 }
 
 
-def apply_operations(frame: pd.DataFrame, cfg: DatasetConfig, operations: list[Any]) -> tuple[pd.DataFrame, RepairLog]:
-    """Run the operations in order on a copy of ``frame``."""
+def apply_operations(
+    frame: pd.DataFrame, cfg: DatasetConfig, operations: list[Any], focus: list[str] | None = None
+) -> tuple[pd.DataFrame, RepairLog]:
+    """Run the operations in order on a copy of ``frame``. ``focus``: the columns an incident found
+    in breach; operations that name no columns work on those only (a repair fixes what is broken and
+    leaves the rest of the data as it was)."""
     out = frame.copy()
     schema = effective_schema(frame, cfg)
     log = RepairLog(rows_before=len(frame))
     for op in operations:
+        if focus is not None and op.columns is None and op.op != "dedupe":
+            op = op.model_copy(update={"columns": [c for c in focus if c in schema]})
         out = _HANDLERS[op.op](out, cfg, schema, op, log)
     if out.empty:
-        raise ControlError("the repair would leave no rows", hint="roll back to the last good version instead")
+        raise ControlError(
+            "the repair would leave no rows", hint="roll back to the last good version instead"
+        )
     log.rows_after = len(out)
     return out, log

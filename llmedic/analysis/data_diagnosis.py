@@ -1,0 +1,113 @@
+"""From a data audit to a diagnosis the playbook maps to a fix, and the bisection of a lineage.
+
+Diagnoses per anomaly type (the ``when:`` names of the data playbooks):
+
+* ``data_missing``: ``sparse_missing`` (few rows hit: drop them), ``column_missing`` (impute),
+  ``batch_broken`` (a column mostly empty, or too many rows hit: roll back);
+* ``data_format``: ``bad_encoding``, ``mixed_date_formats``, ``type_mismatch``,
+  ``pattern_violations`` (the commonest kind of bad cell wins), or ``batch_broken``;
+* ``data_quality``: ``drift`` (dataset drift against the reference), ``duplicates``, ``outliers``,
+  ``invalid_values`` (out of range / not allowed), or ``batch_broken``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from llmedic.analysis.data_audit import DataAudit, Finding
+from llmedic.catalog import AnomalyType
+
+__all__ = ["bisect_first_bad", "diagnose_data", "rows_hit"]
+
+T = TypeVar("T")
+
+_FORMAT_DIAGNOSIS = {
+    "encoding": "bad_encoding",
+    "date_format": "mixed_date_formats",
+    "type": "type_mismatch",
+    "pattern": "pattern_violations",
+}
+_QUALITY_DIAGNOSIS = {
+    "duplicate_rows": "duplicates",
+    "duplicate_keys": "duplicates",
+    "outliers": "outliers",
+    "range": "invalid_values",
+    "allowed": "invalid_values",
+}
+
+
+def rows_hit(audit: DataAudit, anomaly: AnomalyType) -> float:
+    """Upper estimate of the share of rows an anomaly type's breaches touch."""
+    if audit.rows == 0:
+        return 0.0
+    if anomaly == AnomalyType.DATA_MISSING:
+        return audit.rows_with_missing / audit.rows
+    cells = sum(f.count for f in audit.breaches(anomaly) if f.kind != "drift")
+    return min(1.0, cells / audit.rows)
+
+
+def diagnose_data(
+    anomaly: AnomalyType, audit: DataAudit, rollback_row_share: float, drop_max_share: float
+) -> tuple[str, str]:
+    """(diagnosis, reason) for a confirmed data anomaly."""
+    breaches = audit.breaches(anomaly)
+    if not breaches:
+        return "none", f"no {anomaly.value} breach in {audit.version}"
+    share = rows_hit(audit, anomaly)
+    worst: Finding = max(breaches, key=lambda f: f.share)
+    if anomaly == AnomalyType.DATA_MISSING:
+        if worst.share > rollback_row_share or share > rollback_row_share:
+            return "batch_broken", (
+                f"{worst.column} is {worst.share:.1%} missing and {share:.1%} of rows have gaps "
+                f"(> {rollback_row_share:.0%}): the batch is broken, not sparse"
+            )
+        if share <= drop_max_share:
+            return (
+                "sparse_missing",
+                f"{audit.rows_with_missing} rows ({share:.2%} ≤ {drop_max_share:.0%}) have missing values",
+            )
+        cols = ", ".join(f"{f.column} {f.share:.1%}" for f in breaches)
+        return "column_missing", f"missing values concentrated in columns: {cols}; {share:.1%} of rows hit"
+    if anomaly == AnomalyType.DATA_FORMAT:
+        if share > rollback_row_share:
+            return (
+                "batch_broken",
+                f"{share:.1%} of rows have badly formatted values (> {rollback_row_share:.0%})",
+            )
+        by_kind: dict[str, int] = {}
+        for f in breaches:
+            by_kind[f.kind] = by_kind.get(f.kind, 0) + f.count
+        kind = max(by_kind, key=lambda k: by_kind[k])
+        detail = "; ".join(
+            f.message + (f" [{', '.join(f.patterns[:3])}]" if f.patterns else "") for f in breaches
+        )
+        return _FORMAT_DIAGNOSIS[kind], detail
+    drift = next((f for f in breaches if f.kind == "drift"), None)
+    if drift is not None:
+        return "drift", drift.message + ": " + "; ".join(drift.patterns)
+    if share > rollback_row_share:
+        return "batch_broken", f"{share:.1%} of rows have quality problems (> {rollback_row_share:.0%})"
+    by_kind = {}
+    for f in breaches:
+        d = _QUALITY_DIAGNOSIS[f.kind]
+        by_kind[d] = by_kind.get(d, 0) + f.count
+    diagnosis = max(by_kind, key=lambda k: by_kind[k])
+    return diagnosis, "; ".join(f.message for f in breaches)
+
+
+def bisect_first_bad(versions: Sequence[T], is_bad: Callable[[T], bool]) -> tuple[int, int]:
+    """Index of the first version (oldest first) with the defect, assuming once it appears it stays;
+    and how many versions were examined. The last version is known bad."""
+    if not versions:
+        raise ValueError("no versions to bisect")
+    lo, hi = 0, len(versions) - 1  # versions[hi] is bad
+    probes = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        probes += 1
+        if is_bad(versions[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi, probes

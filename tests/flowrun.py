@@ -1,0 +1,54 @@
+"""Run an anomaly flow in a thread under the Prefect harness and play the operator at its gate."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llmedic.approvals import submit_decision
+from llmedic.incident import Incident, IncidentRequest, IncidentStore
+from llmedic.orchestration import read_run
+
+
+def store() -> IncidentStore:
+    return IncidentStore(Path(os.environ["LLMEDIC_HOME"]) / "incidents")
+
+
+def run_flow(
+    flow: Callable[..., Any],
+    req: IncidentRequest,
+    decide: Callable[[Incident], None] | None = None,
+    timeout: float = 120,
+) -> tuple[Any, Incident]:
+    """The flow's final state and the one incident it recorded."""
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("state", flow(req, return_state=True)))
+    thread.start()
+    deadline = time.monotonic() + timeout
+    decided = False
+    while thread.is_alive() and time.monotonic() < deadline:
+        if decide and not decided:
+            waiting = store().pending_approvals()
+            if waiting:
+                state = read_run(waiting[0].flow_run_id).state
+                if state is not None and state.is_paused():
+                    decide(waiting[0])
+                    decided = True
+        time.sleep(0.3)
+    thread.join(10)
+    assert not thread.is_alive(), "flow did not finish"
+    incidents = store().all()
+    assert len(incidents) == 1
+    return out["state"], incidents[0]
+
+
+def approve(by: str = "alice") -> Callable[[Incident], None]:
+    return lambda inc: submit_decision(inc.flow_run_id, approve=True, by=by, comment="looks right")
+
+
+def reject(by: str = "bob") -> Callable[[Incident], None]:
+    return lambda inc: submit_decision(inc.flow_run_id, approve=False, by=by, comment="not now")
