@@ -7,17 +7,25 @@ from typing import Any
 
 from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.schedules import Cron
 
 from flows.data import data_format, data_missing, data_quality
+from flows.data_audit import data_audit
 from flows.latency import latency
+from llmedic.config import ScheduleConfig, load_environment, settings_from_env
 
-__all__ = ["ANOMALY_FLOWS", "deployments", "serve_all"]
+__all__ = ["ANOMALY_FLOWS", "SCHEDULED_FLOWS", "deployments", "serve_all"]
 
 ANOMALY_FLOWS: list[Flow[..., Any]] = [data_missing, data_format, data_quality, latency]
+SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {"data_audit": data_audit}
+"""``schedules:`` key in llmedic.yaml → the flow it runs."""
 
 
-def deployments() -> list[object]:
-    """One ``default`` deployment per flow, with a parameter form in the Prefect UI."""
+def deployments(schedules: ScheduleConfig | None = None) -> list[object]:
+    """One ``default`` deployment per flow, with a parameter form in the Prefect UI; scheduled flows
+    carry the cron of ``schedules:`` in llmedic.yaml (a ``null`` cron deploys them unscheduled)."""
+    if schedules is None:
+        schedules = load_environment(settings=settings_from_env()).schedules
     out: list[object] = []
     for fl in ANOMALY_FLOWS:
         out.append(
@@ -29,6 +37,17 @@ def deployments() -> list[object]:
                 concurrency_limit=ConcurrencyLimitConfig(
                     limit=4, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
                 ),
+            )
+        )
+    for key, fl in SCHEDULED_FLOWS.items():
+        cron = getattr(schedules, key)
+        out.append(
+            fl.to_deployment(
+                name="default",
+                tags=["llmedic", "scheduled"],
+                description=fl.description,
+                schedules=[Cron(cron, timezone=schedules.timezone)] if cron else [],
+                concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
             )
         )
     return out

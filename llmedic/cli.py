@@ -25,6 +25,10 @@ app.add_typer(incidents_app, name="incidents")
 app.add_typer(alert_app, name="alert")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(config_app, name="config")
+data_app = typer.Typer(help="Versioned datasets: validate, ingest, history, rollback.", no_args_is_help=True)
+audit_app = typer.Typer(help="Scheduled audits, run now.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(audit_app, name="audit")
 out = Console()
 
 
@@ -333,10 +337,305 @@ def config_check(path: Annotated[Path | None, typer.Argument()] = None) -> None:
     )
 
 
+# --- data -----------------------------------------------------------------------------------------
+
+
+def _dataset(name: str) -> tuple[Any, Any]:
+    from llmedic.adapters.datastore import DataStore
+
+    settings = settings_from_env()
+    cfg = load_environment(settings=settings).dataset(name)
+    store = DataStore(settings.datasets_dir)
+    store.ensure_seeded(name, cfg)
+    return store, cfg
+
+
+def _print_findings(audit: Any) -> None:
+    """One plain line per finding (readable in CI logs, where tables get squeezed)."""
+    if not audit.findings:
+        out.print("no findings")
+    for f in audit.findings:
+        mark = "BREACH" if f.breach else "note  "
+        patterns = f" [{'; '.join(f.patterns[:4])}]" if f.patterns else ""
+        out.print(
+            f"{mark} {f.anomaly.value:12} {f.kind:14} {f.share:7.2%} (limit {f.threshold:.2%})  {f.message}{patterns}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@data_app.command("list")
+def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Declared datasets and their current versions."""
+    from llmedic.adapters.datastore import DataStore
+
+    settings = settings_from_env()
+    env = load_environment(settings=settings)
+    store = DataStore(settings.datasets_dir)
+    rows: list[dict[str, Any]] = []
+    for name, cfg in sorted(env.datasets.items()):
+        state = store.state(name)
+        rows.append(
+            {
+                "dataset": name,
+                "format": cfg.format,
+                "versions": len(store.versions(name)),
+                "current": state.current,
+                "reference": state.reference,
+                "quarantined": sorted(state.quarantined),
+            }
+        )
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("dataset", "format", "versions", "current", "reference", "quarantined")
+    for r in rows:
+        table.add_row(
+            r["dataset"],
+            r["format"],
+            str(r["versions"]),
+            r["current"] or "—",
+            r["reference"] or "—",
+            ", ".join(r["quarantined"]),
+        )
+    out.print(table if rows else "no datasets declared in llmedic.yaml")
+
+
+@data_app.command("versions")
+def data_versions(dataset: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every version of a dataset with its lineage (who, why, which pipeline step)."""
+    store, _ = _dataset(dataset)
+    info = store.describe(dataset)
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    table = Table("version", "", "rows", "created", "by", "producer", "parent", "why")
+    for v in info["versions"]:
+        mark = "current" if v["id"] == info["current"] else ""
+        if v["id"] in info["quarantined"]:
+            mark = "quarantined"
+        if v["id"] == info["reference"]:
+            mark = (mark + " reference").strip()
+        prod = v["producer"]
+        table.add_row(
+            v["id"],
+            mark,
+            str(v["rows"]),
+            v["created_at"][:19],
+            v["by"],
+            prod["step"] + (f"/{prod['job']}" if prod["job"] else ""),
+            v["parent"] or "",
+            v["why"][:60],
+        )
+    out.print(table)
+
+
+@data_app.command("validate")
+def data_validate(
+    dataset: str,
+    file: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """ETL gate: validate a candidate batch against the declared schema and the reference version.
+
+    Exit 0 when nothing breaches, 1 when something does or the file cannot be used as the dataset.
+    """
+    from llmedic.adapters.datastore import check_columns, read_table
+    from llmedic.analysis.data_audit import audit_frame
+    from llmedic.errors import DatasetError
+
+    store, cfg = _dataset(dataset)
+    try:
+        frame = read_table(file, cfg.format, cfg.encoding)
+        check_columns(frame, cfg, str(file))
+    except DatasetError as exc:
+        if as_json:
+            out.print_json(
+                json.dumps(
+                    {
+                        "dataset": dataset,
+                        "file": str(file),
+                        "passed": False,
+                        "error": {"code": exc.code, "message": exc.message, "hint": exc.hint},
+                    }
+                )
+            )
+        else:
+            sys.stderr.write(
+                f"FAIL {file}: [{exc.code}] {exc.message}\n" + (f"  fix: {exc.hint}\n" if exc.hint else "")
+            )
+        raise typer.Exit(1) from None
+    state = store.state(dataset)
+    reference = store.read(dataset, cfg, state.reference)[1] if state.reference else None
+    audit = audit_frame(
+        frame, cfg, dataset=dataset, version=str(file), reference=reference, reference_version=state.reference
+    )
+    passed = not audit.breaches()
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "dataset": dataset,
+                    "file": str(file),
+                    "passed": passed,
+                    "audit": json.loads(audit.model_dump_json()),
+                }
+            )
+        )
+    else:
+        out.print(
+            f"{'PASS' if passed else 'FAIL'} {file} as {dataset}: {audit.rows} rows, {len(audit.breaches())} breach(es)"
+            + (f", reference {state.reference}" if state.reference else "")
+        )
+        _print_findings(audit)
+    raise typer.Exit(0 if passed else 1)
+
+
+@data_app.command("ingest")
+def data_ingest(
+    dataset: str,
+    file: Path,
+    by: Annotated[str, typer.Option(help="Who delivers the batch.")],
+    why: Annotated[str, typer.Option(help="Why (shown in the version history).")] = "batch",
+    step: Annotated[str, typer.Option(help="Pipeline step that produced it (lineage).")] = "manual",
+    job: Annotated[str, typer.Option(help="Job / run id of that step.")] = "",
+    force: Annotated[bool, typer.Option(help="Make it current even if it breaches.")] = False,
+) -> None:
+    """Add a batch as a new version. A batch that breaches is kept but quarantined (exit 1)."""
+    from llmedic.adapters.datastore import Producer
+    from llmedic.auditing import audit_version
+
+    store, cfg = _dataset(dataset)
+    v = store.commit(
+        dataset, file, cfg, by=by, why=why, producer=Producer(step=step, job=job), make_current=False
+    )
+    audit = audit_version(store, dataset, cfg, v.id)
+    breaches = audit.breaches()
+    if breaches and not force:
+        store.quarantine(
+            dataset, v.id, cfg, by=by, why=f"failed validation on ingest: {len(breaches)} breach(es)"
+        )
+        out.print(
+            f"{v.id} stored but QUARANTINED ({len(breaches)} breach(es)); consumers stay on {store.state(dataset).current}"
+        )
+        _print_findings(audit)
+        raise typer.Exit(1)
+    store.set_current(dataset, v.id, cfg, by=by, why=why)
+    out.print(
+        f"{v.id} is current ({v.rows} rows)"
+        + (f"; forced past {len(breaches)} breach(es)" if breaches else "")
+    )
+
+
+@data_app.command("rollback")
+def data_rollback(
+    dataset: str,
+    version: str,
+    by: Annotated[str, typer.Option(help="Who decides.")],
+    why: Annotated[str, typer.Option(help="Why (kept in the history).")] = "manual rollback",
+) -> None:
+    """Point consumers at an earlier version (nothing is deleted)."""
+    store, cfg = _dataset(dataset)
+    before = store.state(dataset).current
+    v = store.set_current(dataset, version, cfg, by=by, why=why)
+    out.print(f"{dataset}: {before} → {v.id}")
+
+
+@data_app.command("quarantine")
+def data_quarantine(
+    dataset: str,
+    version: str,
+    by: Annotated[str, typer.Option()],
+    why: Annotated[str, typer.Option()] = "manual",
+) -> None:
+    """Hold a version back from consumers."""
+    store, cfg = _dataset(dataset)
+    moved = store.quarantine(dataset, version, cfg, by=by, why=why)
+    out.print(f"quarantined {version}" + (f"; consumers moved to {moved.id}" if moved else ""))
+
+
+@data_app.command("release")
+def data_release(
+    dataset: str,
+    version: str,
+    by: Annotated[str, typer.Option()],
+    why: Annotated[str, typer.Option()] = "manual",
+) -> None:
+    """Lift a quarantine (the version does not become current by itself)."""
+    store, _ = _dataset(dataset)
+    v = store.release(dataset, version, by=by, why=why)
+    out.print(f"released {v.id}")
+
+
+@data_app.command("reference")
+def data_reference(
+    dataset: str,
+    version: str,
+    by: Annotated[str, typer.Option()],
+    why: Annotated[str, typer.Option()] = "new baseline",
+) -> None:
+    """Make a version the reference drift is measured against."""
+    store, _ = _dataset(dataset)
+    v = store.set_reference(dataset, version, by=by, why=why)
+    out.print(f"{dataset}: reference is now {v.id}")
+
+
+@audit_app.command("data")
+def audit_data(
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help="Audit only these (repeatable).")
+    ] = None,
+    open_incidents: Annotated[
+        bool, typer.Option(help="Start the data flows for breaches (needs `llmedic up`).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the monthly data audit now. Exit 0 when every dataset is clean, 1 otherwise."""
+    from flows.data_audit import AuditRequest, data_audit
+
+    state = data_audit(AuditRequest(datasets=dataset or [], open_incidents=open_incidents), return_state=True)
+    summary: Any = state.result(raise_on_failure=False) if state.data is not None else None
+    if not isinstance(summary, dict):
+        sys.stderr.write(f"audit failed: {state.message}\n")
+        raise typer.Exit(1)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(state.message or "")
+        out.print(f"report: {summary['report']}")
+    raise typer.Exit(0 if state.is_completed() and not summary["breaching"] else 1)
+
+
+@audit_app.command("history")
+def audit_history(dataset: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The trend of one dataset's audits."""
+    from llmedic.auditing import AuditHistory
+
+    records = AuditHistory(settings_from_env().home / "audits" / "data.jsonl").records(dataset)
+    if as_json:
+        out.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
+        return
+    table = Table("audited", "version", "rows", "clean cells", "missing", "invalid", "breaches")
+    for r in records:
+        table.add_row(
+            f"{r.at:%Y-%m-%d %H:%M}",
+            r.version or "—",
+            str(r.rows),
+            f"{r.clean_cell_share:.2%}" if r.clean_cell_share is not None else "—",
+            str(r.missing_cells),
+            str(r.invalid_cells),
+            str(sum(r.breaches.values())) if not r.error else r.error,
+        )
+    out.print(table if records else f"no audits of {dataset} yet")
+
+
 def main() -> None:
     """Entry point: run the app; print llmedic errors without a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click hands back the code of a `typer.Exit` instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except LlmedicError as exc:
         # Plain text: error lines must not be wrapped or styled when stderr is a file or a pipe.
         sys.stderr.write(f"error [{exc.code}]: {exc.message}\n")

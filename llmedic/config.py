@@ -42,6 +42,7 @@ __all__ = [
     "InstanceConfig",
     "MetricsConfig",
     "ReceiverConfig",
+    "ScheduleConfig",
     "ServiceConfig",
     "Settings",
     "TeamRoute",
@@ -398,6 +399,37 @@ class ReceiverConfig(_Strict):
     """Past this many remediation runs for one target in an hour, escalate instead of starting more."""
 
 
+class ScheduleConfig(_Strict):
+    """When the scheduled flows run (cron, in ``timezone``); ``null`` turns a schedule off."""
+
+    data_audit: str | None = "0 3 1 * *"
+    """The monthly data audit: 03:00 on the first of the month."""
+    timezone: str = "UTC"
+
+    @field_validator("data_audit")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from prefect.client.schemas.schedules import CronSchedule
+
+            try:
+                CronSchedule(cron=value)
+            except ValueError:
+                raise ValueError(f"not a valid cron expression: {value!r} (e.g. '0 3 1 * *')") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Berlin)") from None
+        return value
+
+
 class AlertRule(_Strict):
     """Maps alerts without an ``anomaly`` label to an anomaly type by label equality."""
 
@@ -417,6 +449,7 @@ class EnvironmentFile(_Strict):
     teams: dict[Literal["data", "algorithm", "ops"], TeamRoute] = Field(default_factory=dict)
     alert_rules: list[AlertRule] = Field(default_factory=list)
     receiver: ReceiverConfig = ReceiverConfig()
+    schedules: ScheduleConfig = ScheduleConfig()
     prefect_ui_url: AnyHttpUrl | None = None
     """Base URL of the Prefect UI, used for links in notifications and reports."""
 

@@ -28,7 +28,8 @@ from llmedic.adapters.control import ServiceControl, make_control
 from llmedic.adapters.datastore import DataStore
 from llmedic.adapters.endpoint import Endpoint, ProbeResult
 from llmedic.adapters.metrics import MetricsSource, make_source
-from llmedic.analysis.data_audit import DataAudit, audit_frame
+from llmedic.analysis.data_audit import DataAudit
+from llmedic.auditing import audit_version
 from llmedic.catalog import AnomalyType
 from llmedic.config import (
     DatasetConfig,
@@ -136,30 +137,10 @@ class Runtime:
         return DataStore(self.ctx.settings().datasets_dir)
 
     def audit(self, ref: str | None = None, *, fresh: bool = False, reference: bool = True) -> DataAudit:
-        """Audit a version of the incident's dataset (default: the pinned one) against its schema and
-        the reference version. Audits are cached on disk per (version, reference, declaration): a
-        version is immutable, so the answer cannot change unless the declaration does."""
-        name, cfg = self.ctx.target, self.dataset
-        v = self.store.version(name, ref or self.ctx.version or "current")
-        state = self.store.state(name)
-        ref_id = state.reference if reference and state.reference and state.reference != v.id else None
-        digest = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
-        cache = self.store.root / name / "audits" / f"{v.id}--{ref_id or 'none'}--{digest}.json"
-        if not fresh and cache.exists():
-            try:
-                return DataAudit.model_validate_json(cache.read_text(encoding="utf-8"))
-            except ValueError:
-                pass  # a damaged cache entry is recomputed
-        _, frame = self.store.read(name, cfg, v.id)
-        ref_frame = self.store.read(name, cfg, ref_id)[1] if ref_id else None
-        result = audit_frame(
-            frame, cfg, dataset=name, version=v.id, reference=ref_frame, reference_version=ref_id
+        """Audit a version of the incident's dataset (default: the pinned one); cached per version."""
+        return audit_version(
+            self.store, self.ctx.target, self.dataset, ref or self.ctx.version or "current", fresh=fresh, reference=reference
         )
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(result.model_dump_json(), encoding="utf-8")
-        tmp.replace(cache)
-        return result
 
     @cached_property
     def metrics(self) -> MetricsSource:
