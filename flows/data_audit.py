@@ -61,7 +61,9 @@ def audit_one(name: str, run: str) -> AuditRecord:
             "rows": audit.rows,
             "clean_cell_share": round(audit.clean_cell_share, 6),
             "missing_cells": audit.missing_cells,
-            "invalid_cells": sum(v for c in audit.column_reports for k, v in c.invalid.items() if k != "outliers"),
+            "invalid_cells": sum(
+                v for c in audit.column_reports for k, v in c.invalid.items() if k != "outliers"
+            ),
             "duplicate_rows": audit.duplicate_rows,
             "drifted_columns": audit.drifted_columns,
             "breaches": breaches,
@@ -82,7 +84,9 @@ def open_incidents(record: AuditRecord) -> dict[str, str]:
             target=record.dataset,
             severity="warning",
             labels={"dataset": record.dataset, "version": record.version or "", "anomaly": anomaly},
-            annotations={"summary": f"{record.dataset}@{record.version}: {count} {anomaly} breach(es) in the data audit"},
+            annotations={
+                "summary": f"{record.dataset}@{record.version}: {count} {anomaly} breach(es) in the data audit"
+            },
         )
         try:
             (d,) = dispatch_alerts([alert])
@@ -115,10 +119,17 @@ def render_audit(records: list[AuditRecord], history: AuditHistory) -> str:
         trend = history.trend(r.dataset)
         if not trend:
             continue
-        lines += [f"### {r.dataset}", "", "| audited | version | rows | clean cells | breaches |", "|---|---|---|---|---|"]
+        lines += [
+            f"### {r.dataset}",
+            "",
+            "| audited | version | rows | clean cells | breaches |",
+            "|---|---|---|---|---|",
+        ]
         for t in trend:
             clean = f"{t.clean_cell_share:.2%}" if t.clean_cell_share is not None else "—"
-            lines.append(f"| {t.at:%Y-%m-%d %H:%M} | `{t.version}` | {t.rows} | {clean} | {sum(t.breaches.values())} |")
+            lines.append(
+                f"| {t.at:%Y-%m-%d %H:%M} | `{t.version}` | {t.rows} | {clean} | {sum(t.breaches.values())} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -138,7 +149,8 @@ def data_audit(request: AuditRequest | None = None) -> State[Any]:
     records = [audit_one(n, run) for n in names]
     if req.open_incidents:
         records = [
-            r.model_copy(update={"incidents": open_incidents(r)}) if r.breaches and not r.error else r for r in records
+            r.model_copy(update={"incidents": open_incidents(r)}) if r.breaches and not r.error else r
+            for r in records
         ]
     history = AuditHistory(settings.home / "audits" / "data.jsonl")
     history.append(records)
@@ -165,7 +177,9 @@ def data_audit(request: AuditRequest | None = None) -> State[Any]:
         ],
         description="Monthly data audit: one row per dataset",
     )
-    create_markdown_artifact(markdown=report, key="data-audit-report", description="Data audit report and trend")
+    create_markdown_artifact(
+        markdown=report, key="data-audit-report", description="Data audit report and trend"
+    )
     failed = [r.dataset for r in records if r.error] + [
         f"{r.dataset}/{k}" for r in records for k, v in r.incidents.items() if v.startswith("not opened")
     ]

@@ -47,7 +47,9 @@ def deployments(schedules: ScheduleConfig | None = None) -> list[object]:
                 tags=["llmedic", "scheduled"],
                 description=fl.description,
                 schedules=[Cron(cron, timezone=schedules.timezone)] if cron else [],
-                concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+                concurrency_limit=ConcurrencyLimitConfig(
+                    limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+                ),
             )
         )
     return out

@@ -24,7 +24,13 @@ __all__ = ["AuditHistory", "AuditRecord", "audit_version"]
 
 
 def audit_version(
-    store: DataStore, name: str, cfg: DatasetConfig, ref: str = "current", *, fresh: bool = False, reference: bool = True
+    store: DataStore,
+    name: str,
+    cfg: DatasetConfig,
+    ref: str = "current",
+    *,
+    fresh: bool = False,
+    reference: bool = True,
 ) -> DataAudit:
     """Audit one version (default: the current one) against its schema and the reference version."""
     v = store.version(name, ref)
@@ -39,7 +45,9 @@ def audit_version(
             pass  # a damaged cache entry is recomputed
     _, frame = store.read(name, cfg, v.id)
     ref_frame = store.read(name, cfg, ref_id)[1] if ref_id else None
-    result = audit_frame(frame, cfg, dataset=name, version=v.id, reference=ref_frame, reference_version=ref_id)
+    result = audit_frame(
+        frame, cfg, dataset=name, version=v.id, reference=ref_frame, reference_version=ref_id
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(result.model_dump_json(), encoding="utf-8")

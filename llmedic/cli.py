@@ -29,7 +29,7 @@ data_app = typer.Typer(help="Versioned datasets: validate, ingest, history, roll
 audit_app = typer.Typer(help="Scheduled audits, run now.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(audit_app, name="audit")
-out = Console()
+out = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 
 
 @app.command()

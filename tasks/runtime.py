@@ -139,7 +139,12 @@ class Runtime:
     def audit(self, ref: str | None = None, *, fresh: bool = False, reference: bool = True) -> DataAudit:
         """Audit a version of the incident's dataset (default: the pinned one); cached per version."""
         return audit_version(
-            self.store, self.ctx.target, self.dataset, ref or self.ctx.version or "current", fresh=fresh, reference=reference
+            self.store,
+            self.ctx.target,
+            self.dataset,
+            ref or self.ctx.version or "current",
+            fresh=fresh,
+            reference=reference,
         )
 
     @cached_property

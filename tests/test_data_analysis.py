@@ -98,7 +98,9 @@ def test_many_distinct_bad_values_are_grouped_by_shape() -> None:
 
 def test_three_date_formats_are_named_with_their_counts() -> None:
     dates = ["2024-03-05"] * 50 + ["05/03/2024"] * 6 + ["Mar 05 2024"] * 4 + ["soon"]
-    audit = audit_frame(pd.DataFrame({"d": dates}), config({"d": {"dtype": "date", "date_formats": ["%Y-%m-%d"]}}))
+    audit = audit_frame(
+        pd.DataFrame({"d": dates}), config({"d": {"dtype": "date", "date_formats": ["%Y-%m-%d"]}})
+    )
     (f,) = columns_of(audit)
     assert (f.kind, f.count) == ("date_format", 11)
     assert f.patterns == [
@@ -216,7 +218,7 @@ def test_dataset_drift_needs_half_the_columns() -> None:
 
 @pytest.mark.parametrize(
     ("blank_rows", "diagnosis"),
-    [(range(0, 5), "sparse_missing"), (range(0, 30), "column_missing"), (range(0, 200), "batch_broken")],
+    [(range(5), "sparse_missing"), (range(30), "column_missing"), (range(200), "batch_broken")],
 )
 def test_missing_diagnosis_by_share_of_rows(blank_rows: range, diagnosis: str) -> None:
     df = pd.DataFrame({"a": [str(i) for i in range(400)], "b": ["x"] * 400})
@@ -251,7 +253,9 @@ def test_impute_strategies_touch_only_missing_cells() -> None:
 
 
 def test_knn_imputation_uses_the_nearest_rows() -> None:
-    df = pd.DataFrame({"h": [1.0, 1.1, 0.9, 10.0, 10.2, 9.8, 10.1], "w": [5.0, 5.2, 4.8, 50.0, 52.0, 48.0, np.nan]})
+    df = pd.DataFrame(
+        {"h": [1.0, 1.1, 0.9, 10.0, 10.2, 9.8, 10.1], "w": [5.0, 5.2, 4.8, 50.0, 52.0, 48.0, np.nan]}
+    )
     cfg = config({"h": {"dtype": "float"}, "w": {"dtype": "float"}})
     out, _ = apply_operations(df, cfg, [Impute(op="impute", strategy="knn", k=3)])
     assert out["w"].iloc[6] == pytest.approx(50.0)  # neighbours 10.0, 10.2, 9.8, not the small ones
@@ -298,12 +302,18 @@ def test_coerce_normalise_and_rules() -> None:
     assert out["t"].tolist() == ["Café", "ok", "naïve", "ok", "ok"]
     assert out["r"].tolist() == ["oral", "iv", "oral", "", "iv"]  # stripped, case snapped, 'x' blanked
     audit = audit_frame(out, cfg)
-    assert [f.kind for f in audit.breaches()] == ["missing", "missing", "missing"]  # n, d, r: what was blanked
+    assert [f.kind for f in audit.breaches()] == [
+        "missing",
+        "missing",
+        "missing",
+    ]  # n, d, r: what was blanked
     assert df["n"].tolist() == ["1", "N/A", "2,500", "$1,000", "4"]  # the input frame is untouched
     assert len(log.steps) == 7
 
 
-@pytest.mark.parametrize(("treatment", "rows", "last"), [("cap", 101, None), ("remove", 100, None), ("flag", 101, True)])
+@pytest.mark.parametrize(
+    ("treatment", "rows", "last"), [("cap", 101, None), ("remove", 100, None), ("flag", 101, True)]
+)
 def test_outlier_treatments(treatment: str, rows: int, last: bool | None) -> None:
     df = pd.DataFrame({"x": [float(i % 10) for i in range(100)] + [1000.0]})
     cfg = config({"x": {"dtype": "float"}})
@@ -321,7 +331,11 @@ def test_dedupe_by_rows_and_key_and_empty_result_refused() -> None:
     assert len(apply_operations(df, cfg, [Dedupe(op="dedupe")])[0]) == 3
     assert len(apply_operations(df, cfg, [Dedupe(op="dedupe", by="key")])[0]) == 2
     with pytest.raises(ControlError, match="no rows"):
-        apply_operations(pd.DataFrame({"id": [""]}), config({"id": {"dtype": "int"}}), [DropRows(op="drop_rows", max_share=1)])
+        apply_operations(
+            pd.DataFrame({"id": [""]}),
+            config({"id": {"dtype": "int"}}),
+            [DropRows(op="drop_rows", max_share=1)],
+        )
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ and bad input that must leave the store exactly as it was."""
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +29,9 @@ def cfg(tmp_path: Path, fmt: str = "csv", **more: object) -> DatasetConfig:
 
 
 def frame(n: int = 3, offset: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"id": range(offset, offset + n), "name": [f"n{i}" for i in range(offset, offset + n)]})
+    return pd.DataFrame(
+        {"id": range(offset, offset + n), "name": [f"n{i}" for i in range(offset, offset + n)]}
+    )
 
 
 def snapshot(root: Path) -> dict[str, str]:
