@@ -168,12 +168,24 @@ def sandbox(
     write_config: Annotated[
         Path | None, typer.Option(help="Write the llmedic.yaml describing the fleet here.")
     ] = None,
+    knowledge: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve the knowledge base from this file, re-read on change; declared as the dataset drug-interactions."
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated vertical LLM service fleet (clinical drug interactions)."""
     from llmedic.sandbox.fleet import FleetSpec, run_fleet
 
     spec = FleetSpec(
-        instances=instances, standby=standby, host=host, port=port, load_qps=load_qps, admin_token=admin_token
+        instances=instances,
+        standby=standby,
+        host=host,
+        port=port,
+        load_qps=load_qps,
+        admin_token=admin_token,
+        knowledge=knowledge.resolve() if knowledge else None,
     )
     run_fleet(spec, write_config)
 
@@ -579,6 +591,31 @@ def data_reference(
     store, _ = _dataset(dataset)
     v = store.set_reference(dataset, version, by=by, why=why)
     out.print(f"{dataset}: reference is now {v.id}")
+
+
+@data_app.command("inject")
+def data_inject(
+    dataset: str,
+    fault: Annotated[
+        str,
+        typer.Option(
+            help="blank, null_token, wrong_type, shuffle, duplicate, mojibake, date_format, shift, outliers"
+        ),
+    ],
+    column: Annotated[str | None, typer.Option(help="Column to corrupt (all faults but duplicate).")] = None,
+    share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of rows hit.")] = 0.1,
+    seed: int = 0,
+    by: Annotated[str, typer.Option(help="Who injects (kept in the history).")] = "fault-injection",
+) -> None:
+    """Game days and tests: commit a corrupted copy of the current version as the new current one."""
+    from llmedic.errors import DatasetError
+    from llmedic.sandbox.data_faults import FAULTS, inject
+
+    if fault not in FAULTS:
+        raise DatasetError(f"unknown fault {fault!r}", hint="; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
+    store, cfg = _dataset(dataset)
+    v = inject(store, dataset, cfg, fault, column=column, share=share, seed=seed, by=by)  # type: ignore[arg-type]
+    out.print(f"{dataset}: {v.id} is current ({fault} on {column or 'rows'}, share {share:g})")
 
 
 @audit_app.command("data")

@@ -277,6 +277,10 @@ class ColumnSchema(_Strict):
     date_formats: list[str] = Field(default_factory=list)
     """``strptime`` formats accepted for date/datetime columns; the first is the canonical one a repair
     writes. Empty: ISO 8601 only."""
+    impute: bool = True
+    """May a repair invent values for this column? ``false`` for values nobody can guess (the
+    answers of a knowledge base, a label): missing values there are dropped or the batch is rolled
+    back, never imputed."""
     secret: bool = False
     """Mask the column's values wherever samples are shown (evidence, reports, the CLI)."""
     drift: bool = True

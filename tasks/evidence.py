@@ -178,7 +178,8 @@ def evidence_data(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
             + f" ({first_bad.by}: {first_bad.why}); {probes} versions audited",
             {"version": first_bad.id, "producer": first_bad.producer.model_dump(), "probes": probes},
         )
-    diagnosis, reason = diagnose_data(ctx.anomaly, audit, s.rollback_row_share, s.drop_max_share)
+    no_impute = frozenset(c for c, spec in cfg.columns.items() if not spec.impute)
+    diagnosis, reason = diagnose_data(ctx.anomaly, audit, s.rollback_row_share, s.drop_max_share, no_impute)
     t.decide("diagnosis", diagnosis, reason)
     return t.done(
         f"diagnosis {diagnosis}: {reason}",

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from llmedic.sandbox.fleet import FleetSpec, run_fleet
+from llmedic.sandbox.knowledge import shipped_path
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +35,8 @@ class Fleet:
 
     config: Path
     urls: dict[str, str]
+    knowledge: Path
+    """The published copy of the drug-interactions dataset the fleet answers from."""
 
     def admin(self, name: str, action: str, body: dict[str, object] | None = None) -> dict[str, object]:
         resp = httpx.post(f"{self.urls[name]}/admin/{action}", json=body or {}, timeout=10)
@@ -46,14 +49,20 @@ class Fleet:
     def reset(self) -> None:
         for name in self.urls:
             self.admin(name, "reset")
+        shipped = shipped_path().read_bytes()
+        if self.knowledge.read_bytes() != shipped:
+            self.knowledge.write_bytes(shipped)
 
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Three instances + one standby on free ports, with light background traffic."""
-    config = tmp_path_factory.mktemp("fleet") / "llmedic.yaml"
+    base = tmp_path_factory.mktemp("fleet")
+    config = base / "llmedic.yaml"
     stop = threading.Event()
-    spec = FleetSpec(instances=3, standby=1, port=0, load_qps=4)
+    spec = FleetSpec(
+        instances=3, standby=1, port=0, load_qps=4, knowledge=base / "published" / "knowledge.jsonl"
+    )
     thread = threading.Thread(target=run_fleet, args=(spec, config, stop), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -62,7 +71,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         time.sleep(0.05)
     svc = yaml.safe_load(config.read_text())["services"][0]
     urls = {i["name"]: i["url"] for i in svc["instances"] + svc["standby"]}
-    yield Fleet(config, urls)
+    yield Fleet(config, urls, base / "published" / "knowledge.jsonl")
     stop.set()
     thread.join(10)
 

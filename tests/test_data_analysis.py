@@ -352,3 +352,40 @@ def test_dedupe_by_rows_and_key_and_empty_result_refused() -> None:
 def test_secrets_are_masked_in_samples(text: str, masked: str) -> None:
     assert redact_text(text) == masked
     assert mask("anything", secret=True) == MASK
+
+
+@pytest.mark.parametrize(
+    ("fault", "column", "kind", "count"),
+    [
+        ("blank", "body_mass_g", "missing", 33),
+        ("null_token", "sex", "missing", 33),
+        ("wrong_type", "flipper_length_mm", "type", 33),
+        ("duplicate", None, "duplicate_rows", 33),
+        ("outliers", "body_mass_g", "outliers", 33),
+    ],
+)
+def test_injected_data_faults_have_known_ground_truth(
+    fault: str, column: str | None, kind: str, count: int
+) -> None:
+    from llmedic.sandbox.data_faults import corrupt
+
+    clean = palmerpenguins.load_penguins().dropna().reset_index(drop=True).astype("str")  # 333 complete rows
+    cfg = config(
+        {
+            "species": {"dtype": "category"},
+            "flipper_length_mm": {"dtype": "float"},
+            "body_mass_g": {"dtype": "float"},
+            "sex": {"dtype": "category"},
+        }
+    )
+    bad = corrupt(clean, fault, column, share=0.1, seed=3)  # type: ignore[arg-type]
+    assert [(f.kind, f.column, f.count) for f in audit_frame(bad, cfg).findings] == [(kind, column, count)]
+
+
+def test_a_shifted_column_drifts() -> None:
+    from llmedic.sandbox.data_faults import corrupt
+
+    clean = palmerpenguins.load_penguins().dropna().reset_index(drop=True)
+    cfg = config({"body_mass_g": {"dtype": "float"}, "species": {"dtype": "category"}})
+    audit = audit_frame(corrupt(clean, "shift", "body_mass_g", 1.0), cfg, reference=clean)
+    assert audit.drifted_columns == ["body_mass_g"] and audit.dataset_drift  # 1 of 2 reaches drift_share 0.5

@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,3 +98,37 @@ def test_admin_rejects_bad_input_with_the_field(
 def test_bad_chat_body(sandbox: Fleet) -> None:
     resp = httpx.post(f"{sandbox.urls['sandbox-0']}/v1/chat/completions", content=b"{not json")
     assert resp.status_code == 400 and resp.json()["error"]["detail"][0]["loc"] == "body"
+
+
+def test_the_knowledge_base_is_a_declared_dataset_and_data_faults_reach_the_service(
+    sandbox: Fleet, clean_environ: Path
+) -> None:
+    from llmedic.adapters.datastore import DataStore
+    from llmedic.auditing import audit_version
+    from llmedic.catalog import AnomalyType
+    from llmedic.config import load_environment
+    from llmedic.sandbox.data_faults import inject
+
+    cfg = load_environment(sandbox.config).dataset("drug-interactions")
+    assert cfg.publish_to == sandbox.knowledge and cfg.consumers == ["pharma-qa"]
+    store = DataStore(clean_environ / "datasets")
+    url = sandbox.urls["sandbox-0"]
+
+    def answer() -> str:
+        return str(chat(url).json()["choices"][0]["message"]["content"])
+
+    assert answer() == "increased bleeding risk"
+    good = store.ensure_seeded("drug-interactions", cfg)
+    bad = inject(store, "drug-interactions", cfg, "blank", column="answers", share=1.0)
+    assert bad.producer.step == "fault-injection" and bad.parent == good.id  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while answer() != "I don't know." and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert answer() == "I don't know."  # the service now serves the corrupted version
+    (finding,) = audit_version(store, "drug-interactions", cfg).breaches(AnomalyType.DATA_MISSING)
+    assert (finding.column, finding.count) == ("answers", 100)
+    store.set_current("drug-interactions", good.id, cfg, by="test", why="rollback")  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while answer() != "increased bleeding risk" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert answer() == "increased bleeding risk"

@@ -93,6 +93,8 @@ def as_text(s: pd.Series) -> pd.Series:
 def missing_mask(s: pd.Series, tokens: list[str]) -> np.ndarray:
     """Null, blank, or one of the dataset's missing tokens ("null", "undefined", ...)."""
     mask = s.isna().to_numpy(dtype=bool, copy=True)
+    if s.dtype == object:  # JSON lists and objects: an empty one is missing too
+        mask |= s.map(lambda v: isinstance(v, list | tuple | dict) and len(v) == 0).to_numpy(dtype=bool)
     if s.dtype == object or isinstance(s.dtype, pd.StringDtype) or s.dtype == "str":
         text = as_text(s).str.strip()
         mask |= text.isin(tokens).to_numpy(dtype=bool, na_value=False)

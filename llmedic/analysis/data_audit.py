@@ -16,6 +16,7 @@ confirm/reproduce/verify step, the monthly audit and the benchmark.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Literal
 
@@ -37,6 +38,7 @@ __all__ = [
     "FindingKind",
     "audit_frame",
     "effective_schema",
+    "row_hashes",
 ]
 
 FindingKind = Literal[
@@ -170,8 +172,19 @@ def _rows(mask: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)[:_SAMPLE_ROWS]]
 
 
-def _hash_rows(frame: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
-    return pd.util.hash_pandas_object(frame[list(columns)], index=False)
+def row_hashes(frame: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
+    """One 64-bit hash per row over ``columns`` (JSON lists and objects hashed by their content)."""
+    part = frame[list(columns)]
+    nested = [
+        c
+        for c in part.columns
+        if part[c].dtype == object and part[c].map(lambda v: isinstance(v, list | dict)).any()
+    ]
+    if nested:
+        part = part.assign(
+            **{c: part[c].map(lambda v: json.dumps(v, sort_keys=True, default=str)) for c in nested}
+        )
+    return pd.util.hash_pandas_object(part, index=False)
 
 
 def audit_frame(
@@ -399,7 +412,7 @@ def audit_frame(
                 .items()
             }
     # duplicates
-    hashed = _hash_rows(frame, frame.columns)
+    hashed = row_hashes(frame, frame.columns)
     dup = hashed.duplicated().to_numpy()
     audit.duplicate_rows = int(dup.sum())
     if audit.duplicate_rows:
@@ -416,7 +429,7 @@ def audit_frame(
             )
         )
     if cfg.key and all(k in frame.columns for k in cfg.key):
-        kdup = _hash_rows(frame, cfg.key).duplicated().to_numpy() & ~dup
+        kdup = row_hashes(frame, cfg.key).duplicated().to_numpy() & ~dup
         audit.duplicate_keys = int(kdup.sum())
         if audit.duplicate_keys:
             findings.append(

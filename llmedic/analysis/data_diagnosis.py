@@ -48,9 +48,14 @@ def rows_hit(audit: DataAudit, anomaly: AnomalyType) -> float:
 
 
 def diagnose_data(
-    anomaly: AnomalyType, audit: DataAudit, rollback_row_share: float, drop_max_share: float
+    anomaly: AnomalyType,
+    audit: DataAudit,
+    rollback_row_share: float,
+    drop_max_share: float,
+    no_impute: frozenset[str] = frozenset(),
 ) -> tuple[str, str]:
-    """(diagnosis, reason) for a confirmed data anomaly."""
+    """(diagnosis, reason) for a confirmed data anomaly. ``no_impute``: columns whose missing
+    values may not be invented (too many of them → the batch is broken)."""
     breaches = audit.breaches(anomaly)
     if not breaches:
         return "none", f"no {anomaly.value} breach in {audit.version}"
@@ -66,6 +71,12 @@ def diagnose_data(
             return (
                 "sparse_missing",
                 f"{audit.rows_with_missing} rows ({share:.2%} ≤ {drop_max_share:.0%}) have missing values",
+            )
+        guarded = sorted({f.column for f in breaches if f.column in no_impute})
+        if guarded:
+            return "batch_broken", (
+                f"{share:.1%} of rows (> {drop_max_share:.0%}) have gaps in {guarded}, whose values "
+                "cannot be imputed: roll back rather than invent them"
             )
         cols = ", ".join(f"{f.column} {f.share:.1%}" for f in breaches)
         return "column_missing", f"missing values concentrated in columns: {cols}; {share:.1%} of rows hit"

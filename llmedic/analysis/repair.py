@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
 from llmedic.analysis.conformance import MOJIBAKE, as_text, missing_mask, parse_column
-from llmedic.analysis.data_audit import effective_schema
+from llmedic.analysis.data_audit import effective_schema, row_hashes
 from llmedic.analysis.outliers import fences, outlier_mask
 from llmedic.config import ColumnSchema, DatasetConfig
 from llmedic.errors import ControlError
@@ -241,6 +241,9 @@ def _impute(
         col = schema[name]
         miss = missing_mask(frame[name], cfg.missing_tokens)
         if not miss.any():
+            continue
+        if not col.impute:
+            log.note(f"{name}: {int(miss.sum())} missing values left alone (the column may not be imputed)")
             continue
         parsed = parse_column(frame[name], col, miss)
         if _numeric(col):
@@ -548,7 +551,7 @@ def _dedupe(
         cols = list(cfg.key)
     else:
         cols = list(frame.columns)
-    dup = pd.util.hash_pandas_object(frame[cols], index=False).duplicated().to_numpy()
+    dup = row_hashes(frame, cols).duplicated().to_numpy()
     n = int(dup.sum())
     if n:
         log.rows_dropped += n

@@ -20,9 +20,9 @@ import yaml
 
 from llmedic.sandbox.app import create_app
 from llmedic.sandbox.instance import SandboxInstance
-from llmedic.sandbox.knowledge import load_knowledge
+from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge, load_knowledge, shipped_path
 
-__all__ = ["FleetSpec", "environment_for", "free_port", "run_fleet"]
+__all__ = ["KNOWLEDGE_DATASET", "FleetSpec", "environment_for", "free_port", "knowledge_dataset", "run_fleet"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -45,6 +45,9 @@ class FleetSpec:
     concurrency_limit: int = 16
     admin_token: str | None = None
     service: str = "pharma-qa"
+    knowledge: Path | None = None
+    """Serve the knowledge base from this file (the dataset's ``publish_to``), re-read on change;
+    default: the shipped file, fixed."""
 
     def names(self) -> list[tuple[str, bool]]:
         """(instance name, is standby) in port order."""
@@ -56,6 +59,27 @@ def _ports(spec: FleetSpec) -> Iterator[int]:
         while True:
             yield free_port(spec.host)
     yield from itertools.count(spec.port)
+
+
+KNOWLEDGE_DATASET = "drug-interactions"
+
+
+def knowledge_dataset(publish_to: Path, service: str) -> dict[str, object]:
+    """The declaration of the sandbox's knowledge base as a versioned dataset."""
+    return {
+        "path": str(shipped_path()),
+        "format": "jsonl",
+        "description": "clinical drug-interaction Q/A pairs the service answers from (its RAG corpus)",
+        "columns": {
+            "id": {"dtype": "string", "nullable": False, "regex": r"ddi-\d{3}", "drift": False},
+            "question": {"dtype": "string", "nullable": False, "drift": False},
+            "answers": {"dtype": "string", "nullable": False, "impute": False, "drift": False},
+            "tags": {"dtype": "string", "drift": False},
+        },
+        "key": ["id"],
+        "publish_to": str(publish_to),
+        "consumers": [service],
+    }
 
 
 def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]:
@@ -79,6 +103,11 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
             }
         ],
         "metrics": {"kind": "scrape"},
+        **(
+            {"datasets": {KNOWLEDGE_DATASET: knowledge_dataset(spec.knowledge, spec.service)}}
+            if spec.knowledge
+            else {}
+        ),
         "alert_rules": [
             {"match": {"alertname": "VLLMHighP99Latency"}, "anomaly": "latency"},
             {"match": {"alertname": "VLLMHighTTFT"}, "anomaly": "latency"},
@@ -124,7 +153,14 @@ async def _load(
 async def _serve(
     spec: FleetSpec, config_out: Path | None, external_stop: threading.Event | None = None
 ) -> None:
-    kb = load_knowledge()
+    kb: KnowledgeBase | LiveKnowledge
+    if spec.knowledge is not None:
+        if not spec.knowledge.exists():  # first start: publish the shipped version
+            spec.knowledge.parent.mkdir(parents=True, exist_ok=True)
+            spec.knowledge.write_bytes(shipped_path().read_bytes())
+        kb = LiveKnowledge(spec.knowledge)
+    else:
+        kb = load_knowledge()
     port_iter = _ports(spec)
     ports: dict[str, int] = {}
     instances: list[SandboxInstance] = []

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmedic.sandbox.knowledge import KnowledgeBase
+from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge
 
 __all__ = ["Fault", "SandboxInstance"]
 
@@ -131,7 +131,7 @@ class SandboxInstance:
     """One simulated serving instance."""
 
     name: str
-    knowledge: KnowledgeBase
+    knowledge: KnowledgeBase | LiveKnowledge
     model_version: str = "pharma-qa-1.0"
     concurrency_limit: int = 16
     kv_slots: int = 16
@@ -247,11 +247,11 @@ class SandboxInstance:
         self._update_gauges()
         try:
             item = self.knowledge.lookup(question)
-            answer = item.answers[0] if item else "I don't know."
+            answer = item.answers[0] if item and item.answers else "I don't know."
             wrong = self.faults.get("wrong_answers")
             if wrong and item and self._rng.random() < wrong.rate:
                 other = self._rng.choice(self.knowledge.items)
-                answer = other.answers[0] if other.id != item.id else "no known interaction"
+                answer = other.answers[0] if other.id != item.id and other.answers else "no known interaction"
             gen = min(max_tokens, len(answer.split()) + 1)
             prompt_tokens = len(question.split())
             slots = self.faults["kv_pressure"].kv_slots if "kv_pressure" in self.faults else self.kv_slots

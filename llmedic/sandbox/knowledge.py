@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
-__all__ = ["KnowledgeBase", "QAPair", "load_knowledge"]
+__all__ = ["KnowledgeBase", "LiveKnowledge", "QAPair", "load_knowledge", "parse_knowledge", "shipped_path"]
 
 _WORD = re.compile(r"[a-z0-9']+")
 _STOP = frozenset(["what", "is", "the", "main", "risk", "of", "combining", "with", "a", "an", "and"])
@@ -47,12 +49,81 @@ class KnowledgeBase:
         return best[1] if best[0] >= 0.5 else None
 
 
-def load_knowledge() -> KnowledgeBase:
-    """The shipped knowledge base (``sandbox/data/drug_interactions.jsonl``)."""
-    text = resources.files("llmedic.sandbox").joinpath("data/drug_interactions.jsonl").read_text("utf-8")
+SHIPPED = "data/drug_interactions.jsonl"
+
+
+def shipped_path() -> Path:
+    """The knowledge base shipped with llmedic (the first version of the sandbox's dataset)."""
+    return Path(str(resources.files("llmedic.sandbox").joinpath(SHIPPED)))
+
+
+def parse_knowledge(text: str) -> KnowledgeBase:
+    """Items from JSONL text. Rows whose answers are missing or empty are served as "I don't know":
+    that is what a corrupted knowledge base does to the service, and what the audit must catch."""
     items = []
     for line in text.splitlines():
-        if line.strip():
+        if not line.strip():
+            continue
+        try:
             row = json.loads(line)
-            items.append(QAPair(row["id"], row["question"], tuple(row["answers"]), tuple(row["tags"])))
+        except ValueError:
+            continue
+        if not isinstance(row, dict) or not row.get("question"):
+            continue
+        raw = row.get("answers")
+        answers: list[object] = raw if isinstance(raw, list) else []
+        items.append(
+            QAPair(
+                str(row.get("id", "")),
+                str(row["question"]),
+                tuple(str(a) for a in answers if a),
+                tuple(str(t) for t in (row.get("tags") or ())),
+            )
+        )
     return KnowledgeBase(items)
+
+
+def load_knowledge(path: Path | None = None) -> KnowledgeBase:
+    """The knowledge base in ``path`` (default: the shipped one)."""
+    return parse_knowledge((path or shipped_path()).read_text("utf-8"))
+
+
+class LiveKnowledge:
+    """A knowledge base read from a published dataset file and re-read when the file changes: the
+    sandbox serves whatever version of the dataset is current, as a RAG service serves its index."""
+
+    def __init__(self, path: Path, check_every: float = 0.5) -> None:
+        self.path = path
+        self.check_every = check_every
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._kb = KnowledgeBase([])
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self.check_every:
+            return
+        self._checked = now
+        try:
+            st = self.path.stat()
+        except OSError:
+            return  # keep serving the last good copy
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            try:
+                self._kb = load_knowledge(self.path)
+                self._stamp = stamp
+            except (OSError, UnicodeDecodeError):
+                return
+
+    @property
+    def items(self) -> list[QAPair]:
+        """The current items."""
+        self._refresh()
+        return self._kb.items
+
+    def lookup(self, question: str) -> QAPair | None:
+        """As :meth:`KnowledgeBase.lookup`, on the current version."""
+        self._refresh()
+        return self._kb.lookup(question)
