@@ -24,9 +24,20 @@ tools:  ## Prometheus + Alertmanager for the end-to-end tests (Debian packages, 
 test: $(STAMP) tools  ## The test suite
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP) tools  ## Benchmarks, printed beside their targets
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ROWS ?= 10000000
+
+$(BENCH_STAMP): pyproject.toml
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip uv
+	$(BENCH_VENV)/bin/uv pip install --quiet --python $(BENCH_VENV)/bin/python -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP) tools  ## Benchmarks, printed beside their targets
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
 	$(BIN)/python bench/receiver.py
+	$(BENCH_VENV)/bin/python bench/data_audit.py --rows $(BENCH_ROWS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -307,6 +307,10 @@ class ColumnSchema(_Strict):
         return self
 
 
+AuditCheck = Literal["missing", "formats", "range", "allowed", "outliers", "duplicates", "drift"]
+AUDIT_CHECKS: tuple[AuditCheck, ...] = ("missing", "formats", "range", "allowed", "outliers", "duplicates", "drift")
+
+
 class DataThresholds(_Strict):
     """When a dataset's audit counts as a breach (defaults from the data-quality literature; see
     docs/flows/data.md)."""
@@ -357,6 +361,9 @@ class DatasetConfig(_Strict):
     missing_tokens: list[str] = Field(default_factory=lambda: list(DEFAULT_MISSING_TOKENS))
     """Text values that mean "missing" (after trimming whitespace)."""
     thresholds: DataThresholds = DataThresholds()
+    checks: list[AuditCheck] = Field(default_factory=lambda: list(AUDIT_CHECKS), min_length=1)
+    """Which checks the audit runs (default: all). ``formats`` covers types, date formats, regexes
+    and encodings; dropping ``outliers`` or ``duplicates`` saves most of the time on huge tables."""
     publish_to: Path | None = None
     """Where the current version is materialised for its consumers (atomically replaced on every
     change of the current version); leave empty when consumers read the store."""

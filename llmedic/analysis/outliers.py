@@ -21,6 +21,7 @@ class OutlierFences:
     """The limits each rule puts on one column, and how many values fall outside them."""
 
     n: int
+    median: float
     iqr_low: float
     iqr_high: float
     robust_low: float
@@ -62,6 +63,7 @@ def fences(values: np.ndarray, iqr_k: float = 1.5, robust_z: float = 3.5) -> Out
     lo_s, hi_s = mean - 3 * std, mean + 3 * std
     return OutlierFences(
         n=int(x.size),
+        median=float(med),
         iqr_low=float(lo_i),
         iqr_high=float(hi_i),
         robust_low=float(lo_r),
