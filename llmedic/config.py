@@ -308,7 +308,15 @@ class ColumnSchema(_Strict):
 
 
 AuditCheck = Literal["missing", "formats", "range", "allowed", "outliers", "duplicates", "drift"]
-AUDIT_CHECKS: tuple[AuditCheck, ...] = ("missing", "formats", "range", "allowed", "outliers", "duplicates", "drift")
+AUDIT_CHECKS: tuple[AuditCheck, ...] = (
+    "missing",
+    "formats",
+    "range",
+    "allowed",
+    "outliers",
+    "duplicates",
+    "drift",
+)
 
 
 class DataThresholds(_Strict):

@@ -389,3 +389,19 @@ def test_a_shifted_column_drifts() -> None:
     cfg = config({"body_mass_g": {"dtype": "float"}, "species": {"dtype": "category"}})
     audit = audit_frame(corrupt(clean, "shift", "body_mass_g", 1.0), cfg, reference=clean)
     assert audit.drifted_columns == ["body_mass_g"] and audit.dataset_drift  # 1 of 2 reaches drift_share 0.5
+
+
+def test_missing_values_by_day_of_the_time_column() -> None:
+    df = pd.DataFrame(
+        {
+            "day": ["2024-05-01", "2024-05-01", "02/05/2024", "2024-05-02", "nonsense"],
+            "v": ["1", "", "", "4", "5"],
+        }
+    )
+    cfg = config(
+        {"day": {"dtype": "date", "date_formats": ["%Y-%m-%d", "%d/%m/%Y"]}, "v": {"dtype": "int"}},
+        time_column="day",
+    )
+    audit = audit_frame(df, cfg)
+    # Mean missing checked cells per row (2 columns) per day; the unparseable date has no day.
+    assert audit.missing_by_day == {"2024-05-01": 0.25, "2024-05-02": 0.25, "(no date)": 0.0}

@@ -39,8 +39,26 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
                 pass
             time.sleep(0.5)
         assert found, "the latency deployment was not served"
-        flows = httpx.post(f"{api}/flows/filter", json={}, timeout=5).json()
-        assert "llmedic-latency" in [f["name"] for f in flows]
+        expected = {
+            "llmedic-latency",
+            "llmedic-data-missing",
+            "llmedic-data-format",
+            "llmedic-data-quality",
+            "llmedic-data-audit",
+        }
+        served: dict[str, dict[str, object]] = {}
+        while time.monotonic() < deadline and set(served) != expected:
+            names = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=5).json()}
+            deps = httpx.post(f"{api}/deployments/filter", json={}, timeout=5).json()
+            served = {names.get(d["flow_id"], "?"): d for d in deps}
+            time.sleep(0.3)
+        assert set(served) == expected
+        (schedule,) = served["llmedic-data-audit"]["schedules"]  # type: ignore[misc]
+        assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"], schedule["active"]) == (
+            "0 3 1 * *",
+            "UTC",
+            True,
+        )
         token = clean_environ / "receiver.token"
         assert oct(token.stat().st_mode & 0o777) == "0o600"
         receiver = f"http://127.0.0.1:{receiver_port}"

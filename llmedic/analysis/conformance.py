@@ -107,6 +107,21 @@ def arrow_text(s: pd.Series) -> pa.Array | pa.ChunkedArray:
     return pa.array(as_text(s))
 
 
+def _bytes_all(arr: pa.Array | pa.ChunkedArray, below: int, above: int = -1) -> bool:
+    """True when no byte of the column's text lies outside (above, below): a scan of the raw data
+    buffer with NumPy, ten times cheaper than a per-string kernel. (A buffer can hold bytes no value
+    uses, which can only make this say False; the exact kernel then decides.)"""
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    for chunk in chunks:
+        bufs = chunk.buffers()
+        if len(bufs) < 3 or bufs[2] is None:
+            continue
+        data = np.frombuffer(bufs[2], dtype=np.uint8)
+        if data.size and (int(data.max()) >= below or int(data.min()) <= above):
+            return False
+    return True
+
+
 def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
@@ -131,13 +146,16 @@ def mojibake(s: pd.Series) -> np.ndarray:
     """Cells with mis-decoded UTF-8; only non-ASCII cells can have it, so only they are searched."""
     arr = arrow_text(s)
     out = np.zeros(len(s), dtype=bool)
-    ascii_ = pc.string_is_ascii(arr)
-    if pc.all(pc.fill_null(ascii_, True)).as_py():  # the common case: nothing to search
+    if _bytes_all(arr, below=0x80):  # the common case: pure ASCII, nothing to search
         return out
+    ascii_ = pc.string_is_ascii(arr)
     non_ascii = ~_np(ascii_) & s.notna().to_numpy()
     if non_ascii.any():
         idx = np.flatnonzero(non_ascii)
-        out[idx] = as_text(s.iloc[idx]).str.contains(MOJIBAKE, regex=True).to_numpy(dtype=bool, na_value=False)
+        # A boolean filter, not .iloc: Arrow's take on a chunked column copies the whole column.
+        out[idx] = (
+            as_text(s[non_ascii]).str.contains(MOJIBAKE, regex=True).to_numpy(dtype=bool, na_value=False)
+        )
     return out
 
 
@@ -160,7 +178,14 @@ def missing_mask(s: pd.Series, tokens: list[str]) -> np.ndarray:
     if s.dtype == object:  # JSON lists and objects: an empty one is missing too
         mask |= s.map(lambda v: isinstance(v, list | tuple | dict) and len(v) == 0).to_numpy(dtype=bool)
     if _is_text(s):
-        mask |= isin_text(s, tokens, strip=True)
+        # Tokens match exactly; whitespace-only cells are blank. (Trimming every cell would cost
+        # three times as much, and a padded " null " still shows up, as a bad value with its pattern.)
+        arr = arrow_text(s)
+        found = pc.is_in(arr, value_set=pa.array(tokens, type=arr.type))
+        # Whitespace-only cells: only possible if some byte is ASCII whitespace/control or non-ASCII.
+        if not _bytes_all(arr, below=0x80, above=0x20):
+            found = pc.or_(found, pc.utf8_is_space(arr))
+        mask |= _np(found)
     return mask
 
 
@@ -188,41 +213,45 @@ def _dates(
     text: pd.Series, ok_base: np.ndarray, col: ColumnSchema, keep: bool = True
 ) -> tuple[pd.Series, np.ndarray, dict[str, int], list[Pattern]]:
     declared = col.date_formats or ["ISO8601"]
-    values = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us]")
-    todo = ok_base.copy()
+    # Timestamps are only built when asked for (the time column): on ten million rows the array
+    # alone costs more than the parsing.
+    values = (
+        pd.Series(pd.NaT, index=text.index, dtype="datetime64[us]")
+        if keep
+        else pd.Series([], dtype="datetime64[us]")
+    )
     formats: dict[str, int] = {}
-    valid = np.zeros(len(text), dtype=bool)
-
-    def attempt(fmt: str, whole: bool) -> np.ndarray:
-        # The first format is tried on the whole column as it is (one kernel pass, no copy); the
-        # rest only on the values still unparsed, trimmed of surrounding spaces.
-        sub = text if whole else text[todo].str.strip()
-        hit, ts = strptime_mask(sub, fmt)
-        idx = np.flatnonzero(hit & todo) if whole else np.flatnonzero(todo)[hit]
-        if idx.size and fmt in declared:
-            if keep and ts is not None:
-                stamps = pd.Series(ts.to_pandas()).to_numpy()
-                values.iloc[idx] = stamps[idx] if whole else stamps[hit]
-            valid[idx] = True
-        if idx.size:
-            formats[fmt] = formats.get(fmt, 0) + int(idx.size)
-        todo[idx] = False
-        return idx
-
-    attempt(declared[0], whole=True)
-    for fmt in declared:
-        if todo.any():
-            attempt(fmt, whole=False)
+    # The first format on the whole column as it is: one kernel pass, no gather, no copy.
+    hit, ts = strptime_mask(text, declared[0])
+    valid = hit & ok_base
+    if valid.any():
+        formats[declared[0]] = int(valid.sum())
+        if keep and ts is not None:
+            values[valid] = pd.Series(ts.to_pandas()).to_numpy()[valid]
+    todo = ok_base & ~valid
     patterns: list[Pattern] = []
-    for fmt in COMMON_DATE_FORMATS:
-        if not todo.any():
-            break
-        if fmt in declared:
-            continue
-        idx = attempt(fmt, whole=False)
-        if idx.size:
-            patterns.append(Pattern("date_format", fmt, int(idx.size), str(text.iloc[idx[0]]).strip()))
-    patterns += _group(text[todo])
+    if todo.any():
+        # What is left (a small share in any sane batch) is worked on as its own small array,
+        # trimmed of spaces, one format after the other.
+        rest = np.flatnonzero(todo)
+        sub = text[todo].str.strip()  # a boolean filter: Arrow's take would copy the column
+        left = np.ones(len(rest), dtype=bool)
+        for fmt in [*declared, *(f for f in COMMON_DATE_FORMATS if f not in declared)]:
+            if not left.any():
+                break
+            ok, sub_ts = strptime_mask(sub[left], fmt)
+            if not ok.any():
+                continue
+            where = np.flatnonzero(left)[ok]
+            formats[fmt] = formats.get(fmt, 0) + int(ok.sum())
+            if fmt in declared:
+                valid[rest[where]] = True
+                if keep and sub_ts is not None:
+                    values.iloc[rest[where]] = pd.Series(sub_ts.to_pandas()).to_numpy()[ok]
+            else:
+                patterns.append(Pattern("date_format", fmt, int(ok.sum()), str(sub.iloc[int(where[0])])))
+            left[where] = False
+        patterns += _group(text[todo][left])
     invalid = ok_base & ~valid
     return values, invalid, formats, patterns
 
@@ -237,10 +266,10 @@ def parse_column(
     n = len(s)
     if col.dtype in ("int", "float"):
         if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
-            values = s.astype("float64", copy=False)
             invalid = np.zeros(n, dtype=bool)
-            if pd.api.types.is_integer_dtype(s.dtype):
-                return Parsed(values, invalid)
+            if pd.api.types.is_integer_dtype(s.dtype) and isinstance(s.dtype, np.dtype):
+                return Parsed(s, invalid)  # integers as they are: no copy, nothing can be invalid
+            values = s.astype("float64", copy=False)
         else:
             text = as_text(s).str.strip()
             values = pd.to_numeric(text.where(present), errors="coerce").astype("float64")

@@ -174,7 +174,11 @@ def _rows(mask: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)[:_SAMPLE_ROWS]]
 
 
-_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2, _GOLDEN = (
+    np.uint64(0xBF58476D1CE4E5B9),
+    np.uint64(0x94D049BB133111EB),
+    np.uint64(0x9E3779B97F4A7C15),
+)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -308,19 +312,32 @@ def audit_frame(
             )
         report.date_formats = parsed.formats
         # range / allowed / outliers on valid values
-        valid = ~missing & ~parsed.invalid
+
+        def valid() -> np.ndarray:
+            return ~(missing | parsed.invalid)
+
         if col.dtype in ("int", "float"):
             v = parsed.values
-            x = v.to_numpy() if v.dtype == np.float64 else v.to_numpy(dtype="float64", na_value=np.nan)
-            if np.isfinite(x).any():
-                with np.errstate(invalid="ignore"):
-                    report.stats = {"min": float(np.nanmin(x)), "max": float(np.nanmax(x)), "mean": float(np.nanmean(x))}
+            numpy_number = isinstance(v.dtype, np.dtype) and v.dtype.kind in "fiu"
+            x = v.to_numpy() if numpy_number else v.to_numpy(dtype="float64", na_value=np.nan)
+            if x.dtype.kind in "iu":
+                if x.size:
+                    report.stats = {"min": float(x.min()), "max": float(x.max()), "mean": float(x.mean())}
+                finite, count = np.ones(0, dtype=bool), 0
+            else:
+                finite = np.isfinite(x)
+                count = int(finite.sum())
+            if count:  # reductions with `where=`: no copy of the column (nanmean copies it)
+                report.stats = {
+                    "min": float(np.min(x, where=finite, initial=np.inf)),
+                    "max": float(np.max(x, where=finite, initial=-np.inf)),
+                    "mean": float(np.sum(x, where=finite) / count),
+                }
             if (col.min is not None or col.max is not None) and "range" in checks:
                 with np.errstate(invalid="ignore"):
-                    out = valid & (
-                        (x < col.min if col.min is not None else False)
-                        | (x > col.max if col.max is not None else False)
-                    )
+                    # Missing and unparseable values are NaN here, and NaN compares False.
+                    lo = x < col.min if col.min is not None else np.zeros(n, dtype=bool)
+                    out = np.logical_or(lo, x > col.max, out=lo) if col.max is not None else lo
                 if out.any():
                     count = int(out.sum())
                     report.invalid["range"] = count
@@ -372,14 +389,14 @@ def audit_frame(
             if col.dtype in ("int", "float"):
                 allowed_num = np.array([float(a) for a in col.allowed if not isinstance(a, str)], dtype=float)
                 x = parsed.values.to_numpy(dtype="float64", na_value=np.nan)
-                bad = valid & ~np.isin(x, allowed_num)
+                bad = valid() & ~np.isin(x, allowed_num)
                 bad_values = as_text(frame[name][bad])
             else:
                 allowed_txt = [str(a) for a in col.allowed]
-                bad = valid & ~isin_text(s, allowed_txt)
+                bad = valid() & ~isin_text(s, allowed_txt)
                 if bad.any():  # surrounding spaces are not a wrong value: re-check the few left
                     idx = np.flatnonzero(bad)
-                    bad[idx[isin_text(s.iloc[idx], allowed_txt, strip=True)]] = False
+                    bad[idx[isin_text(s[bad], allowed_txt, strip=True)]] = False
                 bad_values = as_text(s[bad]).str.strip()
             if bad.any():
                 count = int(bad.sum())
@@ -418,13 +435,13 @@ def audit_frame(
         rows_with_missing=0,
     )
     if checked:
-        per_row = np.zeros(n, dtype=np.int32)
+        per_row = np.zeros(n, dtype=np.int16 if len(checked) < 32767 else np.int32)
         for m in miss_matrix.values():
             per_row += m
         audit.missing_cells = int(per_row.sum())
         audit.rows_with_missing = int(np.count_nonzero(per_row))
-        uniq = np.unique(per_row, return_counts=True)
-        audit.missing_per_row = {int(k): int(c) for k, c in zip(uniq[0], uniq[1], strict=True)}
+        counts = np.bincount(per_row)  # O(n); np.unique would sort ten million integers
+        audit.missing_per_row = {int(k): int(c) for k, c in enumerate(counts) if c}
         if cfg.segment_column and cfg.segment_column in frame.columns:
             seg = as_text(frame[cfg.segment_column]).fillna("(missing)")
             audit.missing_by_segment = {
@@ -443,7 +460,11 @@ def audit_frame(
                 .items()
             }
     # duplicates
-    dup = row_hashes(frame, frame.columns).duplicated().to_numpy() if "duplicates" in checks else np.zeros(n, dtype=bool)
+    dup = (
+        row_hashes(frame, frame.columns).duplicated().to_numpy()
+        if "duplicates" in checks
+        else np.zeros(n, dtype=bool)
+    )
     audit.duplicate_rows = int(dup.sum())
     if audit.duplicate_rows:
         findings.append(
