@@ -257,11 +257,11 @@ def _dates(
 
 
 def parse_column(
-    s: pd.Series, col: ColumnSchema, missing: np.ndarray, formats: bool = True, values: bool = True
+    s: pd.Series, col: ColumnSchema, missing: np.ndarray, formats: bool = True, stamps: bool = True
 ) -> Parsed:
     """Parse ``s`` as ``col.dtype``; values that are neither missing nor valid are ``invalid``.
     ``formats=False`` skips the checks that only judge text (dates, regexes, encodings);
-    ``values=False`` only validates date columns, without building their timestamps."""
+    ``stamps=False`` only validates date columns, without building their timestamps."""
     present = ~missing
     n = len(s)
     if col.dtype in ("int", "float"):
@@ -269,7 +269,7 @@ def parse_column(
             invalid = np.zeros(n, dtype=bool)
             if pd.api.types.is_integer_dtype(s.dtype) and isinstance(s.dtype, np.dtype):
                 return Parsed(s, invalid)  # integers as they are: no copy, nothing can be invalid
-            values = s.astype("float64", copy=False)
+            values = s if s.dtype == np.float64 else s.astype("float64")
         else:
             text = as_text(s).str.strip()
             values = pd.to_numeric(text.where(present), errors="coerce").astype("float64")
@@ -295,8 +295,8 @@ def parse_column(
             return Parsed(s, np.zeros(n, dtype=bool), formats={"native": int(present.sum())})
         if not formats:
             return Parsed(pd.Series(pd.NaT, index=s.index, dtype="datetime64[us]"), np.zeros(n, dtype=bool))
-        stamps, invalid, seen, patterns = _dates(as_text(s), present.copy(), col, keep=values)
-        return Parsed(stamps, invalid, patterns, seen)
+        parsed, invalid, seen, patterns = _dates(as_text(s), present.copy(), col, keep=stamps)
+        return Parsed(parsed, invalid, patterns, seen)
     if col.dtype == "bool":
         if pd.api.types.is_bool_dtype(s.dtype):
             return Parsed(s, np.zeros(n, dtype=bool))

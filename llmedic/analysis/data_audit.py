@@ -206,7 +206,7 @@ def _codes(s: pd.Series) -> np.ndarray:
         arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
         idx = pc.fill_null(pc.dictionary_encode(arr).indices, -1)
         return np.asarray(idx.to_numpy(zero_copy_only=False)).astype(np.int64).view(np.uint64)
-    if dt == object and s.map(lambda v: isinstance(v, list | dict)).any():
+    if s.dtype == np.dtype(object) and s.map(lambda v: isinstance(v, list | dict)).any():
         s = s.map(lambda v: json.dumps(v, sort_keys=True, default=str) if isinstance(v, list | dict) else v)
     return pd.factorize(s, use_na_sentinel=True)[0].astype(np.int64).view(np.uint64)
 
@@ -250,7 +250,7 @@ def audit_frame(
         s = frame[name]
         missing = missing_mask(s, cfg.missing_tokens)
         miss_matrix[name] = missing
-        parsed = parse_column(s, col, missing, formats="formats" in checks, values=name == cfg.time_column)
+        parsed = parse_column(s, col, missing, formats="formats" in checks, stamps=name == cfg.time_column)
         parsed_cols[name] = parsed
         n_miss = int(missing.sum())
         report = ColumnReport(name=name, dtype=col.dtype, missing=n_miss, missing_share=share(n_miss))
@@ -313,8 +313,8 @@ def audit_frame(
         report.date_formats = parsed.formats
         # range / allowed / outliers on valid values
 
-        def valid() -> np.ndarray:
-            return ~(missing | parsed.invalid)
+        def valid(missing: np.ndarray = missing, parsed: Parsed = parsed) -> np.ndarray:
+            return np.asarray(~(missing | parsed.invalid))
 
         if col.dtype in ("int", "float"):
             v = parsed.values
@@ -370,7 +370,7 @@ def audit_frame(
                 if count:
                     mask = outlier_mask(x, f, t.outlier_method)
                     report.invalid["outliers"] = count
-                    lo, hi = f.limits(t.outlier_method)
+                    low, high = f.limits(t.outlier_method)
                     findings.append(
                         Finding(
                             kind="outliers",
@@ -380,7 +380,7 @@ def audit_frame(
                             share=share(count),
                             threshold=t.max_outlier_share,
                             breach=share(count) > t.max_outlier_share,
-                            message=f"{name}: {count} outliers by {t.outlier_method} (outside [{lo:.4g}, {hi:.4g}]); "
+                            message=f"{name}: {count} outliers by {t.outlier_method} (outside [{low:.4g}, {high:.4g}]); "
                             f"IQR {f.iqr_count}, robust z {f.robust_count}, 3σ {f.sigma_count}",
                             rows=_rows(mask),
                         )
@@ -435,13 +435,13 @@ def audit_frame(
         rows_with_missing=0,
     )
     if checked:
-        per_row = np.zeros(n, dtype=np.int16 if len(checked) < 32767 else np.int32)
+        per_row: np.ndarray = np.zeros(n, dtype=np.int16 if len(checked) < 32767 else np.int32)
         for m in miss_matrix.values():
-            per_row += m
+            np.add(per_row, m, out=per_row, casting="unsafe")
         audit.missing_cells = int(per_row.sum())
         audit.rows_with_missing = int(np.count_nonzero(per_row))
-        counts = np.bincount(per_row)  # O(n); np.unique would sort ten million integers
-        audit.missing_per_row = {int(k): int(c) for k, c in enumerate(counts) if c}
+        per_row_counts = np.bincount(per_row)  # O(n); np.unique would sort ten million integers
+        audit.missing_per_row = {int(k): int(c) for k, c in enumerate(per_row_counts) if c}
         if cfg.segment_column and cfg.segment_column in frame.columns:
             seg = as_text(frame[cfg.segment_column]).fillna("(missing)")
             audit.missing_by_segment = {
