@@ -45,34 +45,57 @@ class OutlierFences:
         return {"iqr": self.iqr_count, "robust_z": self.robust_count, "sigma3": self.sigma_count}[method]
 
 
+def _quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Linear-interpolation quantiles (NumPy's default) of ``x``, partitioning ``x`` in place:
+    one partition for all of them instead of a copy and a partition per call."""
+    n = x.size
+    pos = [q * (n - 1) for q in qs]
+    kth = sorted({int(np.floor(p)) for p in pos} | {min(int(np.floor(p)) + 1, n - 1) for p in pos})
+    x.partition(kth)
+    out = []
+    for p in pos:
+        lo = int(np.floor(p))
+        hi = min(lo + 1, n - 1)
+        out.append(float(x[lo] + (x[hi] - x[lo]) * (p - lo)))
+    return out
+
+
+def _count_outside(x: np.ndarray, lo: float, hi: float) -> int:
+    return int(np.count_nonzero(x < lo) + np.count_nonzero(x > hi))
+
+
 def fences(values: np.ndarray, iqr_k: float = 1.5, robust_z: float = 3.5) -> OutlierFences | None:
-    """Fences of a float array (NaN ignored); None for fewer than 4 values."""
-    x = values[np.isfinite(values)]
+    """Fences of a numeric array (NaN ignored); None for fewer than 4 values."""
+    x = values[np.isfinite(values)] if values.dtype.kind == "f" else values.astype(np.float64)
     if x.size < 4:
         return None
-    q1, med, q3 = np.percentile(x, [25, 50, 75])
-    iqr = q3 - q1
-    mad = float(np.median(np.abs(x - med)))
     mean, std = float(x.mean()), float(x.std())
+    lo_s, hi_s = mean - 3 * std, mean + 3 * std
+    sigma_count = _count_outside(x, lo_s, hi_s)
+    q1, med, q3 = _quantiles(x, (0.25, 0.5, 0.75))  # reorders x, which is our own copy
+    iqr = q3 - q1
     lo_i, hi_i = q1 - iqr_k * iqr, q3 + iqr_k * iqr
+    iqr_count = _count_outside(x, lo_i, hi_i)
+    dev = np.abs(x - med)
+    (mad,) = _quantiles(dev, (0.5,))
     if mad > 0:
         half = robust_z * mad / _MAD_SCALE
         lo_r, hi_r = med - half, med + half
+        robust_count = _count_outside(x, lo_r, hi_r)
     else:  # more than half the values are equal: anything else is unusual only if IQR says so too
-        lo_r, hi_r = lo_i, hi_i
-    lo_s, hi_s = mean - 3 * std, mean + 3 * std
+        lo_r, hi_r, robust_count = lo_i, hi_i, iqr_count
     return OutlierFences(
         n=int(x.size),
-        median=float(med),
+        median=med,
         iqr_low=float(lo_i),
         iqr_high=float(hi_i),
         robust_low=float(lo_r),
         robust_high=float(hi_r),
         sigma_low=lo_s,
         sigma_high=hi_s,
-        iqr_count=int(np.count_nonzero((x < lo_i) | (x > hi_i))),
-        robust_count=int(np.count_nonzero((x < lo_r) | (x > hi_r))),
-        sigma_count=int(np.count_nonzero((x < lo_s) | (x > hi_s))),
+        iqr_count=iqr_count,
+        robust_count=robust_count,
+        sigma_count=sigma_count,
     )
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
 from llmedic.analysis.conformance import MOJIBAKE, as_text, missing_mask, parse_column
-from llmedic.analysis.data_audit import effective_schema, row_hashes
+from llmedic.analysis.data_audit import duplicated_rows, effective_schema
 from llmedic.analysis.outliers import fences, outlier_mask
 from llmedic.config import ColumnSchema, DatasetConfig
 from llmedic.errors import ControlError
@@ -551,7 +551,7 @@ def _dedupe(
         cols = list(cfg.key)
     else:
         cols = list(frame.columns)
-    dup = row_hashes(frame, cols).duplicated().to_numpy()
+    dup = duplicated_rows(frame, cols)
     n = int(dup.sum())
     if n:
         log.rows_dropped += n
