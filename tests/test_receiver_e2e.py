@@ -112,7 +112,9 @@ class Stack:
             time.sleep(0.5)
 
     def flow_runs(self) -> list[dict[str, object]]:
-        return list(httpx.post(f"{self.api_url}/flow_runs/filter", json={}, timeout=10).json())
+        """Runs the receiver started (not the scheduler's coming runs of the scheduled flows)."""
+        runs = httpx.post(f"{self.api_url}/flow_runs/filter", json={}, timeout=10).json()
+        return [r for r in runs if "scheduled" not in r.get("tags", [])]
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

@@ -59,6 +59,14 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
             "UTC",
             True,
         )
+        # The scheduler has already created the coming monthly runs: 03:00 UTC on the 1st.
+        runs: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not runs:
+            body = {"deployments": {"id": {"any_": [served["llmedic-data-audit"]["id"]]}}}
+            runs = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=5).json()
+            time.sleep(0.5)
+        assert runs and all(str(r["expected_start_time"]).endswith("-01T03:00:00Z") for r in runs)
+        assert {r["state_type"] for r in runs} == {"SCHEDULED"}
         token = clean_environ / "receiver.token"
         assert oct(token.stat().st_mode & 0o777) == "0o600"
         receiver = f"http://127.0.0.1:{receiver_port}"
