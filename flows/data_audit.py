@@ -39,7 +39,7 @@ class AuditRequest(BaseModel):
     """Start the matching data flow for every breaching anomaly type."""
 
 
-@task(name="audit-dataset", tags=["llmedic", "step:audit"])
+@task(name="audit-dataset")
 def audit_one(name: str, run: str) -> AuditRecord:
     """Audit the current version of one dataset (errors are recorded, never fatal to the audit)."""
     settings = settings_from_env()
@@ -71,7 +71,7 @@ def audit_one(name: str, run: str) -> AuditRecord:
     )
 
 
-@task(name="open-data-incidents", tags=["llmedic", "step:audit"])
+@task(name="open-data-incidents")
 def open_incidents(record: AuditRecord) -> dict[str, str]:
     """One run of the matching data flow per breaching anomaly type (idempotent per version: a
     second audit of the same version never opens a second incident)."""
