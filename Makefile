@@ -38,6 +38,7 @@ bench: $(STAMP) $(BENCH_STAMP) tools  ## Benchmarks, printed beside their target
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
 	$(BIN)/python bench/receiver.py
 	$(BENCH_VENV)/bin/python bench/data_audit.py --rows $(BENCH_ROWS)
+	$(BIN)/python bench/leak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,211 @@
+"""Scoring answers against a golden set, and deciding whether accuracy really dropped.
+
+Scoring follows the official SQuAD evaluation: answers are normalised (lower case, punctuation and
+the articles a/an/the removed, whitespace collapsed); exact match is 1 when the normalised prediction
+equals a normalised accepted answer; token F1 is the harmonic mean of precision and recall over the
+shared tokens; with several accepted answers the best counts. A pluggable semantic scorer defaults
+to a lexical TF-IDF cosine (no model download at run time).
+
+The decision methods (Miller 2024, "Adding Error Bars to Evals"):
+
+* the same items re-scored (paired): McNemar's test on the discordant pairs (exact binomial when
+  there are few) and a bootstrap (BCa) interval of the mean per-item difference;
+* independent samples: a one-sided two-proportion z-test (the baseline beats the new run);
+* one rate: Wilson's interval;
+* power first: :func:`required_items` says how many items are needed to see a given drop, and
+  :func:`power_warning` says so when a golden set is too small for the playbook's margin.
+
+Pure: NumPy and SciPy, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "PairedTest",
+    "SemanticScorer",
+    "TfidfScorer",
+    "exact_match",
+    "mcnemar",
+    "normalize_answer",
+    "paired_bootstrap",
+    "power_warning",
+    "required_items",
+    "token_f1",
+    "two_proportion_z",
+    "wilson_interval",
+]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> int:
+    """1 when the normalised prediction equals a normalised accepted answer."""
+    pred = normalize_answer(prediction)
+    return int(any(pred == normalize_answer(a) for a in answers))
+
+
+def _f1(pred: str, gold: str) -> float:
+    p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum((Counter(p) & Counter(g)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(prediction: str, answers: Sequence[str]) -> float:
+    """The best token F1 over the accepted answers."""
+    return max((_f1(prediction, a) for a in answers), default=0.0)
+
+
+class SemanticScorer(Protocol):
+    """Scores how close a prediction is to the accepted answers (1 = the same meaning)."""
+
+    def score(self, prediction: str, answers: Sequence[str]) -> float:
+        """Similarity in [0, 1]."""
+        ...
+
+
+class TfidfScorer:
+    """Cosine similarity of TF-IDF vectors over a vocabulary built from the golden set (lexical: it
+    stands in for an embedding model, which cannot be downloaded at run time here)."""
+
+    def __init__(self, corpus: Sequence[str]) -> None:
+        docs = [normalize_answer(d).split() for d in corpus]
+        vocab = sorted({w for d in docs for w in d})
+        self.index = {w: i for i, w in enumerate(vocab)}
+        df = np.zeros(len(vocab))
+        for d in docs:
+            for w in set(d):
+                df[self.index[w]] += 1
+        self.idf = np.log((1 + len(docs)) / (1 + df)) + 1  # smoothed, as scikit-learn does
+
+    def _vec(self, text: str) -> np.ndarray:
+        v = np.zeros(len(self.index))
+        for w, n in Counter(normalize_answer(text).split()).items():
+            i = self.index.get(w)
+            if i is not None:
+                v[i] = n * self.idf[i]
+        return v
+
+    def score(self, prediction: str, answers: Sequence[str]) -> float:
+        """The best cosine over the accepted answers (0 when a side has no known word)."""
+        p = self._vec(prediction)
+        best = 0.0
+        for a in answers:
+            g = self._vec(a)
+            denom = float(np.linalg.norm(p) * np.linalg.norm(g))
+            if denom > 0:
+                best = max(best, float(p @ g) / denom)
+        return best
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def two_proportion_z(k_base: int, n_base: int, k_new: int, n_new: int) -> tuple[float, float]:
+    """(z, one-sided p) for "the baseline's rate is higher than the new one" (pooled variance)."""
+    if min(n_base, n_new) <= 0:
+        raise ValueError("both samples need at least one item")
+    p1, p2 = k_base / n_base, k_new / n_new
+    pooled = (k_base + k_new) / (n_base + n_new)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_base + 1 / n_new))
+    if se == 0:
+        return 0.0, 1.0 if p1 <= p2 else 0.0
+    z = (p1 - p2) / se
+    return z, float(stats.norm.sf(z))
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """McNemar on the same items scored twice."""
+
+    better: int
+    """Items right before and wrong now (b)."""
+    worse_fixed: int
+    """Items wrong before and right now (c)."""
+    p_value: float
+    exact: bool
+
+
+def mcnemar(before: Sequence[int], after: Sequence[int], exact_below: int = 25) -> PairedTest:
+    """One-sided McNemar test that accuracy fell: exact binomial on the discordant pairs when there
+    are fewer than ``exact_below`` of them, the continuity-corrected chi-square otherwise."""
+    if len(before) != len(after):
+        raise ValueError("paired scores need the same items in the same order")
+    b = sum(1 for x, y in zip(before, after, strict=True) if x and not y)
+    c = sum(1 for x, y in zip(before, after, strict=True) if y and not x)
+    if b + c == 0:
+        return PairedTest(b, c, 1.0, True)
+    if b + c < exact_below:
+        p = float(stats.binomtest(b, b + c, 0.5, alternative="greater").pvalue)
+        return PairedTest(b, c, p, True)
+    chi2 = (abs(b - c) - 1) ** 2 / (b + c)
+    p_two = float(stats.chi2.sf(chi2, 1))
+    return PairedTest(b, c, p_two / 2 if b > c else 1 - p_two / 2, False)
+
+
+def paired_bootstrap(
+    before: Sequence[float], after: Sequence[float], confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean difference after − before, low, high): a BCa bootstrap interval of the mean per-item
+    difference (a regression when ``high`` is below minus the practical margin)."""
+    diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    if diffs.size < 2:
+        raise ValueError("a bootstrap needs at least two paired items")
+    mean = float(diffs.mean())
+    if np.all(diffs == diffs[0]):
+        return mean, mean, mean
+    res = stats.bootstrap((diffs,), np.mean, confidence_level=confidence, method="BCa", random_state=seed)
+    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def required_items(p_base: float, p_new: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Items per arm to detect a drop from ``p_base`` to ``p_new`` with a one-sided test (Cohen's h,
+    normal approximation, as statsmodels' ``NormalIndPower`` computes it)."""
+    h = abs(2 * math.asin(math.sqrt(p_base)) - 2 * math.asin(math.sqrt(p_new)))
+    if h == 0:
+        raise ValueError("the two rates are equal: no sample size detects no difference")
+    z = float(stats.norm.ppf(1 - alpha) + stats.norm.ppf(power))
+    return math.ceil((z / h) ** 2)
+
+
+def power_warning(
+    items: int, p_base: float, margin: float, alpha: float = 0.05, power: float = 0.8
+) -> str | None:
+    """A warning when ``items`` cannot detect a drop of ``margin`` from ``p_base``; None otherwise."""
+    need = required_items(p_base, max(0.0, p_base - margin), alpha, power)
+    if items >= need:
+        return None
+    return (
+        f"{items} golden items cannot reliably detect a drop of {margin:.0%} from {p_base:.0%} "
+        f"(about {need} are needed for {power:.0%} power at one-sided α={alpha:g}); a real drop may be "
+        "missed — add items or accept a larger margin"
+    )
