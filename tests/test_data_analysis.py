@@ -405,3 +405,17 @@ def test_missing_values_by_day_of_the_time_column() -> None:
     audit = audit_frame(df, cfg)
     # Mean missing checked cells per row (2 columns) per day; the unparseable date has no day.
     assert audit.missing_by_day == {"2024-05-01": 0.25, "2024-05-02": 0.25, "(no date)": 0.0}
+
+
+def test_bad_values_in_findings_never_show_secrets() -> None:
+    df = pd.DataFrame(
+        {
+            "n": ["1"] * 50 + ["sk-live-abcdefghijklmnopqrstu"] * 2,
+            "token": ["t-1"] * 50 + ["hunter2hunter2"] * 2,
+        }
+    )
+    cfg = config({"n": {"dtype": "int"}, "token": {"dtype": "string", "regex": r"t-\d", "secret": True}})
+    audit = audit_frame(df, cfg)
+    text = audit.model_dump_json()
+    assert "sk-live-abcdefghijklmnopqrstu" not in text and "hunter2hunter2" not in text
+    assert [f.patterns for f in columns_of(audit)] == [["'••••' × 2"], ["value •••• × 2"]]

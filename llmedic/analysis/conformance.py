@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llmedic.config import ColumnSchema
+from llmedic.redact import MASK, redact_text
 
 __all__ = [
     "COMMON_DATE_FORMATS",
@@ -62,11 +63,14 @@ class Pattern:
     count: int
     example: str = ""
 
-    def describe(self) -> str:
-        """``'N/A' × 120``."""
-        what = repr(self.pattern) if self.kind == "value" else f"{self.kind} {self.pattern}"
+    def describe(self, secret: bool = False) -> str:
+        """``'N/A' × 120``; values of a secret column are never shown, and anything that looks like a
+        credential is redacted (bad values end up in evidence and reports)."""
+        if secret:
+            return f"{'value' if self.kind in ('value', 'shape') else self.kind} {MASK} × {self.count}"
+        what = redact_text(repr(self.pattern)) if self.kind == "value" else f"{self.kind} {self.pattern}"
         return f"{what} × {self.count}" + (
-            f" (e.g. {self.example!r})" if self.example and self.kind != "value" else ""
+            f" (e.g. {redact_text(repr(self.example))})" if self.example and self.kind != "value" else ""
         )
 
 

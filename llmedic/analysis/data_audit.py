@@ -31,6 +31,7 @@ from llmedic.analysis.drift import column_drift
 from llmedic.analysis.outliers import fences, outlier_mask
 from llmedic.catalog import AnomalyType
 from llmedic.config import ColumnSchema, DatasetConfig
+from llmedic.redact import MASK, redact_text
 
 __all__ = [
     "FINDING_ANOMALY",
@@ -341,7 +342,7 @@ def audit_frame(
                     breach=share(count) > t.max_invalid_share,
                     message=f"{name}: {count} {what}"
                     + (f"; the column uses {formats} date formats" if formats > 1 else ""),
-                    patterns=[p.describe() for p in pats],
+                    patterns=[p.describe(secret=col.secret) for p in pats],
                     rows=_rows(mask),
                 )
             )
@@ -452,7 +453,9 @@ def audit_frame(
                         breach=share(count) > t.max_invalid_share,
                         message=f"{name}: {count} values outside the allowed set"
                         + (f" ({near} differ from an allowed value only by case)" if near else ""),
-                        patterns=[f"{v!r} × {c}" for v, c in counts.items()],
+                        patterns=[
+                            f"{MASK if col.secret else redact_text(repr(v))} × {c}" for v, c in counts.items()
+                        ],
                         rows=_rows(bad),
                     )
                 )
