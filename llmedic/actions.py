@@ -35,6 +35,14 @@ class SetConcurrencyParams(_Params):
     """Absolute limit; overrides factor (used by the compensation to restore the old value)."""
 
 
+class RollingRestartParams(_Params):
+    """Restart every in-rotation instance of the service, one at a time."""
+
+    ready_timeout_seconds: float = Field(60, gt=0)
+    pause_seconds: float = Field(2, ge=0)
+    """Wait between two restarts (traffic settles on the restarted instance first)."""
+
+
 class ScaleParams(_Params):
     """Bring standby instances into rotation (or take them out)."""
 
@@ -95,6 +103,14 @@ ACTIONS: dict[str, ActionSpec] = {
             "drain_instance",
             _SERVICE,
             "restart the instance and wait for /health (rollback keeps it out of rotation)",
+        ),
+        ActionSpec(
+            "rolling_restart",
+            RollingRestartParams,
+            None,
+            frozenset({AnomalyType.MEMORY_LEAK}),
+            "restart every in-rotation instance one at a time, each drained first and back only once "
+            "healthy; never more than one out at once (a restart cannot be undone; verification decides)",
         ),
         ActionSpec(
             "scale_out",

@@ -30,6 +30,7 @@ __all__ = [
     "DataSettings",
     "FixOption",
     "LatencySettings",
+    "MemoryLeakSettings",
     "Playbook",
     "StepPolicy",
     "load_all_playbooks",
@@ -117,9 +118,35 @@ class DataSettings(_Strict):
     bisect_max_versions: int = Field(64, ge=1, le=10_000)
 
 
+class MemoryLeakSettings(_Strict):
+    """Thresholds of the memory-leak playbook (see llmedic/analysis/leak.py for the tests)."""
+
+    window_seconds: float = Field(3600, gt=0)
+    """Prometheus: the range judged (ending now). Direct scrape: how long to sample."""
+    sample_interval_seconds: float = Field(15, gt=0)
+    warmup_seconds: float = Field(0, ge=0)
+    """Cut off the start of the window (model load, KV-cache pre-allocation)."""
+    min_samples: int = Field(30, ge=10)
+    p_value: float = Field(0.01, gt=0, lt=1)
+    horizon_hours: float = Field(24, gt=0)
+    min_growth_share: float = Field(0.05, gt=0, le=1)
+    """Growth within the horizon that matters, as a share of the limit (or of the current level)."""
+    limit_bytes: float | None = Field(None, gt=0)
+    """The instance's memory limit (container or host); without one, growth is judged against the level."""
+    fleet_share_threshold: float = Field(0.5, gt=0, le=1)
+    """Share of in-rotation instances leaking at which the leak is the release's, not one process's."""
+    min_healthy_instances: int = Field(1, ge=0)
+    reproduce_requests: int = Field(20, ge=1, le=10_000)
+    """Requests sent to the drained instance while its memory is sampled."""
+    verify_seconds: float = Field(30, gt=0)
+    baseline_tolerance: float = Field(0.1, ge=0, le=1)
+    """After the fix, memory must be within this share above the baseline fitted before the leak."""
+
+
 # Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
 SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {
     AnomalyType.LATENCY: LatencySettings,
+    AnomalyType.MEMORY_LEAK: MemoryLeakSettings,
     AnomalyType.DATA_MISSING: DataSettings,
     AnomalyType.DATA_FORMAT: DataSettings,
     AnomalyType.DATA_QUALITY: DataSettings,

@@ -8,11 +8,11 @@ from llmedic.adapters.datastore import Version
 from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
 from llmedic.analysis.latency import InstanceLatency, diagnose_latency
 from llmedic.incident import Step, StepResult
-from llmedic.playbook import DataSettings, LatencySettings
+from llmedic.playbook import DataSettings, LatencySettings, MemoryLeakSettings
 from llmedic.redact import mask
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["evidence_data", "evidence_latency"]
+__all__ = ["evidence_data", "evidence_latency", "evidence_leak"]
 
 
 def _num(value: Any) -> float:
@@ -184,4 +184,45 @@ def evidence_data(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
     return t.done(
         f"diagnosis {diagnosis}: {reason}",
         data={"diagnosis": diagnosis, "reason": reason, "first_bad": first_bad.id if first_bad else None},
+    )
+
+
+@step_task(Step.EVIDENCE)
+def evidence_leak(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, Any]) -> StepResult:
+    """The fitted trend of each instance and their state → one leaking process, or the release."""
+    rt = Runtime(ctx)
+    s = rt.settings_as(MemoryLeakSettings)
+    t = StepTimer(Step.EVIDENCE)
+    fleet: dict[str, dict[str, Any]] = confirm.get("fleet", {})
+    leaking = sorted(n for n, v in fleet.items() if v.get("leaking"))
+    states = {i.name: rt.control.state(i) for i in rt.in_rotation()}
+    for name, v in fleet.items():
+        st = states.get(name)
+        t.add(
+            f"trend_{name}",
+            "leak-detector",
+            f"{name}: {v.get('reason')}",
+            {**v, "state": st.as_dict() if st else None},
+        )
+    share = len(leaking) / len(fleet) if fleet else 0.0
+    healthy_others = sum(
+        1 for n, st in states.items() if n != rt.instance.name and st.healthy and n not in leaking
+    )
+    mine = fleet.get(rt.instance.name, {})
+    versions = sorted({st.model_version or "?" for st in states.values()})
+    if len(fleet) > 1 and share >= s.fleet_share_threshold:
+        diagnosis = "fleet_leak"
+        reason = f"{len(leaking)} of {len(fleet)} instances leak (model versions {versions}): the release leaks, not one process"
+    else:
+        diagnosis = "instance_leak"
+        hours = mine.get("hours_to_limit")
+        reason = (
+            f"{rt.instance.name} grows {float(mine.get('slope_per_hour', 0)) / 2**20:.0f} MiB/h"
+            + (f", limit in {float(hours):.1f} h" if hours is not None else "")
+            + f"; {len(fleet) - len(leaking)} other instance(s) flat"
+        )
+    t.decide("diagnosis", diagnosis, reason)
+    return t.done(
+        f"diagnosis {diagnosis}: {reason}",
+        data={"diagnosis": diagnosis, "reason": reason, "leaking": leaking, "healthy_others": healthy_others},
     )

@@ -7,6 +7,7 @@ approval from an allowed approver.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from llmedic.actions import (
     RepairParams,
     RestartParams,
     RollbackDatasetParams,
+    RollingRestartParams,
     ScaleParams,
     SetConcurrencyParams,
 )
@@ -70,6 +72,23 @@ def _restart(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     p = RestartParams.model_validate(raw)
     rt.control.restart(rt.instance, ready_timeout=p.ready_timeout_seconds)
     return f"{rt.instance.name} restarted and healthy", {}
+
+
+def _rolling_restart(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = RollingRestartParams.model_validate(raw)
+    done: list[str] = []
+    for inst in rt.in_rotation():
+        # One at a time, each out of rotation while it restarts; the incident's own instance may
+        # already be drained by the isolation step and stays so until recovery.
+        was_drained = rt.control.state(inst).drained
+        if not was_drained:
+            rt.control.drain(inst)
+        rt.control.restart(inst, ready_timeout=p.ready_timeout_seconds)
+        if not was_drained:
+            rt.control.undrain(inst)
+        done.append(inst.name)
+        time.sleep(p.pause_seconds)
+    return f"restarted {done} one at a time", {}
 
 
 def _scale_out(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -161,6 +180,7 @@ def _rollback_dataset(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, 
 EXECUTORS: dict[str, Executor] = {
     "set_concurrency": _set_concurrency,
     "restart_instance": _restart,
+    "rolling_restart": _rolling_restart,
     "scale_out": _scale_out,
     "scale_in": _scale_in,
     "drain_instance": _drain,

@@ -6,29 +6,34 @@ from typing import Any
 
 from llmedic.catalog import Risk
 from llmedic.incident import ActionRecord, Step, StepResult, utcnow
-from llmedic.playbook import LatencySettings
+from llmedic.playbook import LatencySettings, MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["isolate_instance", "quarantine_batch", "release_isolation", "release_quarantine"]
+__all__ = [
+    "isolate_instance",
+    "isolate_leaking",
+    "quarantine_batch",
+    "release_isolation",
+    "release_quarantine",
+]
 
 
-@step_task(Step.ISOLATE)
-def isolate_instance(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
-    """Drain a degraded instance when enough healthy instances remain; never drain for load problems."""
+def _drain_if(
+    ctx: StepContext, diagnosis: object, drain_for: str, others: int, min_healthy: int, why_not_load: str
+) -> StepResult:
+    """Drain the incident's instance when the diagnosis is ``drain_for`` and enough healthy
+    instances remain; record why not otherwise (shared by every playbook that drains)."""
     rt = Runtime(ctx)
-    s = rt.settings_as(LatencySettings)
     t = StepTimer(Step.ISOLATE)
-    diagnosis = evidence.get("diagnosis")
-    others = int(evidence.get("healthy_others", 0))
     if not rt.playbook.isolate:
         t.decide("isolate", "no", "the playbook turns isolation off")
         return t.done("isolation off in the playbook", status="skipped", data={"isolated": False})
-    if diagnosis != "instance_degraded":
-        reason = f"diagnosis {diagnosis}: draining would only push the load onto the other instances"
+    if diagnosis != drain_for:
+        reason = f"diagnosis {diagnosis}: {why_not_load}"
         t.decide("isolate", "no", reason)
         return t.done(reason, status="skipped", data={"isolated": False})
-    if others < max(1, s.min_healthy_instances):
-        reason = f"only {others} healthy instance(s) would remain (minimum {s.min_healthy_instances})"
+    if others < max(1, min_healthy):
+        reason = f"only {others} healthy instance(s) would remain (minimum {min_healthy})"
         t.decide("isolate", "no", reason)
         return t.done(reason, status="skipped", data={"isolated": False})
     action = ActionRecord(
@@ -45,6 +50,35 @@ def isolate_instance(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
     action = action.model_copy(update={"applied": True, "result": "drained", "at": utcnow()})
     t.decide("isolate", "drain", f"{others} healthy instance(s) carry the traffic meanwhile")
     return t.done(f"drained {rt.instance.name}", actions=[action], data={"isolated": True})
+
+
+@step_task(Step.ISOLATE)
+def isolate_instance(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
+    """Drain a degraded instance when enough healthy instances remain; never drain for load problems."""
+    s = Runtime(ctx).settings_as(LatencySettings)
+    return _drain_if(
+        ctx,
+        evidence.get("diagnosis"),
+        "instance_degraded",
+        int(evidence.get("healthy_others", 0)),
+        s.min_healthy_instances,
+        "draining would only push the load onto the other instances",
+    )
+
+
+@step_task(Step.ISOLATE)
+def isolate_leaking(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
+    """Drain the leaking instance (it keeps answering direct requests, for the reproduction) when
+    enough healthy instances remain; a fleet-wide leak is not isolated (nowhere to send traffic)."""
+    s = Runtime(ctx).settings_as(MemoryLeakSettings)
+    return _drain_if(
+        ctx,
+        evidence.get("diagnosis"),
+        "instance_leak",
+        int(evidence.get("healthy_others", 0)),
+        s.min_healthy_instances,
+        "every instance leaks; draining one would only load the others",
+    )
 
 
 @step_task(Step.RECOVER)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from llmedic.adapters.endpoint import summarise_probes
 from llmedic.incident import Step, StepResult
-from llmedic.playbook import LatencySettings
+from llmedic.playbook import LatencySettings, MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["reproduce_data", "reproduce_latency"]
+__all__ = ["reproduce_data", "reproduce_latency", "reproduce_leak"]
 
 
 @step_task(Step.REPRODUCE)
@@ -61,4 +61,48 @@ def reproduce_data(ctx: StepContext) -> StepResult:
     return t.done(
         f"{'reproduced' if reproduced else 'not reproduced'} on the stored copy of {audit.version}",
         data={"reproduced": reproduced},
+    )
+
+
+@step_task(Step.REPRODUCE)
+def reproduce_leak(ctx: StepContext) -> StepResult:
+    """Send requests straight to the (drained) instance and read its memory before and after: a
+    process that keeps what each request allocated shows it here, with no other traffic."""
+    rt = Runtime(ctx)
+    s = rt.settings_as(MemoryLeakSettings)
+    lat = rt.playbook.settings
+    t = StepTimer(Step.REPRODUCE)
+    before = rt.memory([rt.instance], 0, 1)[rt.instance.name]["y"]
+    with rt.endpoint(timeout=30) as ep:
+        results = ep.burst(
+            s.reproduce_requests,
+            prompt=str(lat.get("probe_prompt", "What is the main risk of combining warfarin with aspirin?")),
+            concurrency=4,
+            max_tokens=16,
+        )
+    after = rt.memory([rt.instance], 0, 1)[rt.instance.name]["y"]
+    grew = (after[-1] - before[-1]) if before and after else 0.0
+    per_request = grew / max(1, len(results))
+    reproduced = grew > 0
+    t.add(
+        "reproduce_memory",
+        "probe",
+        f"{len(results)} requests: memory {before[-1] / 2**20 if before else float('nan'):.0f} → {after[-1] / 2**20 if after else float('nan'):.0f} MiB "
+        f"({per_request / 2**20:.2f} MiB kept per request)",
+        {
+            "before": before[-1] if before else None,
+            "after": after[-1] if after else None,
+            "requests": len(results),
+        },
+    )
+    t.decide(
+        "reproduced",
+        "yes" if reproduced else "no",
+        "memory grew with the requests"
+        if reproduced
+        else "memory did not grow with requests: the leak may be time-driven",
+    )
+    return t.done(
+        f"{'reproduced' if reproduced else 'not reproduced'}: {per_request / 2**20:.2f} MiB per request",
+        data={"reproduced": reproduced, "per_request_bytes": per_request},
     )

@@ -165,6 +165,21 @@ class Runtime:
             count, prompt=s.probe_prompt, concurrency=s.probe_concurrency, max_tokens=s.probe_max_tokens
         )
 
+    def in_rotation(self) -> list[InstanceConfig]:
+        """The service's instances that take traffic now (the incident's own one always included)."""
+        return [
+            i
+            for i in [*self.service.instances, *self.service.standby]
+            if i.name == self.ctx.instance or not self.control.state(i).drained
+        ]
+
+    def memory(self, instances: list[InstanceConfig], seconds: float, interval: float) -> dict[str, Any]:
+        """Resident-memory series of ``instances`` from the metrics source, as NumPy-ready lists."""
+        series = self.metrics.memory_series(
+            instances, engine=self.service.engine, seconds=seconds, interval=interval
+        )
+        return {name: {"t": s.t, "y": s.y, "source": s.source} for name, s in series.items()}
+
     def settings_as(self, model: type[R]) -> R:
         """The playbook's settings as their typed model."""
         return model.model_validate(self.playbook.settings)  # type: ignore[attr-defined, no-any-return]

@@ -219,8 +219,8 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
     policy = playbook.step_policy
     store.save(incident)
 
-    def step(t: Task[..., StepResult], s: Step, *args: Any) -> StepResult:
-        result = run_step(t, policy(s), ctx, *args)
+    def step(t: Task[..., StepResult], s: Step, *args: Any, **kwargs: Any) -> StepResult:
+        result = run_step(t, policy(s), ctx, *args, **kwargs)
         incident.apply(result)
         store.save(incident)
         return result
@@ -326,7 +326,7 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
                     )
                 return finish(Outcome.REJECTED, reason)
         fixed = step(apply_fix, Step.FIX, fix, approval)
-        verified = step(plan.verify, Step.VERIFY)
+        verified = step(plan.verify, Step.VERIFY, confirm=confirmed.data)
         if not verified.verification or not verified.verification.passed:
             applied = fixed.actions[0]
             undo = step(compensate, Step.ROLLBACK, applied)

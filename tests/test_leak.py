@@ -80,3 +80,10 @@ def test_growth_after_a_level_shift_is_still_a_leak() -> None:
     y = noisy(8, step_at=1800) + np.clip(T - 1800, 0, None) / 3600 * 400 * MIB
     v = detect_leak(T, y, limit=16 * GIB)
     assert v.leaking  # the growth, not the step, decides
+
+
+def test_verdicts_are_plain_json_types() -> None:
+    import json
+
+    v = detect_leak(T, noisy(9, 500), limit=16 * GIB)
+    assert json.loads(json.dumps(v.as_dict()))["leaking"] is True

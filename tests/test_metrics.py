@@ -153,3 +153,34 @@ def test_prometheus_range_query() -> None:
         "end": "160.000",
         "step": "60",
     }
+
+
+def test_prometheus_memory_series_is_a_range_query_per_instance() -> None:
+    from llmedic.config import InstanceConfig
+
+    seen: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        result = [{"metric": {}, "values": [[100, "1.5e9"], [115, "1.6e9"]]}]
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "matrix", "result": result}}
+        )
+
+    src = PrometheusSource("http://prom:9090", transport=httpx.MockTransport(handler))
+    inst = InstanceConfig(name="a", url="http://10.0.0.5:8000")  # type: ignore[arg-type]
+    out = src.memory_series([inst], engine="vllm", seconds=3600, interval=15)
+    assert (out["a"].t, out["a"].y, out["a"].source) == ([100.0, 115.0], [1.5e9, 1.6e9], "prometheus")
+    (params,) = seen
+    assert params["query"] == 'max(process_resident_memory_bytes{instance="10.0.0.5:8000"})'
+    assert float(params["end"]) - float(params["start"]) == pytest.approx(3600) and params["step"] == "15"
+
+
+def test_scrape_memory_series_samples_every_instance(sandbox: Fleet) -> None:
+    from llmedic.config import load_environment
+
+    svc = load_environment(sandbox.config).services[0]
+    out = ScrapeSource().memory_series(svc.instances, engine="vllm", seconds=0.6, interval=0.2)
+    assert set(out) == {i.name for i in svc.instances}
+    for series in out.values():
+        assert len(series.t) >= 3 and series.y[0] == 1_500_000_000 and series.source == "scrape"

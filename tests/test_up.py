@@ -41,6 +41,7 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
         assert found, "the latency deployment was not served"
         expected = {
             "llmedic-latency",
+            "llmedic-memory-leak",
             "llmedic-data-missing",
             "llmedic-data-format",
             "llmedic-data-quality",

@@ -32,6 +32,7 @@ from llmedic.errors import MetricsSourceError
 __all__ = [
     "ENGINE_METRICS",
     "InstanceMetrics",
+    "MemorySeries",
     "MetricsSource",
     "PrometheusSource",
     "Scrape",
@@ -122,6 +123,21 @@ class MetricsSource(Protocol):
     ) -> tuple[dict[str, InstanceMetrics], T | None]:
         """Run ``during`` (e.g. probes) and report each instance over the window that covers it."""
         ...
+
+    def memory_series(
+        self, instances: Sequence[InstanceConfig], *, engine: str, seconds: float, interval: float
+    ) -> dict[str, MemorySeries]:
+        """Resident memory of each instance over the last (Prometheus) or next (scrape) ``seconds``."""
+        ...
+
+
+@dataclass
+class MemorySeries:
+    """Resident memory samples of one instance: seconds (Unix time) and bytes."""
+
+    t: list[float]
+    y: list[float]
+    source: str
 
 
 # ---------------------------------------------------------------- direct scrape
@@ -273,6 +289,26 @@ class ScrapeSource:
             out[inst.name] = m
         return out, result
 
+    def memory_series(
+        self, instances: Sequence[InstanceConfig], *, engine: str, seconds: float, interval: float
+    ) -> dict[str, MemorySeries]:
+        """Sample every instance's resident memory every ``interval`` seconds for ``seconds``
+        (all instances in the same tick, so their series line up)."""
+        name = ENGINE_METRICS[engine]["rss"]
+        out = {i.name: MemorySeries([], [], "scrape") for i in instances}
+        deadline = time.monotonic() + seconds
+        while True:
+            tick = time.monotonic()
+            for inst in instances:
+                sc = self.scrape(inst)
+                value = _first(name, sc.gauges)
+                if value is not None:
+                    out[inst.name].t.append(sc.at)
+                    out[inst.name].y.append(value)
+            if tick >= deadline:
+                return out
+            time.sleep(max(0.0, min(interval - (time.monotonic() - tick), deadline - time.monotonic())))
+
 
 # ---------------------------------------------------------------- Prometheus
 
@@ -383,6 +419,21 @@ class PrometheusSource:
                 m.finished = {lbl.get(label, ""): v for lbl, v in rows if not math.isnan(v)}
             out[inst.name] = m
         return out, result
+
+    def memory_series(
+        self, instances: Sequence[InstanceConfig], *, engine: str, seconds: float, interval: float
+    ) -> dict[str, MemorySeries]:
+        """``process_resident_memory_bytes`` of each instance over the last ``seconds`` (a range
+        query at ``interval`` resolution, at most 11,000 points as Prometheus allows)."""
+        metric = ENGINE_METRICS[engine]["rss"][0]
+        end = time.time()
+        step = max(interval, seconds / 11_000)
+        out: dict[str, MemorySeries] = {}
+        for inst in instances:
+            rows = self.query_range(f"max({metric}{self.selector(inst)})", end - seconds, end, step)
+            points = rows[0][1] if rows else []
+            out[inst.name] = MemorySeries([p[0] for p in points], [p[1] for p in points], "prometheus")
+        return out
 
 
 def make_source(config: MetricsConfig) -> MetricsSource:

@@ -226,17 +226,17 @@ def detect_leak(
                 f"growth of {growth / 2**20:.1f} MiB per {horizon_hours:g} h is below {min_growth_share:.0%} of {scale / 2**20:.0f} MiB"
             )
         reason = "; ".join(why)
-    return LeakVerdict(
-        leaking=leaking,
+    return LeakVerdict(  # plain Python types: the verdict goes into JSON evidence
+        leaking=bool(leaking),
         judged=True,
         reason=reason,
         samples=int(t.size),
-        slope_per_hour=slope * per_h,
-        slope_low_per_hour=low * per_h,
-        slope_high_per_hour=high * per_h,
-        mk_z=z,
-        mk_p=p,
-        autocorrelation_factor=factor,
+        slope_per_hour=float(slope * per_h),
+        slope_low_per_hour=float(low * per_h),
+        slope_high_per_hour=float(high * per_h),
+        mk_z=float(z),
+        mk_p=float(p),
+        autocorrelation_factor=float(factor),
         baseline=float(baseline),
         last=float(y[-1]),
         hours_to_limit=None if hours_to_limit is None else float(hours_to_limit),

@@ -105,6 +105,7 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
         return JSONResponse(payload, status_code=status)
 
     async def metrics(request: Request) -> Response:
+        inst.refresh_gauges()  # a real exporter reports the process's memory on every scrape
         return Response(generate_latest(inst.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def admin(request: Request) -> Response:

@@ -222,6 +222,10 @@ class SandboxInstance:
 
     # ------------------------------------------------------------ serving
 
+    def refresh_gauges(self) -> None:
+        """Set every gauge from the current state (what a scrape reads)."""
+        self._update_gauges()
+
     def _update_gauges(self) -> None:
         lv = self.metrics.lv
         self.metrics.running.labels(**lv).set(self._running)
