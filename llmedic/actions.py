@@ -43,6 +43,13 @@ class RollingRestartParams(_Params):
     """Wait between two restarts (traffic settles on the restarted instance first)."""
 
 
+class SwitchModelParams(_Params):
+    """Serve another model version on every in-rotation instance (one at a time)."""
+
+    variant: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+    """The version to serve, e.g. a quantised build ``pharma-qa-1.0-awq``."""
+
+
 class ScaleParams(_Params):
     """Bring standby instances into rotation (or take them out)."""
 
@@ -111,6 +118,14 @@ ACTIONS: dict[str, ActionSpec] = {
             frozenset({AnomalyType.MEMORY_LEAK}),
             "restart every in-rotation instance one at a time, each drained first and back only once "
             "healthy; never more than one out at once (a restart cannot be undone; verification decides)",
+        ),
+        ActionSpec(
+            "switch_model",
+            SwitchModelParams,
+            "switch_model",
+            frozenset({AnomalyType.LATENCY}),
+            "serve another model version (e.g. quantised) on every in-rotation instance, one at a time "
+            "(rollback switches each back to the version it served)",
         ),
         ActionSpec(
             "scale_out",

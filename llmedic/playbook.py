@@ -100,6 +100,9 @@ class LatencySettings(_Strict):
     """Share of instances over the SLO at which the problem is fleet-wide."""
     min_healthy_instances: int = Field(1, ge=0)
     """Never drain if fewer healthy instances than this would remain."""
+    itl_p99_threshold_seconds: float = Field(0.05, gt=0)
+    """Inter-token p99 above which a fleet-wide slowdown without queueing is slow decoding (compute),
+    cured by a faster (quantised) model variant rather than by more instances."""
 
 
 class DataSettings(_Strict):

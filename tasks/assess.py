@@ -34,6 +34,8 @@ def assess_latency(ctx: StepContext) -> StepResult:
             "waiting": m.waiting if m else None,
             "running": m.running if m else None,
             "kv_cache_usage": m.kv_cache_usage if m else None,
+            "ttft_p99": m.ttft_p99 if m else None,
+            "itl_p99": m.itl_p99 if m else None,
             "error_ratio": m.error_ratio if m else None,
             "healthy": st.healthy,
             "drained": st.drained,

@@ -51,6 +51,8 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
             ),
             healthy=bool(f.get("healthy", True)),
             drained=bool(f.get("drained", False)),
+            ttft_p99=float(f["ttft_p99"]) if isinstance(f.get("ttft_p99"), int | float) else None,
+            itl_p99=float(f["itl_p99"]) if isinstance(f.get("itl_p99"), int | float) else None,
         )
     if rt.instance.name not in fleet:
         fleet[rt.instance.name] = InstanceLatency(rt.instance.name, confirm.get("probe_p99"))
@@ -66,13 +68,15 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
     t.add(
         "target_load",
         "metrics",
-        f"{me.name}: p99 {me.p99_seconds}s, waiting {me.waiting:.1f}, running {me.running:.1f}, "
-        f"KV cache {me.kv_cache_usage:.0%}",
+        f"{me.name}: p99 {me.p99_seconds}s (TTFT p99 {me.ttft_p99}s, inter-token p99 {me.itl_p99}s), "
+        f"waiting {me.waiting:.1f}, running {me.running:.1f}, KV cache {me.kv_cache_usage:.0%}",
         {
             "p99": me.p99_seconds,
             "waiting": me.waiting,
             "running": me.running,
             "kv_cache_usage": me.kv_cache_usage,
+            "ttft_p99": me.ttft_p99,
+            "itl_p99": me.itl_p99,
         },
     )
     d = diagnose_latency(
@@ -82,6 +86,7 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
         queue_threshold=s.queue_threshold,
         kv_cache_threshold=s.kv_cache_threshold,
         fleet_share_threshold=s.fleet_share_threshold,
+        itl_p99_threshold=s.itl_p99_threshold_seconds,
     )
     t.decide("diagnosis", d.diagnosis, d.reason)
     return t.done(

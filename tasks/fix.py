@@ -19,6 +19,7 @@ from llmedic.actions import (
     RollingRestartParams,
     ScaleParams,
     SetConcurrencyParams,
+    SwitchModelParams,
 )
 from llmedic.adapters.datastore import Producer
 from llmedic.analysis.repair import apply_operations
@@ -89,6 +90,27 @@ def _rolling_restart(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, A
         done.append(inst.name)
         time.sleep(p.pause_seconds)
     return f"restarted {done} one at a time", {}
+
+
+def _switch_model(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # The compensation passes {"variant": ..., "previous": {instance: version}} to switch each back.
+    previous: dict[str, str] = dict(raw.get("previous") or {})
+    p = SwitchModelParams.model_validate({k: v for k, v in raw.items() if k != "previous"})
+    before: dict[str, str] = {}
+    for inst in rt.in_rotation():
+        was = rt.control.state(inst).model_version or ""
+        target = previous.get(inst.name, p.variant) if previous else p.variant
+        if was != target:
+            rt.control.set_model(inst, target)
+        before[inst.name] = was
+    shown = sorted(set(before.values()))
+    return (
+        f"{sorted(before)} switched from {shown} to {p.variant if not previous else 'their previous versions'}",
+        {
+            "variant": p.variant,
+            "previous": before,
+        },
+    )
 
 
 def _scale_out(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -181,6 +203,7 @@ EXECUTORS: dict[str, Executor] = {
     "set_concurrency": _set_concurrency,
     "restart_instance": _restart,
     "rolling_restart": _rolling_restart,
+    "switch_model": _switch_model,
     "scale_out": _scale_out,
     "scale_in": _scale_in,
     "drain_instance": _drain,

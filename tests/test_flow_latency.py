@@ -207,3 +207,17 @@ def test_unknown_target_fails_with_a_clear_message(sandbox: Fleet) -> None:
     assert "target 'nowhere-7' is not an instance of any service in the environment file" in str(
         state.message
     )
+
+
+def test_fleet_wide_slow_decoding_switches_to_the_quantised_variant(sandbox: Fleet) -> None:
+    for name in ("sandbox-0", "sandbox-1", "sandbox-2"):
+        sandbox.admin(name, "faults", {"kind": "slow_decode", "itl_seconds": 0.2})
+    state, inc = run(request(), approve())
+    assert state.is_completed(), inc.escalation_reason
+    assert inc.outcome == Outcome.RESOLVED and inc.diagnosis.startswith("slow_decode")
+    assert [(a.name, a.applied) for a in inc.actions] == [("switch_model", True)]
+    assert {sandbox.state(n)["model_version"] for n in ("sandbox-0", "sandbox-1", "sandbox-2")} == {
+        "pharma-qa-1.0-awq"
+    }
+    load = next(e for e in inc.evidence if e.name == "target_load").data
+    assert load["itl_p99"] is not None and load["itl_p99"] > 0.05

@@ -99,6 +99,22 @@ OK2 = InstanceLatency("c", 0.5)
             id="drained-instances-do-not-count",
         ),
         pytest.param(fleet(a=InstanceLatency("a", 1.0), b=OK), "unknown", "instance", id="within-slo"),
+        pytest.param(
+            fleet(a=InstanceLatency("a", 3.0, itl_p99=0.2), b=InstanceLatency("b", 2.5, itl_p99=0.2), c=OK2),
+            "slow_decode",
+            "fleet",
+            id="fleet-decodes-slowly",
+        ),
+        pytest.param(
+            fleet(
+                a=InstanceLatency("a", 3.0, itl_p99=0.2, waiting=5),
+                b=InstanceLatency("b", 2.5, itl_p99=0.2),
+                c=OK2,
+            ),
+            "fleet_overload",
+            "fleet",
+            id="slow-tokens-but-queueing-is-overload",
+        ),
     ],
 )
 def test_diagnose_latency(instances: dict[str, InstanceLatency], diagnosis: str, scope: str) -> None:
@@ -109,6 +125,7 @@ def test_diagnose_latency(instances: dict[str, InstanceLatency], diagnosis: str,
         queue_threshold=2,
         kv_cache_threshold=0.9,
         fleet_share_threshold=0.5,
+        itl_p99_threshold=0.05,
     )
     assert (d.diagnosis, d.scope) == (diagnosis, scope)
 

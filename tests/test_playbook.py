@@ -17,8 +17,16 @@ def test_every_shipped_playbook_validates() -> None:
     assert [(f.name, f.risk) for f in latency.fixes] == [
         ("lower_concurrency", Risk.LOW),
         ("restart_instance", Risk.HIGH),
+        ("switch_to_quantised", Risk.HIGH),
         ("scale_out", Risk.HIGH),
     ]
+    assert set(books) == {
+        AnomalyType.DATA_MISSING,
+        AnomalyType.DATA_FORMAT,
+        AnomalyType.DATA_QUALITY,
+        AnomalyType.LATENCY,
+        AnomalyType.MEMORY_LEAK,
+    }
     assert latency.approval.needs_approval(Risk.HIGH) and not latency.approval.needs_approval(Risk.LOW)
 
 
@@ -28,6 +36,7 @@ def test_every_shipped_playbook_validates() -> None:
         ("kv_cache_pressure", "lower_concurrency"),
         ("queueing", "lower_concurrency"),
         ("instance_degraded", "restart_instance"),
+        ("slow_decode", "switch_to_quantised"),
         ("fleet_overload", "scale_out"),
         ("unknown", None),
     ],
@@ -50,25 +59,25 @@ def _override_dir(tmp_path: Path, old: str, new: str) -> Settings:
         pytest.param(
             "isolate: true",
             "isolate: true\nisolation: true",
-            "latency.yaml:37: isolation: Extra inputs are not permitted",
+            "latency.yaml:38: isolation: Extra inputs are not permitted",
             id="typo-key",
         ),
         pytest.param(
             "risk: high",
             "risk: extreme",
-            "latency.yaml:48: fixes[1].risk: Input should be 'none', 'low', 'medium' or 'high' (got 'extreme')",
+            "latency.yaml:49: fixes[1].risk: Input should be 'none', 'low', 'medium' or 'high' (got 'extreme')",
             id="bad-risk",
         ),
         pytest.param(
             "action: scale_out",
             "action: reboot_cluster",
-            "latency.yaml:38: fixes: [2] (scale_out): action 'reboot_cluster' is not available to latency playbooks",
+            "latency.yaml:39: fixes: [3] (scale_out): action 'reboot_cluster' is not available to latency playbooks",
             id="unknown-action",
         ),
         pytest.param(
             "params: {replicas: 1}",
             "params: {replicas: 0}",
-            "latency.yaml:38: fixes: [2].params.replicas: Input should be greater than or equal to 1 (got 0)",
+            "latency.yaml:39: fixes: [3].params.replicas: Input should be greater than or equal to 1 (got 0)",
             id="bad-params",
         ),
         pytest.param(
@@ -80,7 +89,7 @@ def _override_dir(tmp_path: Path, old: str, new: str) -> Settings:
         pytest.param(
             "confirm:   {retries: 2",
             "confrim:   {retries: 2",
-            "latency.yaml:25: steps.confrim: Input should be 'detect', 'confirm'",
+            "latency.yaml:26: steps.confrim: Input should be 'detect', 'confirm'",
             id="unknown-step",
         ),
     ],

@@ -62,6 +62,10 @@ class ServiceControl(Protocol):
         """Set the concurrent-request limit."""
         ...
 
+    def set_model(self, instance: InstanceConfig, version: str) -> None:
+        """Serve another model version (e.g. a quantised variant)."""
+        ...
+
 
 def wait_healthy(instance: InstanceConfig, timeout: float) -> None:
     """Poll ``/health`` until 200 or ``timeout``."""
@@ -122,6 +126,10 @@ class SandboxControl:
         """POST /admin/concurrency."""
         self._post(instance, "/admin/concurrency", {"limit": limit})
 
+    def set_model(self, instance: InstanceConfig, version: str) -> None:
+        """POST /admin/model."""
+        self._post(instance, "/admin/model", {"version": version})
+
 
 class CommandControl:
     """Drives a real fleet with the allowlisted command templates named in the service's control."""
@@ -167,6 +175,10 @@ class CommandControl:
     def set_concurrency(self, instance: InstanceConfig, limit: int) -> None:
         """Run the ``set_concurrency`` command with ``{limit}``."""
         self._run("set_concurrency", instance, limit=limit)
+
+    def set_model(self, instance: InstanceConfig, version: str) -> None:
+        """Run the ``switch_model`` command with ``{version}``."""
+        self._run("switch_model", instance, version=version)
 
 
 def make_control(service: ServiceConfig, env: EnvironmentFile) -> ServiceControl:

@@ -95,6 +95,8 @@ class InstanceLatency:
     kv_cache_usage: float = 0.0
     healthy: bool = True
     drained: bool = False
+    ttft_p99: float | None = None
+    itl_p99: float | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class LatencyDiagnosis:
     """Why latency is high, and the figures behind the verdict."""
 
     diagnosis: str
-    """``instance_degraded``, ``kv_cache_pressure``, ``queueing``, ``fleet_overload`` or ``unknown``."""
+    """``instance_degraded``, ``kv_cache_pressure``, ``queueing``, ``slow_decode``, ``fleet_overload``
+    or ``unknown``."""
     reason: str
     scope: str
     """``instance`` or ``fleet``."""
@@ -119,6 +122,7 @@ def diagnose_latency(
     queue_threshold: float,
     kv_cache_threshold: float,
     fleet_share_threshold: float,
+    itl_p99_threshold: float = math.inf,
 ) -> LatencyDiagnosis:
     """Classify a latency incident on ``target`` given every in-rotation instance of its service.
 
@@ -141,6 +145,24 @@ def diagnose_latency(
         return LatencyDiagnosis(diagnosis, reason, scope, over, round(share, 3), others_ok)
 
     if len(active) > 1 and share >= fleet_share_threshold:
+        slow = [active[n] for n in over]
+        # Slow everywhere, yet nothing waits and the KV cache is not full: the model decodes slowly
+        # (compute-bound). More instances would each decode just as slowly.
+        if all(
+            i.waiting < queue_threshold
+            and i.kv_cache_usage < kv_cache_threshold
+            and i.itl_p99 is not None
+            and i.itl_p99 > itl_p99_threshold
+            for i in slow
+        ):
+            worst = max(float(i.itl_p99 or 0) for i in slow)
+            return verdict(
+                "slow_decode",
+                f"{len(over)} of {len(active)} instances are over the {slo_p99_seconds:g}s SLO with no queue and "
+                f"no KV-cache pressure, and inter-token latency p99 up to {worst * 1000:.0f} ms "
+                f"(> {itl_p99_threshold * 1000:.0f} ms): decoding is compute-bound",
+                "fleet",
+            )
         return verdict(
             "fleet_overload",
             f"{len(over)} of {len(active)} instances are over the {slo_p99_seconds:g}s p99 SLO "

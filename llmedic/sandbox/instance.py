@@ -15,7 +15,7 @@ from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge
 
 __all__ = ["Fault", "SandboxInstance"]
 
-FaultKind = Literal["slow", "kv_pressure", "errors", "down", "leak", "wrong_answers"]
+FaultKind = Literal["slow", "slow_decode", "kv_pressure", "errors", "down", "leak", "wrong_answers"]
 
 # Faults a restart clears (they live in the process); the others live in load, data or the model.
 PROCESS_FAULTS: frozenset[str] = frozenset({"slow", "leak", "down"})
@@ -53,6 +53,9 @@ class Fault(BaseModel):
     kind: FaultKind
     delay_seconds: float = Field(2.5, ge=0, le=120)
     """slow: added to every request's time to first token."""
+    itl_seconds: float = Field(0.05, ge=0, le=10)
+    """slow_decode: added to every generated token (compute-bound decode: a quantised variant of the
+    model decodes three times faster and recovers most of it)."""
     kv_slots: int = Field(3, ge=1)
     """kv_pressure: requests that fit in KV cache; more running requests get preempted."""
     rate: float = Field(0.5, ge=0, le=1)
@@ -222,6 +225,12 @@ class SandboxInstance:
 
     # ------------------------------------------------------------ serving
 
+    @property
+    def quantised(self) -> bool:
+        """Is the served model a quantised variant (AWQ, GPTQ, INT4/INT8, FP8)?"""
+        v = self.model_version.lower()
+        return any(tag in v for tag in ("awq", "gptq", "int4", "int8", "fp8"))
+
     def refresh_gauges(self) -> None:
         """Set every gauge from the current state (what a scrape reads)."""
         self._update_gauges()
@@ -267,6 +276,10 @@ class SandboxInstance:
             if "slow" in self.faults:
                 ttft += self.faults["slow"].delay_seconds
             itl = 0.004 * factor
+            if "slow_decode" in self.faults:
+                itl += self.faults["slow_decode"].itl_seconds
+            if self.quantised:
+                itl /= 3
             await asyncio.sleep(ttft + itl * gen)
             failing = self.faults.get("errors")
             if failing and self._rng.random() < failing.rate:
