@@ -187,8 +187,6 @@ def confirm_leak(ctx: StepContext) -> StepResult:
         {"verdict": mine.as_dict(), "t": series[rt.instance.name]["t"], "y": series[rt.instance.name]["y"]},
     )
     if not mine.judged:
-        from llmedic.errors import MetricsSourceError
-
         raise MetricsSourceError(
             f"{rt.instance.name}: cannot judge memory growth: {mine.reason}",
             hint="lengthen window_seconds or shorten sample_interval_seconds in the memory_leak playbook",

@@ -13,9 +13,10 @@ import time
 from typing import Any
 
 from llmedic.adapters.endpoint import ProbeResult, summarise_probes
+from llmedic.analysis.leak import detect_leak
 from llmedic.errors import MetricsSourceError
 from llmedic.incident import Step, StepResult, Verification, VerificationCheck
-from llmedic.playbook import LatencySettings
+from llmedic.playbook import LatencySettings, MemoryLeakSettings
 from tasks.confirm import audit_summary
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
@@ -162,9 +163,6 @@ def verify_data(ctx: StepContext, confirm: dict[str, Any] | None = None) -> Step
 def verify_leak(ctx: StepContext, confirm: dict[str, Any] | None = None) -> StepResult:
     """After the fix: the instance is healthy, its memory is back near the baseline fitted before the
     leak (``baseline_tolerance``), and it no longer grows (the detector says no leak)."""
-    from llmedic.analysis.leak import detect_leak
-    from llmedic.playbook import MemoryLeakSettings
-
     rt = Runtime(ctx)
     s = rt.settings_as(MemoryLeakSettings)
     t = StepTimer(Step.VERIFY)

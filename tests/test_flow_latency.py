@@ -210,9 +210,18 @@ def test_unknown_target_fails_with_a_clear_message(sandbox: Fleet) -> None:
 
 
 def test_fleet_wide_slow_decoding_switches_to_the_quantised_variant(sandbox: Fleet) -> None:
+    # The probe asks the question with the longest answer (8 tokens), so it measures what the
+    # slowest real requests see: 8 × (0.16 + 0.004) s ≈ 1.3 s before, a quarter of the decode time
+    # after (≈ 0.36 s). Prometheus-style bucket interpolation reports ≤ 0.5 s for that, well under
+    # the 1 s SLO.
     for name in ("sandbox-0", "sandbox-1", "sandbox-2"):
-        sandbox.admin(name, "faults", {"kind": "slow_decode", "itl_seconds": 0.2})
-    state, inc = run(request(), approve())
+        sandbox.admin(name, "faults", {"kind": "slow_decode", "itl_seconds": 0.16})
+    settings = {
+        **FAST["settings"],
+        "slo_p99_seconds": 1.0,
+        "probe_prompt": "What is the main risk of combining tramadol with ondansetron?",
+    }
+    state, inc = run(request(settings=settings), approve())
     assert state.is_completed(), inc.escalation_reason
     assert inc.outcome == Outcome.RESOLVED and inc.diagnosis.startswith("slow_decode")
     assert [(a.name, a.applied) for a in inc.actions] == [("switch_model", True)]
