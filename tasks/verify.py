@@ -23,6 +23,20 @@ from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 __all__ = ["verify_data", "verify_latency", "verify_leak"]
 
 
+def verification_result(
+    t: StepTimer, checks: list[VerificationCheck], ok: str = "verified: all checks passed", **data: Any
+) -> StepResult:
+    """The verify step's result: passed when every check passed (each verify task uses this)."""
+    passed = all(c.passed for c in checks)
+    failed = [c.name for c in checks if not c.passed]
+    return t.done(
+        ok if passed else f"verification failed: {failed}",
+        status="ok" if passed else "failed",
+        verification=Verification(passed=passed, checks=checks),
+        data={"passed": passed, **data},
+    )
+
+
 @step_task(Step.VERIFY)
 def verify_latency(
     ctx: StepContext, rounds: int = 3, interval_seconds: float = 2.0, confirm: dict[str, Any] | None = None
@@ -84,14 +98,7 @@ def verify_latency(
             break
         if attempt < rounds:
             time.sleep(interval_seconds)
-    passed = all(c.passed for c in checks)
-    failed = [c.name for c in checks if not c.passed]
-    return t.done(
-        "verified: all checks passed" if passed else f"verification failed: {failed}",
-        status="ok" if passed else "failed",
-        verification=Verification(passed=passed, checks=checks),
-        data={"passed": passed},
-    )
+    return verification_result(t, checks)
 
 
 @step_task(Step.VERIFY)
@@ -149,13 +156,8 @@ def verify_data(ctx: StepContext, confirm: dict[str, Any] | None = None) -> Step
     )
     for f in left:
         t.add(f"still_{f.kind}", "audit", f.message, f.model_dump(mode="json"))
-    passed = all(c.passed for c in checks)
-    failed = [c.name for c in checks if not c.passed]
-    return t.done(
-        f"verified {name}@{current.id}: all checks passed" if passed else f"verification failed: {failed}",
-        status="ok" if passed else "failed",
-        verification=Verification(passed=passed, checks=checks),
-        data={"passed": passed, "before": b, "after": a},
+    return verification_result(
+        t, checks, f"verified {name}@{current.id}: all checks passed", before=b, after=a
     )
 
 
@@ -231,11 +233,4 @@ def verify_leak(ctx: StepContext, confirm: dict[str, Any] | None = None) -> Step
         f"{len(y)} samples after the fix: {verdict.reason}",
         {"verdict": verdict.as_dict(), "t": series["t"], "y": y},
     )
-    passed = all(c.passed for c in checks)
-    failed = [c.name for c in checks if not c.passed]
-    return t.done(
-        "verified: all checks passed" if passed else f"verification failed: {failed}",
-        status="ok" if passed else "failed",
-        verification=Verification(passed=passed, checks=checks),
-        data={"passed": passed},
-    )
+    return verification_result(t, checks)

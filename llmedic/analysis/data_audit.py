@@ -172,6 +172,35 @@ def effective_schema(frame: pd.DataFrame, cfg: DatasetConfig) -> dict[str, Colum
     return out
 
 
+def _finding(
+    kind: FindingKind,
+    count: int,
+    of: int,
+    threshold: float,
+    message: str,
+    *,
+    column: str | None = None,
+    mask: np.ndarray | None = None,
+    patterns: list[str] | None = None,
+    breach: bool | None = None,
+) -> Finding:
+    """A finding of ``count`` out of ``of`` (rows, cells or columns); it breaches when its share
+    exceeds ``threshold`` unless the caller decides (``breach``)."""
+    share = count / of if of else 0.0
+    return Finding(
+        kind=kind,
+        anomaly=FINDING_ANOMALY[kind],
+        column=column,
+        count=count,
+        share=share,
+        threshold=threshold,
+        breach=share > threshold if breach is None else breach,
+        message=message,
+        patterns=patterns or [],
+        rows=_rows(mask) if mask is not None else [],
+    )
+
+
 def _rows(mask: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)[:_SAMPLE_ROWS]]
 
@@ -294,21 +323,20 @@ def audit_frame(
         if n_miss and "missing" in checks:
             breach = (not col.nullable) or share(n_miss) > limit
             findings.append(
-                Finding(
-                    kind="missing",
-                    anomaly=AnomalyType.DATA_MISSING,
-                    column=name,
-                    count=n_miss,
-                    share=share(n_miss),
-                    threshold=0.0 if not col.nullable else limit,
-                    breach=breach,
-                    message=f"{name}: {n_miss} missing ({share(n_miss):.2%})"
+                _finding(
+                    "missing",
+                    n_miss,
+                    n,
+                    0.0 if not col.nullable else limit,
+                    f"{name}: {n_miss} missing ({share(n_miss):.2%})"
                     + (" in a non-nullable column" if not col.nullable else f"; limit {limit:.2%}"),
-                    rows=_rows(missing),
+                    column=name,
+                    mask=missing,
+                    breach=breach,
                 )
             )
         # type / format
-        kinds: dict[str, np.ndarray] = {}
+        kinds: dict[FindingKind, np.ndarray] = {}
         if parsed.invalid.any() and "formats" in checks:
             if col.dtype in ("date", "datetime"):
                 kinds["date_format" if any(p.kind == "date_format" for p in parsed.patterns) else "type"] = (
@@ -332,18 +360,16 @@ def audit_frame(
             }[kind]
             formats = len(parsed.formats)
             findings.append(
-                Finding(
-                    kind=kind,
-                    anomaly=AnomalyType.DATA_FORMAT,
-                    column=name,
-                    count=count,
-                    share=share(count),
-                    threshold=t.max_invalid_share,
-                    breach=share(count) > t.max_invalid_share,
-                    message=f"{name}: {count} {what}"
+                _finding(
+                    kind,
+                    count,
+                    n,
+                    t.max_invalid_share,
+                    f"{name}: {count} {what}"
                     + (f"; the column uses {formats} date formats" if formats > 1 else ""),
+                    column=name,
+                    mask=mask,
                     patterns=[p.describe(secret=col.secret) for p in pats],
-                    rows=_rows(mask),
                 )
             )
         report.date_formats = parsed.formats
@@ -378,16 +404,14 @@ def audit_frame(
                     count = int(out.sum())
                     report.invalid["range"] = count
                     findings.append(
-                        Finding(
-                            kind="range",
-                            anomaly=AnomalyType.DATA_QUALITY,
+                        _finding(
+                            "range",
+                            count,
+                            n,
+                            t.max_invalid_share,
+                            f"{name}: {count} values outside [{col.min}, {col.max}]",
                             column=name,
-                            count=count,
-                            share=share(count),
-                            threshold=t.max_invalid_share,
-                            breach=share(count) > t.max_invalid_share,
-                            message=f"{name}: {count} values outside [{col.min}, {col.max}]",
-                            rows=_rows(out),
+                            mask=out,
                         )
                     )
             f = fences(x, iqr_k=t.iqr_k, robust_z=t.robust_z) if "outliers" in checks else None
@@ -408,17 +432,15 @@ def audit_frame(
                     report.invalid["outliers"] = count
                     low, high = f.limits(t.outlier_method)
                     findings.append(
-                        Finding(
-                            kind="outliers",
-                            anomaly=AnomalyType.DATA_QUALITY,
-                            column=name,
-                            count=count,
-                            share=share(count),
-                            threshold=t.max_outlier_share,
-                            breach=share(count) > t.max_outlier_share,
-                            message=f"{name}: {count} outliers by {t.outlier_method} (outside [{low:.4g}, {high:.4g}]); "
+                        _finding(
+                            "outliers",
+                            count,
+                            n,
+                            t.max_outlier_share,
+                            f"{name}: {count} outliers by {t.outlier_method} (outside [{low:.4g}, {high:.4g}]); "
                             f"IQR {f.iqr_count}, robust z {f.robust_count}, 3σ {f.sigma_count}",
-                            rows=_rows(mask),
+                            column=name,
+                            mask=mask,
                         )
                     )
         if col.allowed is not None and "allowed" in checks:
@@ -443,20 +465,18 @@ def audit_frame(
                     sum(n for v, n in bad_values.value_counts().items() if str(v).strip().lower() in lower)
                 )
                 findings.append(
-                    Finding(
-                        kind="allowed",
-                        anomaly=AnomalyType.DATA_QUALITY,
-                        column=name,
-                        count=count,
-                        share=share(count),
-                        threshold=t.max_invalid_share,
-                        breach=share(count) > t.max_invalid_share,
-                        message=f"{name}: {count} values outside the allowed set"
+                    _finding(
+                        "allowed",
+                        count,
+                        n,
+                        t.max_invalid_share,
+                        f"{name}: {count} values outside the allowed set"
                         + (f" ({near} differ from an allowed value only by case)" if near else ""),
+                        column=name,
+                        mask=bad,
                         patterns=[
                             f"{MASK if col.secret else redact_text(repr(v))} × {c}" for v, c in counts.items()
                         ],
-                        rows=_rows(bad),
                     )
                 )
         reports.append(report)
@@ -502,15 +522,13 @@ def audit_frame(
     audit.duplicate_rows = int(dup.sum())
     if audit.duplicate_rows:
         findings.append(
-            Finding(
-                kind="duplicate_rows",
-                anomaly=AnomalyType.DATA_QUALITY,
-                count=audit.duplicate_rows,
-                share=share(audit.duplicate_rows),
-                threshold=t.max_duplicate_share,
-                breach=share(audit.duplicate_rows) > t.max_duplicate_share,
-                message=f"{audit.duplicate_rows} rows repeat an earlier row exactly",
-                rows=_rows(dup),
+            _finding(
+                "duplicate_rows",
+                audit.duplicate_rows,
+                n,
+                t.max_duplicate_share,
+                f"{audit.duplicate_rows} rows repeat an earlier row exactly",
+                mask=dup,
             )
         )
     if cfg.key and "duplicates" in checks and all(k in frame.columns for k in cfg.key):
@@ -518,15 +536,13 @@ def audit_frame(
         audit.duplicate_keys = int(kdup.sum())
         if audit.duplicate_keys:
             findings.append(
-                Finding(
-                    kind="duplicate_keys",
-                    anomaly=AnomalyType.DATA_QUALITY,
-                    count=audit.duplicate_keys,
-                    share=share(audit.duplicate_keys),
-                    threshold=t.max_duplicate_share,
-                    breach=share(audit.duplicate_keys) > t.max_duplicate_share,
-                    message=f"{audit.duplicate_keys} rows repeat the key {cfg.key} of an earlier row with other values",
-                    rows=_rows(kdup),
+                _finding(
+                    "duplicate_keys",
+                    audit.duplicate_keys,
+                    n,
+                    t.max_duplicate_share,
+                    f"{audit.duplicate_keys} rows repeat the key {cfg.key} of an earlier row with other values",
+                    mask=kdup,
                 )
             )
     # drift
@@ -572,17 +588,16 @@ def audit_frame(
                     if r.drift and r.drift["drifted"]
                 ]
                 findings.append(
-                    Finding(
-                        kind="drift",
-                        anomaly=AnomalyType.DATA_QUALITY,
-                        count=len(audit.drifted_columns),
-                        share=audit.drift_share,
-                        threshold=t.drift_share,
-                        breach=audit.dataset_drift,
-                        message=f"{len(audit.drifted_columns)} of {len(compared)} columns drifted from the reference"
+                    _finding(
+                        "drift",
+                        len(audit.drifted_columns),
+                        len(compared),
+                        t.drift_share,
+                        f"{len(audit.drifted_columns)} of {len(compared)} columns drifted from the reference"
                         + (f" {reference_version}" if reference_version else "")
                         + (" — dataset drift" if audit.dataset_drift else ""),
                         patterns=msgs,
+                        breach=audit.dataset_drift,
                     )
                 )
     audit.column_reports = reports
