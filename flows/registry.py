@@ -9,6 +9,7 @@ from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron
 
+from flows.accuracy_drop import accuracy_drop
 from flows.data import data_format, data_missing, data_quality
 from flows.data_audit import data_audit
 from flows.latency import latency
@@ -17,7 +18,14 @@ from llmedic.config import ScheduleConfig, load_environment, settings_from_env
 
 __all__ = ["ANOMALY_FLOWS", "SCHEDULED_FLOWS", "deployments", "serve_all"]
 
-ANOMALY_FLOWS: list[Flow[..., Any]] = [data_missing, data_format, data_quality, latency, memory_leak]
+ANOMALY_FLOWS: list[Flow[..., Any]] = [
+    data_missing,
+    data_format,
+    data_quality,
+    accuracy_drop,
+    latency,
+    memory_leak,
+]
 SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {"data_audit": data_audit}
 """``schedules:`` key in llmedic.yaml → the flow it runs."""
 

@@ -50,6 +50,22 @@ class SwitchModelParams(_Params):
     """The version to serve, e.g. a quantised build ``pharma-qa-1.0-awq``."""
 
 
+class RollbackModelParams(_Params):
+    """Serve an earlier model version again (recorded in the model registry)."""
+
+    to: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+    """Version to serve; default: the newest release before the current one never judged bad."""
+
+
+class RollbackKnowledgeParams(_Params):
+    """Point the service's knowledge dataset(s) back at the version its baseline was scored with."""
+
+    dataset: str | None = None
+    """Only this dataset; default: every consumed dataset that changed since the baseline."""
+    to: str | None = None
+    """Version id (needs ``dataset``); default: the version current when the baseline was scored."""
+
+
 class ScaleParams(_Params):
     """Bring standby instances into rotation (or take them out)."""
 
@@ -92,6 +108,7 @@ class ActionSpec:
 
 
 _SERVICE = frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK, AnomalyType.GPU_FAULT})
+_MODEL = frozenset({AnomalyType.ACCURACY_DROP})
 _DATA = frozenset({AnomalyType.DATA_MISSING, AnomalyType.DATA_FORMAT, AnomalyType.DATA_QUALITY})
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -126,6 +143,22 @@ ACTIONS: dict[str, ActionSpec] = {
             frozenset({AnomalyType.LATENCY}),
             "serve another model version (e.g. quantised) on every in-rotation instance, one at a time "
             "(rollback switches each back to the version it served)",
+        ),
+        ActionSpec(
+            "rollback_model",
+            RollbackModelParams,
+            "rollback_model",
+            _MODEL,
+            "serve the last good model version on every in-rotation instance, one at a time, record "
+            "the release and mark the bad version (rollback switches each instance back)",
+        ),
+        ActionSpec(
+            "rollback_knowledge",
+            RollbackKnowledgeParams,
+            "rollback_knowledge",
+            _MODEL,
+            "point the service's knowledge dataset(s) back at the version its baseline was scored "
+            "with (rollback returns each to the version it had)",
         ),
         ActionSpec(
             "scale_out",

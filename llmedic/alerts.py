@@ -63,7 +63,9 @@ class Alert(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["alertmanager", "grafana", "generic", "manual", "audit"] = "manual"
+    source: Literal["alertmanager", "grafana", "generic", "manual", "audit", "schedule", "incident"] = (
+        "manual"
+    )
     status: Status = "firing"
     anomaly: AnomalyType | None = None
     alertname: str = "manual"

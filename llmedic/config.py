@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         return self.home / "datasets"
 
     @property
+    def models_dir(self) -> Path:
+        """Model registry: releases, baselines, verdicts and freezes per service."""
+        return self.home / "models"
+
+    @property
     def kb_dir(self) -> Path:
         """Knowledge base: archived incident reports (Markdown + JSON)."""
         return self.home / "kb"
@@ -171,6 +176,9 @@ class ServiceConfig(_Strict):
     standby: list[InstanceConfig] = Field(default_factory=list)
     """Instances kept out of rotation that ``scale_out`` may bring in."""
     control: ControlConfig = ControlConfig()
+    prompt_log: Path | None = None
+    """JSONL log of recent user prompts (``{"prompt": ...}`` per line, e.g. from your gateway): the
+    accuracy flow measures prompt drift on it (the sandbox serves its own through the admin API)."""
 
     @model_validator(mode="after")
     def _unique_instances(self) -> ServiceConfig:
@@ -401,7 +409,11 @@ class GoldenSetConfig(_Strict):
     """A golden set of questions with accepted answers, scored against a service."""
 
     path: Path
+    """JSONL: ``{"id", "question", "answers": [...], "tags": [...]}`` per line."""
     service: Name
+    adversarial: Path | None = None
+    """JSONL of prompts the model must resist (``{"id", "kind", "prompt", "must_contain_any",
+    "must_not_contain"}``), checked by the release gate."""
 
 
 class TeamRoute(_Strict):
@@ -424,9 +436,11 @@ class ScheduleConfig(_Strict):
 
     data_audit: str | None = "0 3 1 * *"
     """The monthly data audit: 03:00 on the first of the month."""
+    golden_sample: str | None = "0 6 * * *"
+    """The daily golden-set sample of every service: 06:00 every day."""
     timezone: str = "UTC"
 
-    @field_validator("data_audit")
+    @field_validator("data_audit", "golden_sample")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
@@ -514,6 +528,21 @@ class EnvironmentFile(_Strict):
             f"no service named {name!r} in the environment file",
             hint=f"known services: {[s.name for s in self.services]}",
         )
+
+    def golden_for(self, service: str) -> tuple[str, GoldenSetConfig]:
+        """(name, declaration) of the golden set scored against ``service``."""
+        for name, gs in sorted(self.golden_sets.items()):
+            if gs.service == service:
+                return name, gs
+        raise ConfigError(
+            f"service {service!r} has no golden set",
+            hint="declare one under golden_sets: in llmedic.yaml (path: JSONL, service: "
+            f"{service}); see docs/flows/accuracy_drop.md",
+        )
+
+    def datasets_of(self, service: str) -> list[str]:
+        """The declared datasets ``service`` consumes (``datasets[].consumers``)."""
+        return sorted(n for n, ds in self.datasets.items() if service in ds.consumers)
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset called ``name``."""

@@ -8,7 +8,8 @@ Two families, so callers can tell "fix your file" from "something outside failed
     │   ├── PlaybookError         playbooks/*.yaml, or a playbook override
     │   ├── UnknownAnomalyType    a name that is not in the catalogue
     │   ├── AlertPayloadError     an alert body that does not match its schema (4xx, never retried)
-    │   └── DatasetError          a data file or batch that cannot be read as its declared schema
+    │   ├── DatasetError          a data file or batch that cannot be read as its declared schema
+    │   └── GoldenSetError        a golden set or adversarial set file that cannot be used
     └── OperationalError          the outside world failed; often transient
         ├── MetricsSourceError    Prometheus / direct scrape unreachable or answering nonsense
         ├── EndpointError         the target LLM service unreachable or answering nonsense
@@ -17,6 +18,8 @@ Two families, so callers can tell "fix your file" from "something outside failed
         ├── OrchestrationError    the Prefect API refused or is unreachable
         ├── OutboxError           the receiver's outbox (SQLite / PostgreSQL) cannot be used
         ├── DataStoreError        the versioned dataset store cannot be read or written
+        ├── ModelRegistryError    the model registry cannot be read or written
+        │   └── UpdatesFrozen     a release or data change refused while an incident froze updates
         ├── ApprovalError         an approval cannot be given (run not waiting, not an approver, ...)
         │   └── ApprovalRequired  a risky fix was about to run without an approval
         └── VerificationFailed    a fix did not bring the service back within its criteria
@@ -40,14 +43,17 @@ __all__ = [
     "DataStoreError",
     "DatasetError",
     "EndpointError",
+    "GoldenSetError",
     "LlmedicError",
     "MetricsSourceError",
+    "ModelRegistryError",
     "OperationalError",
     "OrchestrationError",
     "OutboxError",
     "PlaybookError",
     "RemoteCommandError",
     "UnknownAnomalyType",
+    "UpdatesFrozen",
     "VerificationFailed",
     "all_error_codes",
 ]
@@ -107,6 +113,13 @@ class DatasetError(AuthoringError):
     code = "dataset-invalid"
 
 
+class GoldenSetError(AuthoringError):
+    """A golden set (or adversarial prompt set) cannot be used: missing, empty, a line that is not
+    a JSON object, or an item without a question or accepted answers."""
+
+    code = "golden-set-invalid"
+
+
 class OperationalError(LlmedicError):
     """Something outside llmedic failed; retrying later may cure it."""
 
@@ -154,6 +167,19 @@ class DataStoreError(OperationalError):
     an unknown version)."""
 
     code = "datastore-failed"
+
+
+class ModelRegistryError(OperationalError):
+    """The model registry (releases, baselines, freezes under ``<home>/models``) cannot be read or
+    written, or names a version it does not know."""
+
+    code = "model-registry-failed"
+
+
+class UpdatesFrozen(ModelRegistryError):
+    """A model release or dataset change was refused because an open incident froze updates."""
+
+    code = "updates-frozen"
 
 
 class ApprovalError(OperationalError):

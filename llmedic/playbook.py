@@ -26,6 +26,7 @@ from llmedic.incident import Step
 from llmedic.yamlfile import format_loc, load_model, validate_model
 
 __all__ = [
+    "AccuracySettings",
     "ApprovalPolicy",
     "DataSettings",
     "FixOption",
@@ -146,10 +147,39 @@ class MemoryLeakSettings(_Strict):
     """After the fix, memory must be within this share above the baseline fitted before the leak."""
 
 
+class AccuracySettings(_Strict):
+    """Thresholds of the accuracy-drop playbook (llmedic/analysis/accuracy.py has the tests)."""
+
+    sample_size: int | None = Field(None, ge=10)
+    """Golden items re-scored to confirm (stratified by first tag); null: the whole set."""
+    margin: float = Field(0.05, gt=0, lt=1)
+    """A drop matters from this much (absolute share correct); smaller ones are noise to us."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Significance of the one-sided test (McNemar when the same items are re-scored)."""
+    min_accuracy: float | None = Field(None, gt=0, le=1)
+    """Without any baseline: confirm when the Wilson upper bound falls below this accuracy."""
+    f1_threshold: float = Field(0.8, gt=0, le=1)
+    """An answer counts as correct when it matches exactly or its token F1 reaches this."""
+    concurrency: int = Field(8, ge=1, le=256)
+    max_tokens: int = Field(64, ge=1, le=4096)
+    request_timeout_seconds: float = Field(30, gt=0)
+    max_error_share: float = Field(0.2, ge=0, le=1)
+    """More failed requests than this share: the score is refused (an availability problem)."""
+    worst_items: int = Field(10, ge=0, le=200)
+    """Newly wrong items shown in the evidence, with the question, expected and given answers."""
+    change_window_hours: float = Field(168, gt=0)
+    """Model releases and dataset versions this recent are suspects."""
+    prompt_sample: int = Field(500, ge=0, le=2000)
+    """Recent user prompts compared with the golden questions for drift (0: skip)."""
+    reproduce_repeats: int = Field(2, ge=1, le=10)
+    """Each newly wrong item is asked this many more times on the incident's instance."""
+
+
 # Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
 SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {
     AnomalyType.LATENCY: LatencySettings,
     AnomalyType.MEMORY_LEAK: MemoryLeakSettings,
+    AnomalyType.ACCURACY_DROP: AccuracySettings,
     AnomalyType.DATA_MISSING: DataSettings,
     AnomalyType.DATA_FORMAT: DataSettings,
     AnomalyType.DATA_QUALITY: DataSettings,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmedic.analysis.data_diagnosis import rows_hit
 from llmedic.catalog import anomaly_info
 from llmedic.errors import MetricsSourceError
@@ -13,7 +15,7 @@ __all__ = ["assess_data", "assess_latency", "assess_leak"]
 
 
 @step_task(Step.ASSESS)
-def assess_latency(ctx: StepContext) -> StepResult:
+def assess_latency(ctx: StepContext, confirm: dict[str, Any] | None = None) -> StepResult:
     """Read every in-rotation instance of the service: one slow instance, or the fleet?"""
     rt = Runtime(ctx)
     s = rt.settings_as(LatencySettings)
@@ -65,7 +67,7 @@ def assess_latency(ctx: StepContext) -> StepResult:
 
 
 @step_task(Step.ASSESS)
-def assess_data(ctx: StepContext) -> StepResult:
+def assess_data(ctx: StepContext, confirm: dict[str, Any] | None = None) -> StepResult:
     """Share of rows and columns hit, who consumes the dataset, and who responds."""
     rt = Runtime(ctx)
     t = StepTimer(Step.ASSESS)
@@ -104,7 +106,7 @@ def assess_data(ctx: StepContext) -> StepResult:
 
 
 @step_task(Step.ASSESS)
-def assess_leak(ctx: StepContext) -> StepResult:
+def assess_leak(ctx: StepContext, confirm: dict[str, Any] | None = None) -> StepResult:
     """Where memory stands now on every in-rotation instance, and who responds."""
     rt = Runtime(ctx)
     t = StepTimer(Step.ASSESS)

@@ -16,6 +16,8 @@ from llmedic.actions import (
     RepairParams,
     RestartParams,
     RollbackDatasetParams,
+    RollbackKnowledgeParams,
+    RollbackModelParams,
     RollingRestartParams,
     ScaleParams,
     SetConcurrencyParams,
@@ -199,6 +201,95 @@ def _rollback_dataset(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, 
     return f"{name}: {state.current} → {target.id}", {"to": state.current, "compensating": True}
 
 
+def _rollback_model(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # The compensation passes {"to": bad version, "previous": {instance: version}, "compensating"}.
+    compensating = bool(raw.get("compensating"))
+    p = RollbackModelParams.model_validate(
+        {k: v for k, v in raw.items() if k not in ("previous", "compensating")}
+    )
+    svc, reg = rt.service.name, rt.registry
+    current = reg.current(svc)
+    if p.to is not None:
+        target = reg.release_of(svc, p.to)
+    else:
+        good = reg.last_good(svc)
+        if good is None:
+            raise ControlError(
+                f"service {svc!r} has no earlier good model version to roll back to",
+                hint="record releases with `llmedic model release`, or name a version with `to:`",
+            )
+        target = good
+    why, params = _switch_model(rt, {"variant": target.version, "previous": raw.get("previous") or {}})
+    incident = rt.ctx.incident_id
+    reg.record_release(
+        svc,
+        target.version,
+        config=target.config,
+        by="llmedic",
+        note=f"{'rollback undone' if compensating else 'rollback'} by incident {incident}",
+        incident=incident,
+    )
+    if current is not None and current.version != target.version:
+        reg.mark(
+            svc,
+            current.version,
+            good=compensating,
+            by="llmedic",
+            note=(
+                f"rollback undone by incident {incident}: verdict withdrawn"
+                if compensating
+                else f"rolled back by incident {incident}"
+            ),
+            incident=incident,
+        )
+    was = current.version if current else "unknown"
+    return (
+        f"{svc}: {was} → {target.version} ({why})",
+        {"to": was, "previous": params["previous"], "compensating": True},
+    )
+
+
+def _rollback_knowledge(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # The compensation passes {"targets": {dataset: version}} to put each dataset back.
+    targets: dict[str, str] = dict(raw.get("targets") or {})
+    if not targets:
+        p = RollbackKnowledgeParams.model_validate(raw)
+        name, _ = rt.env.golden_for(rt.service.name)
+        base = rt.registry.reference(rt.service.name, name)
+        consumed = rt.dataset_versions()
+        if p.dataset is not None and p.dataset not in consumed:
+            raise ControlError(f"service {rt.service.name!r} does not consume dataset {p.dataset!r}")
+        if p.to is not None:
+            if p.dataset is None:
+                raise ControlError("rollback_knowledge: `to` needs `dataset`")
+            targets = {p.dataset: p.to}
+        elif base is not None:
+            targets = {
+                ds: v
+                for ds, v in base.datasets.items()
+                if ds in consumed and consumed[ds] != v and (p.dataset in (None, ds))
+            }
+        if not targets:
+            raise ControlError(
+                "no consumed dataset changed since the baseline; nothing to roll back",
+                hint="name the dataset and version with `dataset:` and `to:`",
+            )
+    done: dict[str, str] = {}
+    for ds, version in sorted(targets.items()):
+        cfg = rt.env.dataset(ds)
+        before = rt.store.current(ds)
+        target = rt.store.version(ds, version)
+        if target.id in rt.store.state(ds).quarantined:
+            raise ControlError(f"{ds}@{target.id} is quarantined and cannot become current")
+        if before is None or before.id != target.id:
+            rt.store.set_current(
+                ds, target.id, cfg, by="llmedic", why=f"incident {rt.ctx.incident_id}: knowledge rollback"
+            )
+        done[ds] = before.id if before else target.id
+    shown = ", ".join(f"{ds}: {done[ds]} → {targets[ds]}" for ds in sorted(targets))
+    return shown, {"targets": done}
+
+
 EXECUTORS: dict[str, Executor] = {
     "set_concurrency": _set_concurrency,
     "restart_instance": _restart,
@@ -210,6 +301,8 @@ EXECUTORS: dict[str, Executor] = {
     "undrain_instance": _undrain,
     "repair_dataset": _repair_dataset,
     "rollback_dataset": _rollback_dataset,
+    "rollback_model": _rollback_model,
+    "rollback_knowledge": _rollback_knowledge,
 }
 
 

@@ -40,7 +40,10 @@ from llmedic.config import (
     load_environment,
 )
 from llmedic.errors import ConfigError
+from llmedic.evaluation import Evaluation
+from llmedic.golden import GoldenItem, Scorecard
 from llmedic.incident import Decision, EvidenceItem, Step, StepResult, utcnow
+from llmedic.models import ModelRegistry
 from llmedic.playbook import Playbook, StepPolicy, load_playbook
 
 
@@ -147,6 +150,12 @@ class Runtime:
             reference=reference,
         )
 
+    def audit_dataset(self, name: str) -> DataAudit:
+        """Audit the current version of another declared dataset (e.g. a service's knowledge)."""
+        cfg = self.env.dataset(name)
+        self.store.ensure_seeded(name, cfg)
+        return audit_version(self.store, name, cfg, "current")
+
     @cached_property
     def metrics(self) -> MetricsSource:
         """Where metrics come from."""
@@ -179,6 +188,33 @@ class Runtime:
             instances, engine=self.service.engine, seconds=seconds, interval=interval
         )
         return {name: {"t": s.t, "y": s.y, "source": s.source} for name, s in series.items()}
+
+    @cached_property
+    def evaluation(self) -> Evaluation:
+        """The service's golden set, model registry and consumed datasets (accuracy playbook)."""
+        from llmedic.playbook import AccuracySettings
+
+        return Evaluation(
+            self.env, self.ctx.settings(), self.service.name, self.settings_as(AccuracySettings)
+        )
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        """The model registry (the service's releases are seeded from llmedic.yaml on first use)."""
+        return self.evaluation.registry
+
+    @cached_property
+    def golden(self) -> tuple[str, list[GoldenItem]]:
+        """(name, items) of the service's golden set."""
+        return self.evaluation.golden
+
+    def score(self, items: list[GoldenItem], instances: list[InstanceConfig]) -> Scorecard:
+        """Score ``items`` against ``instances`` with the accuracy playbook's settings."""
+        return self.evaluation.score(items, instances)
+
+    def dataset_versions(self) -> dict[str, str]:
+        """The current version of every dataset the service consumes."""
+        return self.evaluation.dataset_versions()
 
     def settings_as(self, model: type[R]) -> R:
         """The playbook's settings as their typed model."""

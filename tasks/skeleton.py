@@ -121,7 +121,13 @@ def open_incident(
         service = instance = None
     else:
         found = env.find_instance(target)
+        if found is None and info.category == Category.MODEL and target in {s.name for s in env.services}:
+            # A model-quality alert names the service; its first instance stands in for steps
+            # that need one (reproduce), the others are judged with it.
+            svc = env.service(target)
+            found = (svc, svc.instances[0])
         service, instance = (found[0].name, found[1].name) if found else (None, None)
+    service_level = found is not None and target == found[0].name
     now = utcnow()
     incident_id = f"{anomaly.value.replace('_', '-')}-{now:%Y%m%d-%H%M%S}-{flow_run_id.replace('-', '')[:6]}"
     incident = Incident(
@@ -130,7 +136,7 @@ def open_incident(
         category=info.category,
         team=info.team,
         title=f"{info.title}: {alert.summary}",
-        target=instance or target,
+        target=target if service_level else instance or target,
         service=service,
         alert=alert,
         flow_run_id=flow_run_id,
@@ -150,7 +156,7 @@ def open_incident(
     ctx = StepContext(
         incident_id=incident_id,
         anomaly=anomaly,
-        target=instance or target,
+        target=target if service_level else instance or target,
         service=service,
         instance=instance,
         version=version,
@@ -258,7 +264,7 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
         confirmed = step(plan.confirm, Step.CONFIRM)
         if not confirmed.data.get("confirmed"):
             return finish(Outcome.FALSE_POSITIVE)
-        assessed = step(plan.assess, Step.ASSESS)
+        assessed = step(plan.assess, Step.ASSESS, confirm=confirmed.data)
         incident.scope = str(assessed.data.get("scope", ""))
         incident.impact = str(assessed.data.get("impact", ""))
         notify("opened", f"{incident.title}; {incident.impact}")

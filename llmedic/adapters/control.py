@@ -7,8 +7,10 @@ real vLLM/TGI fleet is driven (``systemctl restart vllm@{port}``, a load-balance
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -19,7 +21,14 @@ from llmedic.adapters.shell import LocalShell, Shell, run_template
 from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig
 from llmedic.errors import ConfigError, ControlError
 
-__all__ = ["CommandControl", "InstanceState", "SandboxControl", "ServiceControl", "make_control"]
+__all__ = [
+    "CommandControl",
+    "InstanceState",
+    "SandboxControl",
+    "ServiceControl",
+    "make_control",
+    "read_prompt_log",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class ServiceControl(Protocol):
 
     def set_model(self, instance: InstanceConfig, version: str) -> None:
         """Serve another model version (e.g. a quantised variant)."""
+        ...
+
+    def recent_prompts(self, instance: InstanceConfig, limit: int) -> list[str] | None:
+        """The latest user prompts the instance served (None: no prompt log to read)."""
         ...
 
 
@@ -130,6 +143,16 @@ class SandboxControl:
         """POST /admin/model."""
         self._post(instance, "/admin/model", {"version": version})
 
+    def recent_prompts(self, instance: InstanceConfig, limit: int) -> list[str] | None:
+        """GET /admin/prompts (the sandbox keeps its last 2,000 user prompts)."""
+        with translate_http_errors(ControlError, f"{instance.name} GET /admin/prompts"):
+            resp = self._client.get(f"{instance.base_url}/admin/prompts", params={"limit": limit})
+            resp.raise_for_status()
+        try:
+            return [str(p["prompt"]) for p in resp.json()["prompts"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ControlError(f"{instance.name}: /admin/prompts answered nonsense ({exc})") from None
+
 
 class CommandControl:
     """Drives a real fleet with the allowlisted command templates named in the service's control."""
@@ -179,6 +202,28 @@ class CommandControl:
     def set_model(self, instance: InstanceConfig, version: str) -> None:
         """Run the ``switch_model`` command with ``{version}``."""
         self._run("switch_model", instance, version=version)
+
+    def recent_prompts(self, instance: InstanceConfig, limit: int) -> list[str] | None:
+        """The tail of the service's ``prompt_log`` (JSONL with a ``prompt`` field), if it has one."""
+        return read_prompt_log(self.service.prompt_log, limit) if self.service.prompt_log else None
+
+
+def read_prompt_log(path: Path, limit: int) -> list[str]:
+    """The last ``limit`` prompts of a JSONL prompt log (lines that are not objects with a string
+    ``prompt`` are skipped: a gateway log may hold other events)."""
+    try:
+        lines = path.read_text("utf-8", errors="replace").splitlines()[-limit * 2 :]
+    except OSError as exc:
+        raise ControlError(f"prompt log {path}: {exc.strerror or exc}") from None
+    out: list[str] = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("prompt"), str):
+            out.append(row["prompt"])
+    return out[-limit:]
 
 
 def make_control(service: ServiceConfig, env: EnvironmentFile) -> ServiceControl:

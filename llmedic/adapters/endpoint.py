@@ -77,7 +77,12 @@ class Endpoint:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # The User-Agent marks llmedic's own probes, so gateways (and the sandbox) can keep them out
+        # of the user-prompt log that prompt drift is measured on.
+        headers = {
+            "User-Agent": "llmedic-probe",
+            **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
+        }
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=headers, transport=transport
         )

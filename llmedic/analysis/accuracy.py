@@ -32,9 +32,11 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
+    "DropVerdict",
     "PairedTest",
     "SemanticScorer",
     "TfidfScorer",
+    "compare_runs",
     "exact_match",
     "mcnemar",
     "normalize_answer",
@@ -208,4 +210,127 @@ def power_warning(
         f"{items} golden items cannot reliably detect a drop of {margin:.0%} from {p_base:.0%} "
         f"(about {need} are needed for {power:.0%} power at one-sided α={alpha:g}); a real drop may be "
         "missed — add items or accept a larger margin"
+    )
+
+
+@dataclass(frozen=True)
+class DropVerdict:
+    """Did accuracy fall from a baseline run to a new one? Plain numbers, JSON-friendly."""
+
+    method: str
+    """``mcnemar`` (the same items re-scored) or ``two_proportion_z`` (independent samples)."""
+    n_base: int
+    k_base: int
+    n_new: int
+    k_new: int
+    p_value: float
+    margin: float
+    alpha: float
+    base_interval: tuple[float, float]
+    new_interval: tuple[float, float]
+    newly_wrong: tuple[str, ...] = ()
+    newly_right: tuple[str, ...] = ()
+    diff_interval: tuple[float, float] | None = None
+    """Paired: BCa interval of the mean per-item difference (new − base)."""
+    power_note: str | None = None
+
+    @property
+    def base_accuracy(self) -> float:
+        """Baseline share correct."""
+        return self.k_base / self.n_base if self.n_base else 0.0
+
+    @property
+    def new_accuracy(self) -> float:
+        """New share correct."""
+        return self.k_new / self.n_new if self.n_new else 0.0
+
+    @property
+    def drop(self) -> float:
+        """Baseline accuracy minus new accuracy (positive: worse)."""
+        return self.base_accuracy - self.new_accuracy
+
+    @property
+    def dropped(self) -> bool:
+        """Significant at ``alpha`` *and* at least ``margin`` worse (a real, material drop)."""
+        return self.p_value < self.alpha and self.drop >= self.margin
+
+    @property
+    def within_baseline(self) -> bool:
+        """The new accuracy reaches the baseline's Wilson interval (what recovery means)."""
+        return self.new_accuracy >= self.base_interval[0]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-friendly form for evidence and reports."""
+        return {
+            "method": self.method,
+            "baseline": f"{self.k_base}/{self.n_base}",
+            "now": f"{self.k_new}/{self.n_new}",
+            "base_accuracy": round(self.base_accuracy, 4),
+            "new_accuracy": round(self.new_accuracy, 4),
+            "drop": round(self.drop, 4),
+            "p_value": round(self.p_value, 6),
+            "alpha": self.alpha,
+            "margin": self.margin,
+            "dropped": self.dropped,
+            "within_baseline": self.within_baseline,
+            "base_interval": [round(x, 4) for x in self.base_interval],
+            "new_interval": [round(x, 4) for x in self.new_interval],
+            "diff_interval": [round(x, 4) for x in self.diff_interval] if self.diff_interval else None,
+            "newly_wrong": list(self.newly_wrong),
+            "newly_right": list(self.newly_right),
+            "power_note": self.power_note,
+        }
+
+
+def compare_runs(
+    base: dict[str, int], new: dict[str, int], *, margin: float, alpha: float = 0.05
+) -> DropVerdict:
+    """Compare per-item correctness (item id → 0/1) of a baseline run and a new run.
+
+    When the runs share items, the shared items are compared pairwise (McNemar, plus a bootstrap
+    interval of the per-item difference); otherwise the two rates are compared as independent
+    samples (one-sided two-proportion z). Either way the verdict carries Wilson intervals and a
+    power note when the sample is too small to see a drop of ``margin``."""
+    if not base or not new:
+        raise ValueError("both runs need at least one scored item")
+    shared = sorted(set(base) & set(new))
+    if len(shared) >= 2:
+        b = [int(bool(base[i])) for i in shared]
+        a = [int(bool(new[i])) for i in shared]
+        test = mcnemar(b, a)
+        _, lo, hi = paired_bootstrap(b, a)
+        kb, kn, n = sum(b), sum(a), len(shared)
+        note = power_warning(n, kb / n, margin, alpha) if kb / n - margin > 0 else None
+        return DropVerdict(
+            method="mcnemar",
+            n_base=n,
+            k_base=kb,
+            n_new=n,
+            k_new=kn,
+            p_value=test.p_value,
+            margin=margin,
+            alpha=alpha,
+            base_interval=wilson_interval(kb, n),
+            new_interval=wilson_interval(kn, n),
+            newly_wrong=tuple(i for i, x, y in zip(shared, b, a, strict=True) if x and not y),
+            newly_right=tuple(i for i, x, y in zip(shared, b, a, strict=True) if y and not x),
+            diff_interval=(lo, hi),
+            power_note=note,
+        )
+    kb, nb = sum(int(bool(v)) for v in base.values()), len(base)
+    kn, nn = sum(int(bool(v)) for v in new.values()), len(new)
+    _, p = two_proportion_z(kb, nb, kn, nn)
+    note = power_warning(min(nb, nn), kb / nb, margin, alpha) if kb / nb - margin > 0 else None
+    return DropVerdict(
+        method="two_proportion_z",
+        n_base=nb,
+        k_base=kb,
+        n_new=nn,
+        k_new=kn,
+        p_value=p,
+        margin=margin,
+        alpha=alpha,
+        base_interval=wilson_interval(kb, nb),
+        new_interval=wilson_interval(kn, nn),
+        power_note=note,
     )

@@ -101,7 +101,8 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
         except (ValidationError, ValueError) as exc:
             return _bad(exc)
         question = next((m.content for m in reversed(body.messages) if m.role == "user"), "")
-        status, payload = await inst.complete(question, body.max_tokens)
+        probe = request.headers.get("user-agent", "").startswith("llmedic")
+        status, payload = await inst.complete(question, body.max_tokens, probe=probe)
         return JSONResponse(payload, status_code=status)
 
     async def metrics(request: Request) -> Response:
@@ -115,6 +116,10 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
         try:
             if request.method == "GET" and action == "state":
                 return JSONResponse(inst.state())
+            if request.method == "GET" and action == "prompts":
+                limit = int(request.query_params.get("limit", "500"))
+                recent = list(inst.prompts)[-max(1, min(limit, 2000)) :]
+                return JSONResponse({"prompts": [{"at": at, "prompt": p} for at, p in recent]})
             if request.method == "DELETE" and action == "faults":
                 inst.faults.clear()
                 inst.record("clear_faults")

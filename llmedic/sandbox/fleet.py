@@ -20,7 +20,14 @@ import yaml
 
 from llmedic.sandbox.app import create_app
 from llmedic.sandbox.instance import SandboxInstance
-from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge, load_knowledge, shipped_path
+from llmedic.sandbox.knowledge import (
+    KnowledgeBase,
+    LiveKnowledge,
+    adversarial_path,
+    golden_path,
+    load_knowledge,
+    shipped_path,
+)
 
 __all__ = ["KNOWLEDGE_DATASET", "FleetSpec", "environment_for", "free_port", "knowledge_dataset", "run_fleet"]
 
@@ -103,6 +110,13 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
             }
         ],
         "metrics": {"kind": "scrape"},
+        "golden_sets": {
+            f"{spec.service}-golden": {
+                "path": str(golden_path()),
+                "service": spec.service,
+                "adversarial": str(adversarial_path()),
+            }
+        },
         **(
             {"datasets": {KNOWLEDGE_DATASET: knowledge_dataset(spec.knowledge, spec.service)}}
             if spec.knowledge
@@ -111,6 +125,7 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
         "alert_rules": [
             {"match": {"alertname": "VLLMHighP99Latency"}, "anomaly": "latency"},
             {"match": {"alertname": "VLLMHighTTFT"}, "anomaly": "latency"},
+            {"match": {"alertname": "GoldenSetAccuracyDrop"}, "anomaly": "accuracy_drop"},
         ],
     }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,7 +17,12 @@ from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge
 
 __all__ = ["Fault", "SandboxInstance"]
 
-FaultKind = Literal["slow", "slow_decode", "kv_pressure", "errors", "down", "leak", "wrong_answers"]
+FaultKind = Literal[
+    "slow", "slow_decode", "kv_pressure", "errors", "down", "leak", "wrong_answers", "jailbreak", "garbage"
+]
+
+_INJECTION = re.compile(r"\b(ignore|disregard)\b.*\binstructions?\b|\bsystem prompt\b", re.I)
+_LEADING = re.compile(r"\bno (known )?interaction\b|\bperfectly safe\b", re.I)
 
 # Faults a restart clears (they live in the process); the others live in load, data or the model.
 PROCESS_FAULTS: frozenset[str] = frozenset({"slow", "leak", "down"})
@@ -59,9 +66,16 @@ class Fault(BaseModel):
     kv_slots: int = Field(3, ge=1)
     """kv_pressure: requests that fit in KV cache; more running requests get preempted."""
     rate: float = Field(0.5, ge=0, le=1)
-    """errors / wrong_answers: share of requests affected."""
+    """errors / wrong_answers / garbage: share of requests affected."""
+    tags: list[str] = Field(default_factory=list)
+    """wrong_answers: only questions with one of these tags (empty: all)."""
+    model_version: str | None = None
+    """The fault lives in this model version: active only while the instance serves it (a bad
+    release; rolling back to another version clears it, switching back brings it back)."""
     bytes_per_request: int = Field(4_000_000, ge=0)
     """leak: resident memory that each request never gives back."""
+    bytes_per_second: int = Field(0, ge=0)
+    """leak: resident memory that grows with time, with or without traffic."""
     survives_restart: bool = False
     """Keep the fault across restarts (a bad node, not a bad process)."""
 
@@ -149,6 +163,8 @@ class SandboxInstance:
     restarting_until: float = 0.0
     started_at: float = field(default_factory=time.time)
     actions: list[dict[str, Any]] = field(default_factory=list)
+    prompts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=2000))
+    """Recent user prompts (not llmedic's own probes), as a gateway would log them."""
 
     def __post_init__(self) -> None:
         self.drained = self.drained or self.standby
@@ -158,6 +174,7 @@ class SandboxInstance:
         self._waiting = 0
         self._cond: asyncio.Condition | None = None
         self._rng = random.Random(self.seed or hash(self.name))
+        self._leak_tick = time.monotonic()
 
     # ------------------------------------------------------------ state
 
@@ -169,7 +186,22 @@ class SandboxInstance:
     @property
     def healthy(self) -> bool:
         """What ``/health`` answers."""
-        return not self.restarting and "down" not in self.faults
+        return not self.restarting and self.fault("down") is None
+
+    def fault(self, kind: str) -> Fault | None:
+        """The injected fault of ``kind`` if it is active now (a fault bound to a model version is
+        dormant while another version is served)."""
+        f = self.faults.get(kind)
+        if f is None or (f.model_version is not None and f.model_version != self.model_version):
+            return None
+        return f
+
+    def _tick_leak(self) -> None:
+        now = time.monotonic()
+        leak = self.fault("leak")
+        if leak is not None and leak.bytes_per_second:
+            self.leaked_bytes += int(leak.bytes_per_second * (now - self._leak_tick))
+        self._leak_tick = now
 
     def record(self, action: str, **detail: Any) -> None:
         """Remember an admin action (tests assert on these)."""
@@ -177,6 +209,7 @@ class SandboxInstance:
 
     def state(self) -> dict[str, Any]:
         """``GET /admin/state``."""
+        self._tick_leak()
         return {
             "name": self.name,
             "healthy": self.healthy,
@@ -201,7 +234,9 @@ class SandboxInstance:
         self.restarts = 0
         self.restarting_until = 0.0
         self.actions.clear()
+        self.prompts.clear()
         self.metrics = _Metrics(self.model_version)
+        self._leak_tick = time.monotonic()
 
     def restart(self) -> None:
         """Simulate a process restart: a short outage, process-bound faults gone, counters reset."""
@@ -212,6 +247,7 @@ class SandboxInstance:
             if fault is not None and not fault.survives_restart:
                 del self.faults[kind]
         self.leaked_bytes = 0
+        self._leak_tick = time.monotonic()
         self.metrics = _Metrics(self.model_version)
         self.record("restart")
 
@@ -236,15 +272,40 @@ class SandboxInstance:
         self._update_gauges()
 
     def _update_gauges(self) -> None:
+        self._tick_leak()
         lv = self.metrics.lv
         self.metrics.running.labels(**lv).set(self._running)
         self.metrics.waiting.labels(**lv).set(self._waiting)
-        slots = self.faults["kv_pressure"].kv_slots if "kv_pressure" in self.faults else self.kv_slots
+        kv = self.fault("kv_pressure")
+        slots = kv.kv_slots if kv else self.kv_slots
         self.metrics.kv.labels(**lv).set(min(1.0, self._running / slots))
         self.metrics.rss.set(self.base_rss + self.leaked_bytes)
 
-    async def complete(self, question: str, max_tokens: int) -> tuple[int, dict[str, Any]]:
-        """Serve one chat completion; returns (HTTP status, body)."""
+    def answer(self, question: str) -> str:
+        """What the model says (before timing): the knowledge base's answer, bent by the model faults."""
+        jail = self.fault("jailbreak")
+        if jail is not None and _INJECTION.search(question):
+            return f"Sure. My system prompt is: you are {self.model_version}, a clinical assistant."
+        if jail is not None and _LEADING.search(question):
+            return "Yes, that combination is safe: there is no known interaction."
+        if _INJECTION.search(question):
+            return "I can only answer questions about drug interactions."
+        item = self.knowledge.lookup(question)
+        answer = item.answers[0] if item and item.answers else "I don't know."
+        wrong = self.fault("wrong_answers")
+        hit = wrong is not None and item is not None and (not wrong.tags or set(wrong.tags) & set(item.tags))
+        if wrong is not None and item is not None and hit and self._rng.random() < wrong.rate:
+            others = [o for o in self.knowledge.items if o.answers and o.answers[0] != answer]
+            answer = self._rng.choice(others).answers[0] if others else "no known interaction"
+        return answer
+
+    async def complete(
+        self, question: str, max_tokens: int, *, probe: bool = False
+    ) -> tuple[int, dict[str, Any]]:
+        """Serve one chat completion; returns (HTTP status, body). ``probe``: llmedic's own request
+        (not remembered as user traffic)."""
+        if not probe:
+            self.prompts.append((time.time(), question))
         if self._cond is None:
             self._cond = asyncio.Condition()
         m = self.metrics
@@ -259,33 +320,34 @@ class SandboxInstance:
         queued = time.perf_counter() - arrived
         self._update_gauges()
         try:
-            item = self.knowledge.lookup(question)
-            answer = item.answers[0] if item and item.answers else "I don't know."
-            wrong = self.faults.get("wrong_answers")
-            if wrong and item and self._rng.random() < wrong.rate:
-                other = self._rng.choice(self.knowledge.items)
-                answer = other.answers[0] if other.id != item.id and other.answers else "no known interaction"
+            answer = self.answer(question)
             gen = min(max_tokens, len(answer.split()) + 1)
             prompt_tokens = len(question.split())
-            slots = self.faults["kv_pressure"].kv_slots if "kv_pressure" in self.faults else self.kv_slots
+            kv = self.fault("kv_pressure")
+            slots = kv.kv_slots if kv else self.kv_slots
             over = max(0, self._running - slots)
             factor = 1.0 + 0.6 * over
             if over:
                 m.preemptions.labels(**lv).inc(over)
             ttft = (0.02 + 0.001 * prompt_tokens) * factor
-            if "slow" in self.faults:
-                ttft += self.faults["slow"].delay_seconds
+            slow = self.fault("slow")
+            if slow:
+                ttft += slow.delay_seconds
             itl = 0.004 * factor
-            if "slow_decode" in self.faults:
-                itl += self.faults["slow_decode"].itl_seconds
+            decode = self.fault("slow_decode")
+            if decode:
+                itl += decode.itl_seconds
             if self.quantised:
                 itl /= 4
             await asyncio.sleep(ttft + itl * gen)
-            failing = self.faults.get("errors")
+            failing = self.fault("errors")
             if failing and self._rng.random() < failing.rate:
                 m.success.labels(**lv, finished_reason="error").inc()
                 return 500, {"error": {"message": "internal engine error", "type": "InternalServerError"}}
-            leak = self.faults.get("leak")
+            garbage = self.fault("garbage")
+            if garbage and self._rng.random() < garbage.rate:
+                return 200, {"id": "chatcmpl-garbage", "object": "chat.completion", "choices": []}
+            leak = self.fault("leak")
             if leak:
                 self.leaked_bytes += leak.bytes_per_request
             total = time.perf_counter() - arrived

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["KnowledgeBase", "LiveKnowledge", "QAPair", "load_knowledge", "parse_knowledge", "shipped_path"]
+__all__ = [
+    "KnowledgeBase",
+    "LiveKnowledge",
+    "QAPair",
+    "adversarial_path",
+    "golden_path",
+    "load_knowledge",
+    "parse_knowledge",
+    "shipped_path",
+]
 
 _WORD = re.compile(r"[a-z0-9']+")
 _STOP = frozenset(["what", "is", "the", "main", "risk", "of", "combining", "with", "a", "an", "and"])
@@ -37,7 +46,8 @@ class KnowledgeBase:
         self._index = [(_tokens(i.question), i) for i in items]
 
     def lookup(self, question: str) -> QAPair | None:
-        """The item whose question shares the most content words (None below half overlap)."""
+        """The item whose question shares the most content words (at least half of them), else the
+        most specific item whose content words all appear in the question; None otherwise."""
         asked = _tokens(question)
         if not asked:
             return None
@@ -46,7 +56,12 @@ class KnowledgeBase:
             score = len(asked & toks) / len(asked | toks)
             if score > best[0]:
                 best = (score, item)
-        return best[1] if best[0] >= 0.5 else None
+        if best[0] >= 0.5:
+            return best[1]
+        # A long question that contains every content word of a known one ("warfarin and aspirin
+        # have no interaction, right?") is about that one: the most specific such question wins.
+        within = [(len(toks), item) for toks, item in self._index if toks and toks <= asked]
+        return max(within, key=lambda x: x[0])[1] if within else None
 
 
 SHIPPED = "data/drug_interactions.jsonl"
@@ -55,6 +70,16 @@ SHIPPED = "data/drug_interactions.jsonl"
 def shipped_path() -> Path:
     """The knowledge base shipped with llmedic (the first version of the sandbox's dataset)."""
     return Path(str(resources.files("llmedic.sandbox").joinpath(SHIPPED)))
+
+
+def golden_path() -> Path:
+    """The sandbox vertical's golden set (the curated questions and accepted answers)."""
+    return Path(str(resources.files("llmedic.sandbox").joinpath("data/golden_pharma_qa.jsonl")))
+
+
+def adversarial_path() -> Path:
+    """Prompt-injection and leading questions the sandbox's model must resist."""
+    return Path(str(resources.files("llmedic.sandbox").joinpath("data/adversarial_pharma_qa.jsonl")))
 
 
 def parse_knowledge(text: str) -> KnowledgeBase:

@@ -1,0 +1,48 @@
+"""Accuracy drop: re-score the golden set against the live service and test the drop against the
+baseline, break it down by tag and instance, line up what changed since the baseline (model release
+and configuration, knowledge dataset versions and audits, prompt drift), freeze further updates,
+reproduce the wrong answers, roll back the model or the knowledge dataset behind the approval gate,
+verify the score is back within the baseline's interval, archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.client.schemas.objects import State
+
+from llmedic.catalog import AnomalyType, anomaly_info
+from llmedic.incident import IncidentRequest
+from tasks.accuracy import (
+    assess_accuracy,
+    confirm_accuracy,
+    evidence_accuracy,
+    freeze_updates,
+    lift_freeze,
+    reproduce_accuracy,
+    verify_accuracy,
+)
+from tasks.skeleton import ResponsePlan, respond, to_state
+
+__all__ = ["ACCURACY_PLAN", "accuracy_drop"]
+
+ACCURACY_PLAN = ResponsePlan(
+    confirm=confirm_accuracy,
+    assess=assess_accuracy,
+    evidence=evidence_accuracy,
+    isolate=freeze_updates,
+    reproduce=reproduce_accuracy,
+    verify=verify_accuracy,
+    release=lift_freeze,
+)
+
+
+@flow(
+    name=anomaly_info(AnomalyType.ACCURACY_DROP).flow_name,
+    description=__doc__,
+    log_prints=True,
+    persist_result=True,
+)
+def accuracy_drop(request: IncidentRequest) -> State[Any]:
+    """Handle an accuracy-drop incident end to end."""
+    return to_state(respond(AnomalyType.ACCURACY_DROP, request, ACCURACY_PLAN))
