@@ -12,11 +12,13 @@ from prefect.schedules import Cron
 from flows.accuracy_drop import accuracy_drop
 from flows.data import data_format, data_missing, data_quality
 from flows.data_audit import data_audit
+from flows.golden_sample import golden_sample
 from flows.latency import latency
 from flows.memory_leak import memory_leak
+from flows.release_gate import release_gate
 from llmedic.config import ScheduleConfig, load_environment, settings_from_env
 
-__all__ = ["ANOMALY_FLOWS", "SCHEDULED_FLOWS", "deployments", "serve_all"]
+__all__ = ["ANOMALY_FLOWS", "MANUAL_FLOWS", "SCHEDULED_FLOWS", "deployments", "serve_all"]
 
 ANOMALY_FLOWS: list[Flow[..., Any]] = [
     data_missing,
@@ -26,8 +28,10 @@ ANOMALY_FLOWS: list[Flow[..., Any]] = [
     latency,
     memory_leak,
 ]
-SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {"data_audit": data_audit}
+SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {"data_audit": data_audit, "golden_sample": golden_sample}
 """``schedules:`` key in llmedic.yaml → the flow it runs."""
+MANUAL_FLOWS: list[Flow[..., Any]] = [release_gate]
+"""Flows an operator starts from the Prefect UI (no alert, no schedule)."""
 
 
 def deployments(schedules: ScheduleConfig | None = None) -> list[object]:
@@ -45,6 +49,17 @@ def deployments(schedules: ScheduleConfig | None = None) -> list[object]:
                 # A remediation storm never runs the same playbook more than 4 times at once.
                 concurrency_limit=ConcurrencyLimitConfig(
                     limit=4, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+                ),
+            )
+        )
+    for fl in MANUAL_FLOWS:
+        out.append(
+            fl.to_deployment(
+                name="default",
+                tags=["llmedic", "manual"],
+                description=fl.description,
+                concurrency_limit=ConcurrencyLimitConfig(
+                    limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
                 ),
             )
         )

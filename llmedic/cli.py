@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmedic.cli_models import golden_app, model_app
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import AuthoringError, LlmedicError
 
@@ -29,6 +30,8 @@ data_app = typer.Typer(help="Versioned datasets: validate, ingest, history, roll
 audit_app = typer.Typer(help="Scheduled audits, run now.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(audit_app, name="audit")
+app.add_typer(model_app, name="model")
+app.add_typer(golden_app, name="golden")
 out = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 
 
@@ -517,8 +520,12 @@ def data_ingest(
     """Add a batch as a new version. A batch that breaches is kept but quarantined (exit 1)."""
     from llmedic.adapters.datastore import Producer
     from llmedic.auditing import audit_version
+    from llmedic.models import ModelRegistry
 
     store, cfg = _dataset(dataset)
+    registry = ModelRegistry(settings_from_env().models_dir)
+    for service in cfg.consumers:
+        registry.check_not_frozen(service, f"ingest into {dataset}")
     v = store.commit(
         dataset, file, cfg, by=by, why=why, producer=Producer(step=step, job=job), make_current=False
     )
@@ -642,6 +649,33 @@ def audit_data(
         out.print(state.message or "")
         out.print(f"report: {summary['report']}")
     raise typer.Exit(0 if state.is_completed() and not summary["breaching"] else 1)
+
+
+@audit_app.command("golden")
+def audit_golden(
+    service: Annotated[list[str] | None, typer.Option("--service", help="Only these (repeatable).")] = None,
+    sample: Annotated[int | None, typer.Option(help="Items per service (default: all).")] = None,
+    open_incidents: Annotated[
+        bool, typer.Option(help="Start accuracy_drop runs for real drops (needs `llmedic up`).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the daily golden sample now. Exit 0 when no service dropped, 1 otherwise."""
+    from flows.golden_sample import GoldenSampleRequest, golden_sample
+
+    req = GoldenSampleRequest(services=service or [], sample_size=sample, open_incidents=open_incidents)
+    state = golden_sample(req, return_state=True)
+    summary: Any = state.result(raise_on_failure=False) if state.data is not None else None
+    if not isinstance(summary, dict):
+        sys.stderr.write(f"golden sample failed: {state.message}\n")
+        raise typer.Exit(1)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(state.message or "")
+        out.print(f"report: {summary['report']}")
+    dropped = any(r["dropped"] for r in summary["records"])
+    raise typer.Exit(0 if state.is_completed() and not dropped else 1)
 
 
 @audit_app.command("history")

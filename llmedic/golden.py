@@ -86,9 +86,9 @@ def _rows(path: Path, what: str) -> list[tuple[int, dict[str, object]]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise GoldenSetError(
-                f"{path}:{n}: not JSON ({exc.args[0] if exc.args else exc})",
+                f"{path}:{n}: not JSON ({exc.msg} at column {exc.colno})",
                 hint="one JSON object per line (JSONL)",
             ) from None
         if not isinstance(row, dict):

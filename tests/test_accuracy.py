@@ -8,6 +8,7 @@ import pytest
 
 from llmedic.analysis.accuracy import (
     TfidfScorer,
+    compare_runs,
     exact_match,
     mcnemar,
     normalize_answer,
@@ -105,3 +106,38 @@ def test_paired_bootstrap_interval_excludes_zero_for_a_real_drop() -> None:
     assert mean == pytest.approx(-0.25) and hi < 0 and lo < mean < hi
     same = paired_bootstrap([1.0, 0.0, 1.0], [1.0, 0.0, 1.0])
     assert same == (0.0, 0.0, 0.0)
+
+
+def _run(correct: int, n: int = 100, start: int = 0) -> dict[str, int]:
+    return {f"q{i:03d}": int(i < correct) for i in range(start, start + n)}
+
+
+@pytest.mark.parametrize(
+    ("base", "new", "method", "dropped", "within"),
+    [
+        # Same items: 20 right answers turned wrong, none the other way → McNemar exact, p = 2^-20.
+        (_run(95), _run(75), "mcnemar", True, False),
+        # Same items, 2 turned wrong: significant? no (p = 0.25) — noise, not an incident.
+        (_run(95), _run(93), "mcnemar", False, True),
+        # Different items (independent samples): a two-proportion z-test.
+        (_run(95), _run(70, start=100), "two_proportion_z", True, False),
+    ],
+)
+def test_compare_runs(
+    base: dict[str, int], new: dict[str, int], method: str, dropped: bool, within: bool
+) -> None:
+    v = compare_runs(base, new, margin=0.05)
+    assert (v.method, v.dropped, v.within_baseline) == (method, dropped, within)
+    if method == "mcnemar":
+        assert len(v.newly_wrong) == round((v.base_accuracy - v.new_accuracy) * 100)
+        assert v.diff_interval is not None and v.diff_interval[1] <= 0
+
+
+def test_compare_runs_paired_p_value_is_the_exact_binomial() -> None:
+    v = compare_runs(_run(95), _run(75), margin=0.05)
+    assert v.p_value == pytest.approx(0.5**20) and v.newly_wrong == tuple(f"q{i:03d}" for i in range(75, 95))
+
+
+def test_compare_runs_small_set_carries_the_power_note() -> None:
+    v = compare_runs(_run(18, n=20), _run(17, n=20), margin=0.05)
+    assert v.power_note is not None and v.power_note.startswith("20 golden items cannot reliably detect")

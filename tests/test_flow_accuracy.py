@@ -121,7 +121,9 @@ def test_a_rejected_rollback_keeps_the_freeze_and_touches_no_instance(sandbox: F
     take_baseline()
     release_bad_model(sandbox)
     state, inc = run_flow(flow(), request(), reject(), timeout=240)
-    assert inc.outcome == Outcome.REJECTED and inc.actions[0].name == "freeze_updates"
+    assert (
+        state.is_completed() and inc.outcome == Outcome.REJECTED and inc.actions[0].name == "freeze_updates"
+    )
     assert models(sandbox) == dict.fromkeys(IN_ROTATION, BAD)
     frozen = registry().frozen(SERVICE)
     assert frozen is not None and frozen.incident == inc.id
@@ -198,5 +200,5 @@ def test_a_service_that_errors_is_escalated_not_judged(
 
 def test_no_baseline_escalates_with_the_command_that_records_one(sandbox: Fleet) -> None:
     state, inc = run_flow(flow(), request(), timeout=120)
-    assert inc.outcome == Outcome.ESCALATED
+    assert state.is_failed() and inc.outcome == Outcome.ESCALATED
     assert "config-invalid: service 'pharma-qa' has no baseline" in (inc.escalation_reason or "")
