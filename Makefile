@@ -39,6 +39,7 @@ bench: $(STAMP) $(BENCH_STAMP) tools  ## Benchmarks, printed beside their target
 	$(BIN)/python bench/receiver.py
 	$(BENCH_VENV)/bin/python bench/data_audit.py --rows $(BENCH_ROWS)
 	$(BIN)/python bench/leak.py
+	$(BIN)/python bench/accuracy.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

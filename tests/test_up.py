@@ -46,6 +46,9 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
             "llmedic-data-format",
             "llmedic-data-quality",
             "llmedic-data-audit",
+            "llmedic-accuracy-drop",
+            "llmedic-golden-sample",
+            "llmedic-release-gate",
         }
         served: dict[str, dict[str, object]] = {}
         while time.monotonic() < deadline and set(served) != expected:
@@ -60,6 +63,9 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
             "UTC",
             True,
         )
+        (daily,) = served["llmedic-golden-sample"]["schedules"]  # type: ignore[misc]
+        assert (daily["schedule"]["cron"], daily["active"]) == ("0 6 * * *", True)
+        assert served["llmedic-release-gate"]["schedules"] == []
         # The scheduler has already created the coming monthly runs: 03:00 UTC on the 1st.
         runs: list[dict[str, object]] = []
         while time.monotonic() < deadline and not runs:
