@@ -177,9 +177,17 @@ def sandbox(
             help="Serve the knowledge base from this file, re-read on change; declared as the dataset drug-interactions."
         ),
     ] = None,
+    trace_memory: Annotated[
+        bool, typer.Option(help="Trace allocations (tracemalloc) so /admin/heap can show leak sites.")
+    ] = False,
 ) -> None:
     """Run a simulated vertical LLM service fleet (clinical drug interactions)."""
     from llmedic.sandbox.fleet import FleetSpec, run_fleet
+
+    if trace_memory:
+        import tracemalloc
+
+        tracemalloc.start()
 
     spec = FleetSpec(
         instances=instances,

@@ -160,7 +160,16 @@ class ControlConfig(_Strict):
     admin_token: SecretStr | None = None
     """Bearer token for the sandbox admin API (kind: sandbox)."""
     commands: dict[
-        Literal["drain", "undrain", "restart", "set_concurrency", "scale_out", "scale_in", "switch_model"],
+        Literal[
+            "drain",
+            "undrain",
+            "restart",
+            "set_concurrency",
+            "scale_out",
+            "scale_in",
+            "switch_model",
+            "profile",
+        ],
         Name,
     ] = Field(default_factory=dict)
     """Action → name of a template in ``commands:`` (kind: commands)."""

@@ -25,8 +25,9 @@ from llmedic.config import DataThresholds
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.golden import GoldenItem, Scorecard, sample_items
 from llmedic.incident import ActionRecord, Step, StepResult, VerificationCheck, utcnow
-from llmedic.models import Baseline, config_diff
+from llmedic.models import Baseline
 from llmedic.playbook import AccuracySettings
+from tasks.evidence import release_evidence
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 from tasks.verify import verification_result
 
@@ -340,34 +341,9 @@ def evidence_accuracy(ctx: StepContext, confirm: dict[str, Any], assess: dict[st
     )
 
     # Model: what is released, what instances serve, and how the configuration differs.
-    current = rt.registry.current(svc)
     ref_version = ref.version if ref else None
+    current, _, diff = release_evidence(rt, t, against=ref_version, served=card.versions)
     model_changed = bool(current and ref_version and current.version != ref_version)
-    recent = [
-        r.model_dump(mode="json")
-        for r in rt.registry.releases(svc)
-        if (utcnow() - r.at).total_seconds() <= s.change_window_hours * 3600
-    ]
-    diff: list[dict[str, Any]] = []
-    if current and ref_version:
-        try:
-            diff = config_diff(rt.registry.release_of(svc, ref_version).config, current.config)
-        except LlmedicError:
-            diff = []
-    t.add(
-        "model_versions",
-        "registry",
-        f"released {current.version if current else 'unknown'}; baseline from {ref_version}; instances "
-        f"serve {sorted(set(card.versions.values()))}"
-        + (f"; config changed: {', '.join(str(d['key']) for d in diff)}" if diff else ""),
-        {
-            "current": current.model_dump(mode="json") if current else None,
-            "baseline_version": ref_version,
-            "served": card.versions,
-            "recent_releases": recent,
-            "config_diff": diff,
-        },
-    )
 
     # Data: each consumed dataset's version now vs when the baseline was scored.
     consumed = rt.dataset_versions()

@@ -7,12 +7,14 @@ from typing import Any
 from llmedic.adapters.datastore import Version
 from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
 from llmedic.analysis.latency import InstanceLatency, diagnose_latency
+from llmedic.errors import LlmedicError
 from llmedic.incident import Step, StepResult
+from llmedic.models import Release, config_diff
 from llmedic.playbook import DataSettings, LatencySettings, MemoryLeakSettings
 from llmedic.redact import mask
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["evidence_data", "evidence_latency", "evidence_leak"]
+__all__ = ["evidence_data", "evidence_latency", "evidence_leak", "release_evidence"]
 
 
 def _num(value: Any) -> float:
@@ -79,6 +81,7 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
             "itl_p99": me.itl_p99,
         },
     )
+    release_evidence(rt, t)
     d = diagnose_latency(
         rt.instance.name,
         fleet,
@@ -215,6 +218,7 @@ def evidence_leak(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
     )
     mine = fleet.get(rt.instance.name, {})
     versions = sorted({st.model_version or "?" for st in states.values()})
+    release_evidence(rt, t, served={n: st.model_version or "unknown" for n, st in states.items()})
     if len(fleet) > 1 and share >= s.fleet_share_threshold:
         diagnosis = "fleet_leak"
         reason = f"{len(leaking)} of {len(fleet)} instances leak (model versions {versions}): the release leaks, not one process"
@@ -231,3 +235,41 @@ def evidence_leak(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
         f"diagnosis {diagnosis}: {reason}",
         data={"diagnosis": diagnosis, "reason": reason, "leaking": leaking, "healthy_others": healthy_others},
     )
+
+
+def release_evidence(
+    rt: Runtime, t: StepTimer, *, against: str | None = None, served: dict[str, str] | None = None
+) -> tuple[Release | None, str | None, list[dict[str, Any]]]:
+    """Add ``model_versions``: the current release, the version it is compared with (``against``,
+    default the last good release), their configuration diff (sampling, quantisation, limits —
+    whatever the releases record), what the instances serve and the recent releases. Every model
+    incident carries it. Returns (current release, compared version, diff)."""
+    svc = rt.service.name
+    current = rt.registry.current(svc)
+    if against is None:
+        good = rt.registry.last_good(svc)
+        against = good.version if good else None
+    diff: list[dict[str, Any]] = []
+    if current is not None and against is not None and against != current.version:
+        try:
+            diff = config_diff(rt.registry.release_of(svc, against).config, current.config)
+        except LlmedicError:
+            diff = []
+    if served is None:
+        served = {i.name: rt.control.state(i).model_version or "unknown" for i in rt.in_rotation()}
+    recent = [r.model_dump(mode="json") for r in rt.registry.releases(svc)[-5:]]
+    t.add(
+        "model_versions",
+        "registry",
+        f"released {current.version if current else 'unknown'}; compared with {against or 'nothing'}; "
+        f"instances serve {sorted(set(served.values()))}"
+        + (f"; config changed: {', '.join(str(d['key']) for d in diff)}" if diff else "; same configuration"),
+        {
+            "current": current.model_dump(mode="json") if current else None,
+            "compared_with": against,
+            "served": served,
+            "recent_releases": recent,
+            "config_diff": diff,
+        },
+    )
+    return current, against, diff

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llmedic.adapters.endpoint import summarise_probes
+from llmedic.errors import LlmedicError
 from llmedic.incident import Step, StepResult
 from llmedic.playbook import LatencySettings, MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
@@ -95,6 +96,19 @@ def reproduce_leak(ctx: StepContext) -> StepResult:
             "requests": len(results),
         },
     )
+    try:
+        heap = rt.control.heap_profile(rt.instance)
+        top = heap.get("top") or []
+        t.add(
+            "heap_profile",
+            str(heap.get("kind", "profile")),
+            "top allocation sites: " + ", ".join(f"{x['site']} {x['bytes'] / 2**20:.1f} MiB" for x in top[:3])
+            if top
+            else "profile taken (see data)",
+            heap,
+        )
+    except LlmedicError as exc:
+        t.add("heap_profile", "control", f"no heap profile: {exc.message}", gap=True)
     t.decide(
         "reproduced",
         "yes" if reproduced else "no",

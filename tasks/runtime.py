@@ -201,7 +201,9 @@ class Runtime:
     @cached_property
     def registry(self) -> ModelRegistry:
         """The model registry (the service's releases are seeded from llmedic.yaml on first use)."""
-        return self.evaluation.registry
+        reg = ModelRegistry(self.ctx.settings().models_dir)
+        reg.ensure_seeded(self.service.name, self.service.model)
+        return reg
 
     @cached_property
     def golden(self) -> tuple[str, list[GoldenItem]]:

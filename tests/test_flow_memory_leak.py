@@ -62,6 +62,8 @@ def test_leak_is_confirmed_reproduced_restarted_and_verified(sandbox: Fleet) -> 
     assert trend["leaking"] and trend["slope_low_per_hour"] > 0 and trend["mk_p"] < 0.01
     repro = next(e for e in inc.evidence if e.name == "reproduce_memory").data
     assert repro["after"] - repro["before"] == 8 * LEAK["bytes_per_request"]
+    heap = next(e for e in inc.evidence if e.name == "heap_profile")
+    assert heap.gap and heap.summary.endswith("start the sandbox with --trace-memory")
     assert inc.verification is not None and inc.verification.passed
 
 

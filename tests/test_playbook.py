@@ -26,6 +26,7 @@ def test_every_shipped_playbook_validates() -> None:
         AnomalyType.DATA_QUALITY,
         AnomalyType.LATENCY,
         AnomalyType.MEMORY_LEAK,
+        AnomalyType.ACCURACY_DROP,
     }
     assert latency.approval.needs_approval(Risk.HIGH) and not latency.approval.needs_approval(Risk.LOW)
 

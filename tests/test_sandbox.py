@@ -1,4 +1,6 @@
 import time
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -132,3 +134,60 @@ def test_the_knowledge_base_is_a_declared_dataset_and_data_faults_reach_the_serv
     while answer() != "increased bleeding risk" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert answer() == "increased bleeding risk"
+
+
+@pytest.fixture
+def tracing() -> Iterator[None]:
+    """tracemalloc on for one test (what `llmedic sandbox --trace-memory` does for the process)."""
+    tracemalloc.start()
+    yield
+    tracemalloc.stop()
+
+
+def _ask(fleet: Fleet, name: str, n: int) -> None:
+    ep = Endpoint(fleet.urls[name], timeout=10)
+    ep.burst(n, prompt="What is the main risk of combining warfarin with aspirin?", concurrency=4)
+
+
+def test_heap_profile_points_at_the_leaking_line(sandbox: Fleet, tracing: None) -> None:
+    from llmedic.adapters.control import SandboxControl
+    from llmedic.config import InstanceConfig
+
+    sandbox.admin("sandbox-3", "faults", {"kind": "leak", "bytes_per_request": 4_000_000})
+    _ask(sandbox, "sandbox-3", 40)
+    heap = SandboxControl().heap_profile(InstanceConfig(name="sandbox-3", url=sandbox.urls["sandbox-3"]))  # type: ignore[arg-type]
+    top = heap["top"][0]
+    assert heap["kind"] == "tracemalloc" and top["site"].endswith(
+        "llmedic/sandbox/instance.py:" + str(_leak_line())
+    )
+    assert top["bytes"] >= 40 * 62_500 and top["count"] >= 40
+
+
+def _leak_line() -> int:
+    src = (
+        (Path(__file__).resolve().parents[1] / "llmedic" / "sandbox" / "instance.py").read_text().splitlines()
+    )
+    return next(n for n, line in enumerate(src, 1) if "self._retained.append(" in line)
+
+
+def test_time_based_leak_grows_without_traffic(sandbox: Fleet) -> None:
+    sandbox.admin(
+        "sandbox-3", "faults", {"kind": "leak", "bytes_per_request": 0, "bytes_per_second": 100_000_000}
+    )
+    first = int(sandbox.state("sandbox-3")["rss_bytes"])  # type: ignore[call-overload]
+    time.sleep(0.5)
+    grown = int(sandbox.state("sandbox-3")["rss_bytes"]) - first  # type: ignore[call-overload]
+    assert 40_000_000 <= grown <= 150_000_000
+    sandbox.admin("sandbox-3", "restart")
+    assert int(sandbox.state("sandbox-3")["rss_bytes"]) < first + 20_000_000  # type: ignore[call-overload]
+
+
+def test_model_bound_fault_follows_the_version(sandbox: Fleet) -> None:
+    q = "What is the main risk of combining warfarin with aspirin?"
+    ep = Endpoint(sandbox.urls["sandbox-3"], timeout=10)
+    sandbox.admin("sandbox-3", "faults", {"kind": "wrong_answers", "rate": 1.0, "model_version": "m-bad"})
+    assert ep.probe(q).answer == "increased bleeding risk"
+    sandbox.admin("sandbox-3", "model", {"version": "m-bad"})
+    assert ep.probe(q).answer != "increased bleeding risk"
+    sandbox.admin("sandbox-3", "model", {"version": "pharma-qa-1.0"})
+    assert ep.probe(q).answer == "increased bleeding risk"

@@ -79,6 +79,11 @@ class ServiceControl(Protocol):
         """The latest user prompts the instance served (None: no prompt log to read)."""
         ...
 
+    def heap_profile(self, instance: InstanceConfig) -> dict[str, Any]:
+        """Where the instance's process holds memory (tracemalloc top sites, or a ``py-spy dump``);
+        raises :class:`ControlError` saying why when the target does not allow it."""
+        ...
+
 
 def wait_healthy(instance: InstanceConfig, timeout: float) -> None:
     """Poll ``/health`` until 200 or ``timeout``."""
@@ -143,6 +148,20 @@ class SandboxControl:
         """POST /admin/model."""
         self._post(instance, "/admin/model", {"version": version})
 
+    def heap_profile(self, instance: InstanceConfig) -> dict[str, Any]:
+        """GET /admin/heap: the top allocation sites (tracemalloc) of the sandbox process."""
+        try:
+            resp = self._client.get(f"{instance.base_url}/admin/heap")
+        except httpx.HTTPError as exc:
+            raise ControlError(f"{instance.name}: heap profile unavailable ({type(exc).__name__})") from None
+        if resp.status_code != 200:
+            try:
+                why = str(resp.json().get("error"))
+            except ValueError:
+                why = f"HTTP {resp.status_code}"
+            raise ControlError(f"{instance.name}: heap profile unavailable: {why}")
+        return dict(resp.json())
+
     def recent_prompts(self, instance: InstanceConfig, limit: int) -> list[str] | None:
         """GET /admin/prompts (the sandbox keeps its last 2,000 user prompts)."""
         with translate_http_errors(ControlError, f"{instance.name} GET /admin/prompts"):
@@ -202,6 +221,24 @@ class CommandControl:
     def set_model(self, instance: InstanceConfig, version: str) -> None:
         """Run the ``switch_model`` command with ``{version}``."""
         self._run("switch_model", instance, version=version)
+
+    def heap_profile(self, instance: InstanceConfig) -> dict[str, Any]:
+        """Run the service's ``profile`` command (e.g. ``py-spy dump --pid ...``) and keep its output."""
+        name = self.service.control.commands.get("profile")
+        if name is None:
+            raise ControlError(
+                f"service {self.service.name!r} has no profile command",
+                hint="map control.commands.profile to a template such as `py-spy dump --pid {pid}`",
+            )
+        shell = self.shells.get(instance.host)
+        if shell is None:
+            raise ConfigError(f"no shell for host {instance.host!r}")
+        template = self.env.commands[name]
+        values = {"instance": instance.name, "host": instance.host}
+        res = run_template(
+            shell, self.env.commands, name, {k: v for k, v in values.items() if k in template.params}
+        )
+        return {"kind": "command", "command": name, "output": res.stdout[-8000:]}
 
     def recent_prompts(self, instance: InstanceConfig, limit: int) -> list[str] | None:
         """The tail of the service's ``prompt_log`` (JSONL with a ``prompt`` field), if it has one."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+import tracemalloc
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -116,6 +117,26 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
         try:
             if request.method == "GET" and action == "state":
                 return JSONResponse(inst.state())
+            if request.method == "GET" and action == "heap":
+                if not tracemalloc.is_tracing():
+                    return JSONResponse(
+                        {"error": "heap profiling is off: start the sandbox with --trace-memory"},
+                        status_code=409,
+                    )
+                stats = tracemalloc.take_snapshot().statistics("lineno")[:15]
+                return JSONResponse(
+                    {
+                        "kind": "tracemalloc",
+                        "top": [
+                            {
+                                "site": f"{st.traceback[0].filename}:{st.traceback[0].lineno}",
+                                "bytes": st.size,
+                                "count": st.count,
+                            }
+                            for st in stats
+                        ],
+                    }
+                )
             if request.method == "GET" and action == "prompts":
                 limit = int(request.query_params.get("limit", "500"))
                 recent = list(inst.prompts)[-max(1, min(limit, 2000)) :]

@@ -175,6 +175,7 @@ class SandboxInstance:
         self._cond: asyncio.Condition | None = None
         self._rng = random.Random(self.seed or hash(self.name))
         self._leak_tick = time.monotonic()
+        self._retained: list[bytearray] = []
 
     # ------------------------------------------------------------ state
 
@@ -235,6 +236,7 @@ class SandboxInstance:
         self.restarting_until = 0.0
         self.actions.clear()
         self.prompts.clear()
+        self._retained.clear()
         self.metrics = _Metrics(self.model_version)
         self._leak_tick = time.monotonic()
 
@@ -247,6 +249,7 @@ class SandboxInstance:
             if fault is not None and not fault.survives_restart:
                 del self.faults[kind]
         self.leaked_bytes = 0
+        self._retained.clear()
         self._leak_tick = time.monotonic()
         self.metrics = _Metrics(self.model_version)
         self.record("restart")
@@ -350,6 +353,9 @@ class SandboxInstance:
             leak = self.fault("leak")
             if leak:
                 self.leaked_bytes += leak.bytes_per_request
+                # Keep a real allocation too (a 64th, at most 64 KiB), so a heap profile
+                # (tracemalloc) of the sandbox process points at this line.
+                self._retained.append(bytearray(min(leak.bytes_per_request // 64, 65536)))
             total = time.perf_counter() - arrived
             m.e2e.labels(**lv).observe(total)
             m.ttft.labels(**lv).observe(queued + ttft)
