@@ -169,6 +169,7 @@ class ControlConfig(_Strict):
             "scale_in",
             "switch_model",
             "profile",
+            "rss",
         ],
         Name,
     ] = Field(default_factory=dict)

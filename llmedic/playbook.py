@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -127,6 +127,9 @@ class MemoryLeakSettings(_Strict):
 
     window_seconds: float = Field(3600, gt=0)
     """Prometheus: the range judged (ending now). Direct scrape: how long to sample."""
+    memory_source: Literal["metrics", "process"] = "metrics"
+    """``metrics``: ``process_resident_memory_bytes`` from the metrics source; ``process``: the
+    serving process read on its host through the control plane (the ``rss`` command: ``ps``/``/proc``)."""
     sample_interval_seconds: float = Field(15, gt=0)
     warmup_seconds: float = Field(0, ge=0)
     """Cut off the start of the window (model load, KV-cache pre-allocation)."""

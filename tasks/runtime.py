@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,7 @@ from pydantic_core import to_jsonable_python
 from llmedic.adapters.control import ServiceControl, make_control
 from llmedic.adapters.datastore import DataStore
 from llmedic.adapters.endpoint import Endpoint, ProbeResult
-from llmedic.adapters.metrics import MetricsSource, make_source
+from llmedic.adapters.metrics import MetricsSource, make_source, sample_memory
 from llmedic.analysis.data_audit import DataAudit
 from llmedic.auditing import audit_version
 from llmedic.catalog import AnomalyType
@@ -184,9 +185,22 @@ class Runtime:
 
     def memory(self, instances: list[InstanceConfig], seconds: float, interval: float) -> dict[str, Any]:
         """Resident-memory series of ``instances`` from the metrics source, as NumPy-ready lists."""
-        series = self.metrics.memory_series(
-            instances, engine=self.service.engine, seconds=seconds, interval=interval
-        )
+        from llmedic.playbook import MemoryLeakSettings
+
+        if (
+            self.ctx.anomaly == AnomalyType.MEMORY_LEAK
+            and self.settings_as(MemoryLeakSettings).memory_source == "process"
+        ):
+            control = self.control
+
+            def read(inst: InstanceConfig) -> tuple[float, float | None]:
+                return time.time(), control.rss_bytes(inst)
+
+            series = sample_memory(instances, read, seconds=seconds, interval=interval, source="process")
+        else:
+            series = self.metrics.memory_series(
+                instances, engine=self.service.engine, seconds=seconds, interval=interval
+            )
         return {name: {"t": s.t, "y": s.y, "source": s.source} for name, s in series.items()}
 
     @cached_property

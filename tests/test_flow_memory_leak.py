@@ -49,16 +49,21 @@ def flow() -> Any:
     return memory_leak
 
 
-def test_leak_is_confirmed_reproduced_restarted_and_verified(sandbox: Fleet) -> None:
+@pytest.mark.parametrize("source", ["metrics", "process"])
+def test_leak_is_confirmed_reproduced_restarted_and_verified(sandbox: Fleet, source: str) -> None:
     sandbox.admin("sandbox-1", "faults", LEAK)
-    state, inc = run_flow(flow(), request(), approve(), timeout=180)
+    req = request()
+    req = req.model_copy(update={"overrides": {"settings": {**FAST["settings"], "memory_source": source}}})
+    state, inc = run_flow(flow(), req, approve(), timeout=180)
     assert state.is_completed(), inc.escalation_reason
     assert inc.outcome == Outcome.RESOLVED and inc.diagnosis.startswith("instance_leak")
     (appr,) = inc.approvals
     assert (appr.action, appr.approved, appr.by) == ("restart_instance", True, "alice")
     assert actions(sandbox, "sandbox-1") == ["inject", "drain", "restart", "undrain"]
     assert all(actions(sandbox, n) == [] for n in sandbox.urls if n != "sandbox-1")
-    trend = next(e for e in inc.evidence if e.name == "memory_series").data["verdict"]
+    series = next(e for e in inc.evidence if e.name == "memory_series")
+    assert series.source == ("scrape" if source == "metrics" else "process")
+    trend = series.data["verdict"]
     assert trend["leaking"] and trend["slope_low_per_hour"] > 0 and trend["mk_p"] < 0.01
     repro = next(e for e in inc.evidence if e.name == "reproduce_memory").data
     assert repro["after"] - repro["before"] == 8 * LEAK["bytes_per_request"]

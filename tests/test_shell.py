@@ -1,7 +1,8 @@
 import pytest
 
+from llmedic.adapters.control import make_control
 from llmedic.adapters.shell import LocalShell, render_command, run_template
-from llmedic.config import CommandParam, CommandTemplate
+from llmedic.config import CommandParam, CommandTemplate, EnvironmentFile
 from llmedic.errors import ConfigError, RemoteCommandError
 
 RESTART = CommandTemplate(
@@ -83,3 +84,39 @@ def test_failures_and_timeouts() -> None:
     with pytest.raises(RemoteCommandError) as exc:
         LocalShell().run("sleep 5", timeout=0.2)
     assert exc.value.message == "local: 'sleep 5' timed out after 0.2s"
+
+
+def _commands_env(rss: str) -> EnvironmentFile:
+    return EnvironmentFile.model_validate(
+        {
+            "services": [
+                {
+                    "name": "svc",
+                    "instances": [{"name": "i0", "url": "http://127.0.0.1:9"}],
+                    "control": {"kind": "commands", "commands": {"drain": "rss", "rss": "rss"}},
+                }
+            ],
+            "commands": {"rss": {"template": rss, "params": {"instance": {}}}},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "low", "high"),
+    [
+        # A real process's resident set, read from /proc as an operator's template would.
+        ("awk '/VmRSS/ {{print $2}}' /proc/self/status # {instance}", 100 * 1024, 200 * 2**20),
+        ("echo 2048 # {instance}", 2048 * 1024, 2048 * 1024),
+    ],
+)
+def test_rss_command_reads_resident_memory_in_kib(template: str, low: float, high: float) -> None:
+    env = _commands_env(template)
+    control = make_control(env.services[0], env)
+    value = control.rss_bytes(env.services[0].instances[0])
+    assert value is not None and low <= value <= high
+
+
+@pytest.mark.parametrize("template", ["echo not-a-number # {instance}", "exit 3 # {instance}"])
+def test_rss_command_that_answers_nonsense_is_no_sample(template: str) -> None:
+    env = _commands_env(template)
+    assert make_control(env.services[0], env).rss_bytes(env.services[0].instances[0]) is None

@@ -84,6 +84,10 @@ class ServiceControl(Protocol):
         raises :class:`ControlError` saying why when the target does not allow it."""
         ...
 
+    def rss_bytes(self, instance: InstanceConfig) -> float | None:
+        """Resident memory of the serving process read on its host (``ps``/``/proc``), or None."""
+        ...
+
 
 def wait_healthy(instance: InstanceConfig, timeout: float) -> None:
     """Poll ``/health`` until 200 or ``timeout``."""
@@ -147,6 +151,15 @@ class SandboxControl:
     def set_model(self, instance: InstanceConfig, version: str) -> None:
         """POST /admin/model."""
         self._post(instance, "/admin/model", {"version": version})
+
+    def rss_bytes(self, instance: InstanceConfig) -> float | None:
+        """The instance's resident memory as its admin API reports it."""
+        try:
+            resp = self._client.get(f"{instance.base_url}/admin/state")
+            resp.raise_for_status()
+            return float(resp.json()["rss_bytes"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
 
     def heap_profile(self, instance: InstanceConfig) -> dict[str, Any]:
         """GET /admin/heap: the top allocation sites (tracemalloc) of the sandbox process."""
@@ -221,6 +234,32 @@ class CommandControl:
     def set_model(self, instance: InstanceConfig, version: str) -> None:
         """Run the ``switch_model`` command with ``{version}``."""
         self._run("switch_model", instance, version=version)
+
+    def rss_bytes(self, instance: InstanceConfig) -> float | None:
+        """Run the service's ``rss`` command; it prints the resident set in KiB, as ``ps -o rss=``
+        and ``VmRSS`` in ``/proc/PID/status`` do. A failed run or an unreadable answer is None."""
+        name = self.service.control.commands.get("rss")
+        if name is None:
+            raise ControlError(
+                f"service {self.service.name!r} has no rss command",
+                hint="map control.commands.rss to a template such as `ps -o rss= -p {pid}`",
+            )
+        shell = self.shells.get(instance.host)
+        if shell is None:
+            raise ConfigError(f"no shell for host {instance.host!r}")
+        template = self.env.commands[name]
+        values = {"instance": instance.name, "host": instance.host}
+        res = run_template(
+            shell,
+            self.env.commands,
+            name,
+            {k: v for k, v in values.items() if k in template.params},
+            check=False,
+        )
+        try:
+            return float(res.stdout.split()[0]) * 1024 if res.ok else None
+        except (IndexError, ValueError):
+            return None
 
     def heap_profile(self, instance: InstanceConfig) -> dict[str, Any]:
         """Run the service's ``profile`` command (e.g. ``py-spy dump --pid ...``) and keep its output."""

@@ -39,6 +39,7 @@ __all__ = [
     "ScrapeSource",
     "make_source",
     "parse_scrape",
+    "sample_memory",
 ]
 
 T = TypeVar("T")
@@ -138,6 +139,30 @@ class MemorySeries:
     t: list[float]
     y: list[float]
     source: str
+
+
+def sample_memory(
+    instances: Sequence[InstanceConfig],
+    read: Callable[[InstanceConfig], tuple[float, float | None]],
+    *,
+    seconds: float,
+    interval: float,
+    source: str,
+) -> dict[str, MemorySeries]:
+    """Call ``read`` (→ Unix time, bytes or None) for every instance every ``interval`` seconds for
+    ``seconds`` (all instances in the same tick, so their series line up)."""
+    out = {i.name: MemorySeries([], [], source) for i in instances}
+    deadline = time.monotonic() + seconds
+    while True:
+        tick = time.monotonic()
+        for inst in instances:
+            at, value = read(inst)
+            if value is not None:
+                out[inst.name].t.append(at)
+                out[inst.name].y.append(value)
+        if tick >= deadline:
+            return out
+        time.sleep(max(0.0, min(interval - (time.monotonic() - tick), deadline - time.monotonic())))
 
 
 # ---------------------------------------------------------------- direct scrape
@@ -295,19 +320,12 @@ class ScrapeSource:
         """Sample every instance's resident memory every ``interval`` seconds for ``seconds``
         (all instances in the same tick, so their series line up)."""
         name = ENGINE_METRICS[engine]["rss"]
-        out = {i.name: MemorySeries([], [], "scrape") for i in instances}
-        deadline = time.monotonic() + seconds
-        while True:
-            tick = time.monotonic()
-            for inst in instances:
-                sc = self.scrape(inst)
-                value = _first(name, sc.gauges)
-                if value is not None:
-                    out[inst.name].t.append(sc.at)
-                    out[inst.name].y.append(value)
-            if tick >= deadline:
-                return out
-            time.sleep(max(0.0, min(interval - (time.monotonic() - tick), deadline - time.monotonic())))
+
+        def read(inst: InstanceConfig) -> tuple[float, float | None]:
+            sc = self.scrape(inst)
+            return sc.at, _first(name, sc.gauges)
+
+        return sample_memory(instances, read, seconds=seconds, interval=interval, source="scrape")
 
 
 # ---------------------------------------------------------------- Prometheus
