@@ -503,10 +503,43 @@ def reproduce_accuracy(ctx: StepContext) -> StepResult:
         f"wrong {wrong} of {len(again.scored)} times ({share:.0%})",
         {"items": [i.id for i in suspects], "wrong": wrong, "asked": len(again.scored)},
     )
+    canary = _canary_check(rt, t, ref.version if ref else None, suspects)
     return t.done(
-        f"reproduced: {len(suspects)} items wrong, {share:.0%} of repeats wrong again",
-        data={"reproduced": len(suspects), "repeat_wrong_share": round(share, 4)},
+        f"reproduced: {len(suspects)} items wrong, {share:.0%} of repeats wrong again"
+        + (f"; {canary}" if canary else ""),
+        data={"reproduced": len(suspects), "repeat_wrong_share": round(share, 4), "canary": canary},
     )
+
+
+def _canary_check(
+    rt: Runtime, t: StepTimer, ref_version: str | None, suspects: list[GoldenItem]
+) -> str | None:
+    """When the release changed since the baseline and a drained standby exists, serve the
+    baseline's version on it (no user traffic) and ask it the wrong items: does the old version
+    still answer them right? The standby goes back to what it served."""
+    cur = rt.registry.current(rt.service.name)
+    if ref_version is None or cur is None or cur.version == ref_version or rt.ctx.dry_run:
+        return None
+    spare = [i for i in rt.service.standby if rt.control.state(i).drained]
+    if not spare:
+        t.add("canary", "control", "no drained standby to run the baseline version on", gap=True)
+        return None
+    inst = spare[0]
+    was = rt.control.state(inst).model_version or cur.version
+    try:
+        rt.control.set_model(inst, ref_version)
+        card = rt.score(suspects, [inst])
+    finally:
+        rt.control.set_model(inst, was)
+    right = sum(1 for i in card.scored if i.correct)
+    line = f"canary {inst.name} on {ref_version} answers {right} of {len(card.scored)} of them right"
+    t.add(
+        "canary",
+        "endpoint",
+        line,
+        {"instance": inst.name, "version": ref_version, "right": right, "asked": len(card.scored)},
+    )
+    return line
 
 
 @step_task(Step.VERIFY)

@@ -108,6 +108,13 @@ def test_a_bad_release_is_rolled_back_to_the_last_good_version(sandbox: Fleet) -
         {"key": "quantization", "old": None, "new": "awq"},
         {"key": "temperature", "old": 0.0, "new": 0.7},
     ]
+    canary = evidence(inc, "canary")
+    assert (canary["instance"], canary["version"], canary["right"]) == (
+        "sandbox-3",
+        "pharma-qa-1.0",
+        canary["asked"],
+    )
+    assert sandbox.state("sandbox-3")["model_version"] == "pharma-qa-1.0"
     assert models(sandbox) == dict.fromkeys(IN_ROTATION, "pharma-qa-1.0")
     reg = registry()
     cur = reg.current(SERVICE)
