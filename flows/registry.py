@@ -10,6 +10,8 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron
 
 from flows.accuracy_drop import accuracy_drop
+from flows.backup_verify import backup_verify
+from flows.capacity_review import capacity_review
 from flows.data import data_format, data_missing, data_quality
 from flows.data_audit import data_audit
 from flows.golden_sample import golden_sample
@@ -28,7 +30,12 @@ ANOMALY_FLOWS: list[Flow[..., Any]] = [
     latency,
     memory_leak,
 ]
-SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {"data_audit": data_audit, "golden_sample": golden_sample}
+SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {
+    "data_audit": data_audit,
+    "golden_sample": golden_sample,
+    "capacity_review": capacity_review,
+    "backup_verify": backup_verify,
+}
 """``schedules:`` key in llmedic.yaml → the flow it runs."""
 MANUAL_FLOWS: list[Flow[..., Any]] = [release_gate]
 """Flows an operator starts from the Prefect UI (no alert, no schedule)."""

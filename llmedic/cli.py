@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmedic.cli_models import golden_app, model_app
+from llmedic.cli_reviews import backup_app, review_app, sandbox_history
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import AuthoringError, LlmedicError
 
@@ -32,6 +33,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
 app.add_typer(golden_app, name="golden")
+app.add_typer(review_app, name="review")
+app.add_typer(backup_app, name="backup")
+app.command("sandbox-history")(sandbox_history)
 out = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 
 

@@ -448,9 +448,13 @@ class ScheduleConfig(_Strict):
     """The monthly data audit: 03:00 on the first of the month."""
     golden_sample: str | None = "0 6 * * *"
     """The daily golden-set sample of every service: 06:00 every day."""
+    capacity_review: str | None = "0 4 1 * *"
+    """The monthly capacity review: 04:00 on the first of the month."""
+    backup_verify: str | None = "0 5 * * 0"
+    """The weekly backup verification: 05:00 every Sunday."""
     timezone: str = "UTC"
 
-    @field_validator("data_audit", "golden_sample")
+    @field_validator("data_audit", "golden_sample", "capacity_review", "backup_verify")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
@@ -474,6 +478,47 @@ class ScheduleConfig(_Strict):
         return value
 
 
+class ServiceCapacity(_Strict):
+    """What one service's capacity is, where the metrics cannot say it."""
+
+    gpus: int | None = Field(None, ge=1)
+    """GPUs serving it (default: counted from the DCGM series)."""
+    max_qps_per_instance: float | None = Field(None, gt=0)
+    """Requests per second one instance sustains within its SLO (from a load test)."""
+    latency_slo_seconds: float | None = Field(None, gt=0)
+    """End-to-end p99 the service promises (its latency capacity)."""
+    dcgm_selector: str = ""
+    """PromQL label matchers for this service's GPUs, e.g. ``{Hostname=~"gpu-0[12]"}``."""
+
+
+class CapacityConfig(_Strict):
+    """The monthly capacity review."""
+
+    reserve: float = Field(0.25, ge=0.05, le=0.9)
+    """Headroom to keep (the guide's 20–30 %)."""
+    lookback_days: int = Field(30, ge=7, le=400)
+    step_seconds: float = Field(3600, ge=60)
+    """Resolution of the history read from Prometheus (rates use the same window)."""
+    horizon_days: int = Field(90, ge=7)
+    """Recommend now for what runs out within this many days."""
+    services: dict[Name, ServiceCapacity] = Field(default_factory=dict)
+
+
+class BackupArtifact(_Strict):
+    """One thing that must be backed up, and where its backups are."""
+
+    kind: Literal["model", "config", "dataset"]
+    source: Path
+    """The live copy (a directory for model weights, a file for configs and datasets)."""
+    backups: Path
+    """Directory holding one sub-directory per backup (sorted by name, newest last), each with a
+    ``MANIFEST.sha256`` (``sha256sum`` format) next to the files."""
+    max_age_hours: float = Field(26, gt=0)
+    """The latest backup must be younger than this."""
+    format: Literal["auto", "csv", "parquet", "jsonl", "yaml", "json", "safetensors", "any"] = "auto"
+    """How a test restore is read back (auto: from the file names)."""
+
+
 class AlertRule(_Strict):
     """Maps alerts without an ``anomaly`` label to an anomaly type by label equality."""
 
@@ -494,6 +539,8 @@ class EnvironmentFile(_Strict):
     alert_rules: list[AlertRule] = Field(default_factory=list)
     receiver: ReceiverConfig = ReceiverConfig()
     schedules: ScheduleConfig = ScheduleConfig()
+    capacity: CapacityConfig = CapacityConfig()
+    backups: dict[Name, BackupArtifact] = Field(default_factory=dict)
     prefect_ui_url: AnyHttpUrl | None = None
     """Base URL of the Prefect UI, used for links in notifications and reports."""
 

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import httpx
 
-from llmedic.catalog import AnomalyType, anomaly_info
+from llmedic.catalog import AnomalyType, Team, anomaly_info
 from llmedic.config import EnvironmentFile
 
-__all__ = ["notify_team_of"]
+__all__ = ["notify_team", "notify_team_of"]
 
 
 def notify_team_of(env: EnvironmentFile, anomaly: AnomalyType, text: str) -> str:
     """Send ``text`` to the team of ``anomaly``; return a line saying what happened."""
-    team = anomaly_info(anomaly).team
+    return notify_team(env, anomaly_info(anomaly).team, text)
+
+
+def notify_team(env: EnvironmentFile, team: Team, text: str) -> str:
+    """Send ``text`` to ``team``; return a line saying what happened."""
     route = env.teams.get(team.value)
     delivered = "recorded (no channel configured for the team)"
     if route is not None and route.webhook_url is not None:

@@ -1,0 +1,137 @@
+"""``llmedic review`` and ``llmedic backup``: the scheduled reviews, run now, and their incidents."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmedic.config import load_environment, settings_from_env
+from llmedic.errors import ConfigError
+
+__all__ = ["backup_app", "review_app", "sandbox_history"]
+
+review_app = typer.Typer(
+    help="Capacity and backup reviews: run them now, see their incidents.", no_args_is_help=True
+)
+backup_app = typer.Typer(help="Backups of the artifacts declared under backups:.", no_args_is_help=True)
+out = Console(soft_wrap=True)
+
+
+def _finish(state: Any, as_json: bool) -> None:
+    data: Any = state.result(raise_on_failure=False) if state.data is not None else None
+    if as_json and isinstance(data, dict):
+        out.print_json(json.dumps(data, default=str))
+    else:
+        out.print(state.message or "")
+        if isinstance(data, dict) and data.get("report"):
+            out.print(f"report: {data['report']}")
+    raise typer.Exit(0 if state.is_completed() else 1)
+
+
+@review_app.command("capacity")
+def review_capacity(
+    service: Annotated[list[str] | None, typer.Option("--service", help="Only these (repeatable).")] = None,
+    reserve: Annotated[
+        float | None, typer.Option(help="Headroom target for this run (0.2–0.3 typical).")
+    ] = None,
+    open_incidents: Annotated[bool, typer.Option(help="Open review incidents for shortfalls.")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the capacity review now (exit 1 when a service could not be reviewed)."""
+    from flows.capacity_review import CapacityRequest, capacity_review
+
+    req = CapacityRequest(services=service or [], reserve=reserve, open_incidents=open_incidents)
+    _finish(capacity_review(req, return_state=True), as_json)
+
+
+@review_app.command("backups")
+def review_backups(
+    artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Only these (repeatable).")] = None,
+    open_incidents: Annotated[bool, typer.Option(help="Open review incidents for failures.")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Verify the latest backups now (exit 1 when any check fails)."""
+    from flows.backup_verify import BackupRequest, backup_verify
+
+    _finish(
+        backup_verify(
+            BackupRequest(artifacts=artifact or [], open_incidents=open_incidents), return_state=True
+        ),
+        as_json,
+    )
+
+
+@review_app.command("incidents")
+def review_incidents(
+    all_: Annotated[bool, typer.Option("--all", help="Closed ones too.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open review incidents (capacity shortfalls, failed backups)."""
+    from llmedic.reviews import ReviewIncidents
+
+    recs = ReviewIncidents(settings_from_env().home / "reviews" / "incidents").all(None if all_ else "open")
+    if as_json:
+        out.print_json(json.dumps([r.model_dump(mode="json") for r in recs]))
+        return
+    table = Table("id", "status", "opened", "title", "findings")
+    for r in recs:
+        table.add_row(r.id, r.status, f"{r.opened_at:%Y-%m-%d %H:%M}", r.title, "; ".join(r.findings)[:100])
+    out.print(table if recs else "no review incidents")
+
+
+@review_app.command("close")
+def review_close(rid: str, by: Annotated[str, typer.Option(help="Who closes it.")]) -> None:
+    """Close a review incident (it is kept)."""
+    from llmedic.reviews import ReviewIncidents
+
+    rec = ReviewIncidents(settings_from_env().home / "reviews" / "incidents").close(rid, by=by)
+    out.print(f"{rec.id} closed by {by}")
+
+
+@backup_app.command("make")
+def backup_make(name: str) -> None:
+    """Back up a declared artifact now (a new directory with its SHA-256 manifest)."""
+    from llmedic.backups import make_backup
+
+    env = load_environment(settings=settings_from_env())
+    if name not in env.backups:
+        raise ConfigError(f"no artifact {name!r} under backups:", hint=f"declared: {sorted(env.backups)}")
+    out.print(f"{name}: {make_backup(env.backups[name])}")
+
+
+def sandbox_history(
+    config: Annotated[Path, typer.Option(help="The sandbox fleet's llmedic.yaml (instances to name).")],
+    tsdb: Annotated[
+        Path, typer.Option(help="Prometheus data directory to backfill (start Prometheus on it).")
+    ],
+    days: Annotated[int, typer.Option(min=7, max=120)] = 30,
+    imbalance: Annotated[float, typer.Option(help="Load of the first instance vs each other one.")] = 1.0,
+) -> None:
+    """Backfill a month of synthetic fleet and GPU metrics into a Prometheus data directory."""
+    from urllib.parse import urlsplit
+
+    from llmedic.sandbox.history import HistorySpec, backfill, write_openmetrics
+
+    env = load_environment(config)
+    if not env.services:
+        raise ConfigError(f"{config} declares no service")
+    svc = env.services[0]
+    spec = HistorySpec(
+        instances=tuple(urlsplit(i.metrics_endpoint).netloc for i in svc.instances),
+        end=time.time() // 900 * 900,
+        days=days,
+        model=svc.model or "model",
+        imbalance=imbalance,
+    )
+    om = tsdb.parent / "history.om"
+    n = write_openmetrics(spec, om)
+    backfill(om, tsdb)
+    out.print(
+        f"{n} samples over {days} days backfilled into {tsdb} (start Prometheus with --storage.tsdb.retention.time=400d)"
+    )
