@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -22,7 +23,7 @@ from llmedic.errors import OrchestrationError
 from llmedic.orchestration import stop_process
 from llmedic.sandbox.fleet import free_port
 
-__all__ = ["MonitoringStack", "binaries", "fast_rules"]
+__all__ = ["HistoryPrometheus", "MonitoringStack", "binaries", "fast_rules", "wait_ready"]
 
 
 def binaries() -> tuple[str, str] | None:
@@ -41,6 +42,78 @@ def fast_rules(text: str, window: str = "15s", hold: str = "2s") -> str:
     """The shipped rules with short range windows and ``for:`` durations (demo and tests)."""
     text = re.sub(r"\[(\d+)m\]", f"[{window}]", text)
     return re.sub(r"for: \d+[smh]", f"for: {hold}", text)
+
+
+def wait_ready(urls: list[str], procs: list[subprocess.Popen[bytes]], logs: Path, timeout: float) -> None:
+    """Wait until every URL answers ``/-/ready`` (raises if a process exits or time runs out)."""
+    deadline = time.monotonic() + timeout
+    for url in urls:
+        while True:
+            if any(p.poll() is not None for p in procs):
+                raise OrchestrationError(
+                    "Prometheus or Alertmanager exited while starting", hint=f"see {logs}"
+                )
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise OrchestrationError(
+                    f"{url} did not become ready within {timeout:g}s", hint=f"see {logs}"
+                )
+            time.sleep(0.3)
+
+
+@dataclass
+class HistoryPrometheus:
+    """A Prometheus serving a backfilled data directory (the capacity review's history), optionally
+    scraping ``targets`` as well; retention long enough to keep the backfilled month."""
+
+    workdir: Path
+    tsdb: Path
+    targets: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Prometheus base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start Prometheus and wait until it is ready."""
+        found = binaries()
+        if found is None:
+            raise OrchestrationError(
+                "prometheus is not installed", hint="apt-get install prometheus (make tools does it as root)"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg: dict[str, Any] = {"global": {"scrape_interval": "15s"}}
+        if self.targets:
+            cfg["scrape_configs"] = [{"job_name": "vllm", "static_configs": [{"targets": self.targets}]}]
+        path = self.workdir / "prometheus-history.yml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        cmd = [
+            found[0],
+            f"--config.file={path}",
+            f"--storage.tsdb.path={self.tsdb}",
+            "--storage.tsdb.retention.time=400d",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        fh = open(self.workdir / "prometheus-history.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
+        try:
+            wait_ready([self.url], self.procs, self.workdir, timeout)
+        except OrchestrationError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop it."""
+        for proc in self.procs:
+            stop_process(proc, timeout=10)
+        self.procs.clear()
 
 
 @dataclass
@@ -119,25 +192,11 @@ class MonitoringStack:
             self.procs.append(
                 subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
             )
-        deadline = time.monotonic() + timeout
-        for url in (self.alertmanager_url, self.prometheus_url):
-            while True:
-                if any(p.poll() is not None for p in self.procs):
-                    self.stop()
-                    raise OrchestrationError(
-                        "Prometheus or Alertmanager exited while starting", hint=f"see {logs}"
-                    )
-                try:
-                    if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise OrchestrationError(
-                        f"{url} did not become ready within {timeout:g}s", hint=f"see {logs}"
-                    )
-                time.sleep(0.3)
+        try:
+            wait_ready([self.alertmanager_url, self.prometheus_url], self.procs, logs, timeout)
+        except OrchestrationError:
+            self.stop()
+            raise
 
     def firing(self) -> list[dict[str, object]]:
         """Alerts Alertmanager holds right now."""

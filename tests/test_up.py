@@ -49,6 +49,8 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
             "llmedic-accuracy-drop",
             "llmedic-golden-sample",
             "llmedic-release-gate",
+            "llmedic-capacity-review",
+            "llmedic-backup-verify",
         }
         served: dict[str, dict[str, object]] = {}
         while time.monotonic() < deadline and set(served) != expected:
@@ -66,6 +68,11 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
         (daily,) = served["llmedic-golden-sample"]["schedules"]  # type: ignore[misc]
         assert (daily["schedule"]["cron"], daily["active"]) == ("0 6 * * *", True)
         assert served["llmedic-release-gate"]["schedules"] == []
+        crons = {
+            name: served[name]["schedules"][0]["schedule"]["cron"]  # type: ignore[index]
+            for name in ("llmedic-capacity-review", "llmedic-backup-verify")
+        }
+        assert crons == {"llmedic-capacity-review": "0 4 1 * *", "llmedic-backup-verify": "0 5 * * 0"}
         # The scheduler has already created the coming monthly runs: 03:00 UTC on the 1st.
         runs: list[dict[str, object]] = []
         while time.monotonic() < deadline and not runs:
