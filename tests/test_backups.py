@@ -166,3 +166,39 @@ def test_weekly_flow_reports_and_opens_one_incident_per_failing_artifact(
     incidents = sorted((Path(os.environ["LLMEDIC_HOME"]) / "reviews" / "incidents").glob("*.json"))
     assert [p.name.split("-20")[0] for p in incidents] == ["backup-kb", "backup-serving"]
     assert data["incidents"]["kb"].startswith("updated backup-kb-")  # the second run updated it
+
+
+def test_backup_and_review_commands(
+    live: dict[str, BackupArtifact],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    prefect_harness: None,
+) -> None:
+    from llmedic.cli import main
+
+    env = {"backups": {"serving": json.loads(live["serving"].model_dump_json())}}
+    (tmp_path / "llmedic.yaml").write_text(yaml.safe_dump(env))
+    monkeypatch.setenv("LLMEDIC_CONFIG", str(tmp_path / "llmedic.yaml"))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.argv", ["llmedic", *args])
+        with pytest.raises(SystemExit) as done:
+            main()
+        cap = capsys.readouterr()
+        return int(done.value.code or 0), cap.out, cap.err
+
+    code, _, err = run("review", "backups")
+    assert code == 1
+    code, out, _ = run("review", "incidents", "--json")
+    (rec,) = json.loads(out)
+    rid = rec["id"]
+    assert code == 0 and rid.startswith("backup-serving-") and rec["findings"][0].startswith("exists: no backup")
+    code, out, _ = run("backup", "make", "serving")
+    assert code == 0 and out.startswith("serving: ")
+    code, out, _ = run("review", "backups")
+    assert code == 0 and out.startswith("1 backup(s) verified; failing: none")
+    assert run("review", "close", rid, "--by", "alice")[1] == f"{rid} closed by alice\n"
+    assert "no review incidents" in run("review", "incidents")[1]
+    code, _, err = run("backup", "make", "nope")
+    assert (code, err.splitlines()[0]) == (2, "error [config-invalid]: no artifact 'nope' under backups:")
