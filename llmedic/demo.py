@@ -10,7 +10,9 @@ payload to the receiver itself, and says which path it used. It approves the ris
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +33,7 @@ from llmedic.approvals import submit_decision
 from llmedic.config import Settings, load_environment
 from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import Incident, IncidentStore
-from llmedic.monitoring import MonitoringStack, binaries
+from llmedic.monitoring import HistoryPrometheus, MonitoringStack, binaries
 from llmedic.orchestration import PrefectServer, prefect_env, stop_process, wait_for_run
 from llmedic.receiver.outbox import Outbox
 from llmedic.receiver.server import ensure_token_file
@@ -88,6 +90,7 @@ class Demo:
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     monitoring: MonitoringStack | None = None
+    history: HistoryPrometheus | None = None
     token_file: Path = Path()
     receiver_port: int = 0
     path: str = ""
@@ -119,6 +122,12 @@ class Demo:
             self.cleanup()
             return 1
         ok = self._print(incident, time.monotonic() - started)
+        if ok:
+            try:
+                ok = self._reviews()
+            except LlmedicError as exc:
+                self.console.print(f"[bold red]the reviews failed[/] \\[{exc.code}]: {escape(str(exc))}")
+                ok = False
         if self.keep and ok:
             self.console.print("\n[bold]--keep:[/] everything is still running; press Ctrl-C to stop.")
             try:
@@ -134,6 +143,9 @@ class Demo:
         if self.monitoring is not None:
             self.monitoring.stop()
             self.monitoring = None
+        if self.history is not None:
+            self.history.stop()
+            self.history = None
         for proc in reversed(self.children):
             stop_process(proc, timeout=20)
         self.children.clear()
@@ -329,6 +341,77 @@ class Demo:
         raise OrchestrationError(
             "the deployments did not appear within 90 s", hint=f"see {self.home / 'logs/runner.log'}"
         )
+
+    def _reviews(self) -> bool:
+        """The scheduled prevention flows on the demo's fleet: the capacity review over a synthetic
+        month backfilled into Prometheus, and the verification of fresh backups. Skipped (and said
+        so) when Prometheus is not installed."""
+        from urllib.parse import urlsplit
+
+        import yaml
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.backup_verify import backup_verify
+        from flows.capacity_review import capacity_review
+        from llmedic.backups import make_backup
+        from llmedic.config import BackupArtifact
+        from llmedic.sandbox.history import HistorySpec, backfill, write_openmetrics
+        from llmedic.sandbox.knowledge import golden_path
+
+        c = self.console
+        if binaries() is None:
+            c.print("reviews skipped: the capacity review needs Prometheus (apt-get install prometheus)")
+            return True
+        config = Path(os.environ["LLMEDIC_CONFIG"])
+        env = yaml.safe_load(config.read_text())
+        svc = env["services"][0]
+        netlocs = tuple(urlsplit(i["url"]).netloc for i in svc["instances"])
+        work = self.home / "history"
+        shutil.rmtree(work, ignore_errors=True)
+        with c.status("capacity review: backfilling a synthetic month into Prometheus ..."):
+            spec = HistorySpec(
+                instances=netlocs, end=time.time() // 1800 * 1800, step_seconds=1800, imbalance=1.6
+            )
+            write_openmetrics(spec, work / "history.om")
+            backfill(work / "history.om", work / "tsdb")
+            self.history = HistoryPrometheus(work, work / "tsdb", targets=list(netlocs))
+            self.history.start()
+        copies = self.home / "backups"
+        backups = {
+            "serving-config": BackupArtifact(kind="config", source=config, backups=copies / "serving-config"),
+            "golden-set": BackupArtifact(kind="dataset", source=golden_path(), backups=copies / "golden-set"),
+        }
+        for art in backups.values():
+            make_backup(art)
+        env["metrics"] = {"kind": "prometheus", "url": self.history.url, "timeout_seconds": 30}
+        env["capacity"] = {"services": {svc["name"]: {"max_qps_per_instance": 6, "latency_slo_seconds": 2.0}}}
+        env["backups"] = {n: json.loads(a.model_dump_json()) for n, a in backups.items()}
+        reviews_config = self.home / "demo-reviews.yaml"
+        reviews_config.write_text(yaml.safe_dump(env, sort_keys=False))
+        previous = os.environ["LLMEDIC_CONFIG"]
+        os.environ["LLMEDIC_CONFIG"] = str(reviews_config)
+        try:
+            assert self.server is not None
+            with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
+                cap = capacity_review(return_state=True)
+                bak = backup_verify(return_state=True)
+        finally:
+            os.environ["LLMEDIC_CONFIG"] = previous
+            self.history.stop()
+        cap_data: Any = cap.result(raise_on_failure=False)
+        bak_data: Any = bak.result(raise_on_failure=False)
+        table = Table(title="scheduled reviews (run now)", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        table.add_row("capacity review", cap.message or "")
+        for name, actions in (cap_data.get("recommendations") or {}).items():
+            table.add_row("  recommendations", f"{name}: {', '.join(actions) or 'none'}")
+        table.add_row("  report", str(cap_data.get("report")))
+        table.add_row("  review incidents", ", ".join(cap_data.get("incidents", {}).values()) or "none")
+        table.add_row("backup verification", bak.message or "")
+        table.add_row("  report", str(bak_data.get("report")))
+        c.print(table)
+        return bool(cap_data.get("report")) and not cap_data.get("errors") and bak.is_completed()
 
     def _print(self, inc: Incident, total: float) -> bool:
         c = self.console
