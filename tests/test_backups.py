@@ -193,7 +193,9 @@ def test_backup_and_review_commands(
     code, out, _ = run("review", "incidents", "--json")
     (rec,) = json.loads(out)
     rid = rec["id"]
-    assert code == 0 and rid.startswith("backup-serving-") and rec["findings"][0].startswith("exists: no backup")
+    assert (
+        code == 0 and rid.startswith("backup-serving-") and rec["findings"][0].startswith("exists: no backup")
+    )
     code, out, _ = run("backup", "make", "serving")
     assert code == 0 and out.startswith("serving: ")
     code, out, _ = run("review", "backups")
