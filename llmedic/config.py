@@ -243,6 +243,8 @@ class CommandParam(_Strict):
     pattern: str = r"^[A-Za-z0-9@%+=:,./_-]{1,128}$"
     """Regular expression the whole value must match."""
     choices: list[str] | None = None
+    allow_parent_dirs: bool = False
+    """Accept ``..`` path segments (refused by default: path traversal)."""
 
     @field_validator("pattern")
     @classmethod

@@ -36,7 +36,8 @@ INJECTIONS = [
 def test_injection_is_refused(value: str) -> None:
     with pytest.raises(RemoteCommandError) as exc:
         render_command("restart", RESTART, {"unit": value})
-    assert exc.value.message == f"command 'restart': unit={value!r} does not match '^vllm@[0-9]+$'; refused"
+    why = "climbs out of its directory ('..')" if ".." in value else "does not match '^vllm@[0-9]+$'"
+    assert exc.value.message == f"command 'restart': unit={value!r} {why}; refused"
 
 
 def test_default_pattern_still_quotes() -> None:

@@ -17,7 +17,7 @@ import httpx
 
 from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.http import translate_http_errors
-from llmedic.adapters.shell import LocalShell, Shell, run_template
+from llmedic.adapters.shell import Shell, make_shell, run_template
 from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig
 from llmedic.errors import ConfigError, ControlError
 
@@ -309,6 +309,5 @@ def make_control(service: ServiceConfig, env: EnvironmentFile) -> ServiceControl
         return SandboxControl(token.get_secret_value() if token else None)
     shells: dict[str, Shell] = {}
     for host in env.hosts:
-        if host.kind == "local":
-            shells[host.name] = LocalShell()
+        shells[host.name] = make_shell(host)
     return CommandControl(service, env, shells)
