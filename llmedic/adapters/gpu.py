@@ -1,0 +1,321 @@
+"""GPU health through NVML (nvidia-ml-py, ``import pynvml``), with a scenario-driven fake behind
+the same interface.
+
+:class:`NvmlReader` reads everything the gpu_fault playbook needs from an object with pynvml's
+interface — the real module, or :class:`FakeNvml`, which serves a JSON scenario file with the same
+functions, constants and error classes — so the code that runs on a GPU machine is the code the
+tests run. Where there is no driver or no GPU it returns a snapshot that says so; NVML errors are
+translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pynvml
+
+from llmedic.analysis.gpu_health import decode_throttle
+
+__all__ = ["RECOVERY_ACTIONS", "DeviceHealth", "FakeNvml", "GpuSnapshot", "NvmlReader"]
+
+RECOVERY_ACTIONS = {0: "NONE", 1: "GPU_RESET", 2: "NODE_REBOOT", 3: "DRAIN_P2P", 4: "DRAIN_AND_RESET"}
+
+
+@dataclass
+class DeviceHealth:
+    """One GPU as NVML reports it (None where the device does not support a reading)."""
+
+    index: int
+    name: str = ""
+    uuid: str = ""
+    lost: bool = False
+    error: str = ""
+    utilisation_pct: int | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    processes: list[dict[str, int]] = field(default_factory=list)
+    temperature_c: int | None = None
+    slowdown_temperature_c: int | None = None
+    shutdown_temperature_c: int | None = None
+    power_w: float | None = None
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    throttle_reasons: list[str] = field(default_factory=list)
+    throttle_source: str = ""
+    """Which call answered: the current ``ClocksEventReasons`` or the deprecated ``ThrottleReasons``."""
+    ecc_corrected_volatile: int | None = None
+    ecc_uncorrected_volatile: int | None = None
+    remapped_rows: dict[str, int] | None = None
+    retired_pages_pending: bool | None = None
+    recovery_action: str | None = None
+    unsupported: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class GpuSnapshot:
+    """Every GPU of one host, or why there is none."""
+
+    available: bool
+    reason: str = ""
+    driver: str | None = None
+    cuda_driver: str | None = None
+    """``major.minor`` from ``nvmlSystemGetCudaDriverVersion`` (12080 → 12.8)."""
+    devices: list[DeviceHealth] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {**self.__dict__, "devices": [d.as_dict() for d in self.devices]}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NvmlReader:
+    """Reads GPU health through ``nvml`` (default: the real pynvml module)."""
+
+    def __init__(self, nvml: Any = pynvml) -> None:
+        self.nvml = nvml
+
+    def snapshot(self) -> GpuSnapshot:
+        """Read every device; never raises for a missing driver or GPU (it says so instead)."""
+        n = self.nvml
+        try:
+            n.nvmlInit()
+        except pynvml.NVMLError as exc:
+            return GpuSnapshot(False, _why_unavailable(exc))
+        try:
+            snap = GpuSnapshot(True)
+            snap.driver = _text(n.nvmlSystemGetDriverVersion())
+            try:
+                cuda = int(n.nvmlSystemGetCudaDriverVersion())
+                snap.cuda_driver = f"{cuda // 1000}.{cuda % 1000 // 10}"
+            except pynvml.NVMLError:
+                snap.cuda_driver = None
+            count = int(n.nvmlDeviceGetCount())
+            if count == 0:
+                return GpuSnapshot(
+                    False, "the NVIDIA driver is loaded but reports no GPU", snap.driver, snap.cuda_driver
+                )
+            snap.devices = [self._device(i) for i in range(count)]
+            return snap
+        finally:
+            with contextlib.suppress(pynvml.NVMLError):
+                n.nvmlShutdown()
+
+    def _device(self, i: int) -> DeviceHealth:
+        n = self.nvml
+        d = DeviceHealth(index=i)
+        try:
+            h = n.nvmlDeviceGetHandleByIndex(i)
+            d.name = _text(n.nvmlDeviceGetName(h))
+            d.uuid = _text(n.nvmlDeviceGetUUID(h))
+        except pynvml.NVMLError as exc:
+            d.lost, d.error = True, f"{type(exc).__name__}: {exc}"
+            return d
+
+        def read(what: str, call: Any) -> Any:
+            try:
+                return call()
+            except pynvml.NVMLError_GpuIsLost as exc:
+                d.lost, d.error = True, f"{what}: {exc}"
+            except pynvml.NVMLError as exc:
+                d.unsupported.append(f"{what} ({exc})")
+            return None
+
+        util = read("utilisation", lambda: n.nvmlDeviceGetUtilizationRates(h))
+        d.utilisation_pct = int(util.gpu) if util is not None else None
+        mem = read("memory", lambda: n.nvmlDeviceGetMemoryInfo(h))
+        if mem is not None:
+            d.memory_used_bytes, d.memory_total_bytes = int(mem.used), int(mem.total)
+        procs = read("processes", lambda: n.nvmlDeviceGetComputeRunningProcesses(h)) or []
+        d.processes = [{"pid": int(p.pid), "used_bytes": int(p.usedGpuMemory or 0)} for p in procs]
+        d.temperature_c = read(
+            "temperature", lambda: n.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)
+        )
+        d.slowdown_temperature_c = read(
+            "slowdown threshold",
+            lambda: n.nvmlDeviceGetTemperatureThreshold(h, pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN),
+        )
+        d.shutdown_temperature_c = read(
+            "shutdown threshold",
+            lambda: n.nvmlDeviceGetTemperatureThreshold(h, pynvml.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN),
+        )
+        power = read("power", lambda: n.nvmlDeviceGetPowerUsage(h))
+        limit = read("power limit", lambda: n.nvmlDeviceGetEnforcedPowerLimit(h))
+        d.power_w = power / 1000 if power is not None else None  # NVML reports milliwatts
+        d.power_limit_w = limit / 1000 if limit is not None else None
+        d.sm_clock_mhz = read("SM clock", lambda: n.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM))
+        d.mem_clock_mhz = read("memory clock", lambda: n.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM))
+        # The clock-event call replaced the throttle-reasons one, which NVIDIA deprecated (to be
+        # removed in CUDA 14); older drivers only have the old one.
+        try:
+            mask = n.nvmlDeviceGetCurrentClocksEventReasons(h)
+            d.throttle_source = "nvmlDeviceGetCurrentClocksEventReasons"
+        except (pynvml.NVMLError, AttributeError):
+            mask = read("throttle reasons", lambda: n.nvmlDeviceGetCurrentClocksThrottleReasons(h))
+            d.throttle_source = (
+                "nvmlDeviceGetCurrentClocksThrottleReasons (deprecated)" if mask is not None else ""
+            )
+        d.throttle_reasons = decode_throttle(int(mask)) if mask is not None else []
+        d.ecc_corrected_volatile = read(
+            "ECC corrected",
+            lambda: n.nvmlDeviceGetTotalEccErrors(
+                h, pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_VOLATILE_ECC
+            ),
+        )
+        d.ecc_uncorrected_volatile = read(
+            "ECC uncorrected",
+            lambda: n.nvmlDeviceGetTotalEccErrors(
+                h, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC
+            ),
+        )
+        rows = read("remapped rows", lambda: n.nvmlDeviceGetRemappedRows(h))
+        if rows is not None:
+            corr, unc, pending, failure = (int(x) for x in rows)
+            d.remapped_rows = {
+                "correctable": corr,
+                "uncorrectable": unc,
+                "pending": pending,
+                "failure": failure,
+            }
+        pending_pages = read("retired pages", lambda: n.nvmlDeviceGetRetiredPagesPendingStatus(h))
+        d.retired_pages_pending = bool(pending_pages) if pending_pages is not None else None
+        fields = read(
+            "recovery action",
+            lambda: n.nvmlDeviceGetFieldValues(h, [pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION]),
+        )
+        if fields:
+            f = fields[0]
+            if int(getattr(f, "nvmlReturn", 0)) == 0:
+                d.recovery_action = RECOVERY_ACTIONS.get(int(f.value.uiVal), str(int(f.value.uiVal)))
+        return d
+
+
+def _why_unavailable(exc: Exception) -> str:
+    if isinstance(exc, pynvml.NVMLError_LibraryNotFound):
+        return "no NVIDIA driver on this host (the NVML library is not installed): no GPU to read"
+    if isinstance(exc, pynvml.NVMLError_DriverNotLoaded):
+        return "the NVIDIA driver is installed but not loaded"
+    if isinstance(exc, pynvml.NVMLError_NoPermission):
+        return "no permission to read NVML (run llmedic with access to /dev/nvidia*)"
+    return f"NVML could not start: {type(exc).__name__}: {exc}"
+
+
+class FakeNvml:
+    """pynvml's interface over a JSON scenario file (re-read at every ``nvmlInit``), for tests and
+    the sandbox. Scenario keys: ``no_driver``, ``driver``, ``cuda``, ``old_driver`` (no clock-event
+    call: the deprecated throttle call answers) and ``devices``: a list of objects with ``name``,
+    ``util``, ``memory_used``, ``memory_total``, ``temperature``, ``slowdown``, ``shutdown``,
+    ``power_mw``, ``power_limit_mw``, ``sm_clock``, ``mem_clock``, ``throttle`` (bitmask),
+    ``ecc_corrected``, ``ecc_uncorrected``, ``remapped`` ([corr, unc, pending, failure]),
+    ``retired_pending``, ``recovery_action``, ``processes`` ([[pid, bytes]]), ``lost``."""
+
+    NVMLError = pynvml.NVMLError
+
+    def __init__(self, scenario: Path) -> None:
+        self.scenario = scenario
+        self.data: dict[str, Any] = {}
+
+    def _dev(self, h: int) -> dict[str, Any]:
+        dev: dict[str, Any] = self.data["devices"][h]
+        if dev.get("lost"):
+            raise pynvml.NVMLError_GpuIsLost(pynvml.NVML_ERROR_GPU_IS_LOST)
+        return dev
+
+    def nvmlInit(self) -> None:
+        self.data = json.loads(self.scenario.read_text("utf-8"))
+        if self.data.get("no_driver"):
+            raise pynvml.NVMLError_LibraryNotFound(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    def nvmlShutdown(self) -> None:
+        return None
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return str(self.data.get("driver", "550.54.15"))
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return int(self.data.get("cuda", 12040))
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.data.get("devices", []))
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return str(self.data["devices"][h].get("name", "NVIDIA H100 80GB HBM3"))
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:
+        return str(self.data["devices"][h].get("uuid", f"GPU-fake-{h}"))
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+        d = self._dev(h)
+        return SimpleNamespace(gpu=d.get("util", 0), memory=d.get("mem_util", 0))
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+        d = self._dev(h)
+        total, used = d.get("memory_total", 85_899_345_920), d.get("memory_used", 0)
+        return SimpleNamespace(total=total, used=used, free=total - used)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
+        return [SimpleNamespace(pid=p, usedGpuMemory=b) for p, b in self._dev(h).get("processes", [])]
+
+    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+        return int(self._dev(h).get("temperature", 45))
+
+    def nvmlDeviceGetTemperatureThreshold(self, h: int, kind: int) -> int:
+        d = self._dev(h)
+        return int(
+            d.get("slowdown", 87)
+            if kind == pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
+            else d.get("shutdown", 92)
+        )
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return int(self._dev(h).get("power_mw", 150_000))
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
+        return int(self._dev(h).get("power_limit_mw", 700_000))
+
+    def nvmlDeviceGetClockInfo(self, h: int, clock: int) -> int:
+        d = self._dev(h)
+        return int(d.get("sm_clock", 1980) if clock == pynvml.NVML_CLOCK_SM else d.get("mem_clock", 2619))
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
+        # pynvml raises FunctionNotFound when the driver's library lacks the symbol (old drivers).
+        if self.data.get("old_driver"):
+            raise pynvml.NVMLError_FunctionNotFound(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        return int(self._dev(h).get("throttle", 0))
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: int) -> int:
+        return int(self._dev(h).get("throttle", 0))
+
+    def nvmlDeviceGetTotalEccErrors(self, h: int, kind: int, counter: int) -> int:
+        d = self._dev(h)
+        return int(
+            d.get("ecc_uncorrected", 0)
+            if kind == pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
+            else d.get("ecc_corrected", 0)
+        )
+
+    def nvmlDeviceGetRemappedRows(self, h: int) -> tuple[int, int, int, int]:
+        r = self._dev(h).get("remapped", [0, 0, 0, 0])
+        return int(r[0]), int(r[1]), int(r[2]), int(r[3])
+
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, h: int) -> int:
+        return int(self._dev(h).get("retired_pending", 0))
+
+    def nvmlDeviceGetFieldValues(self, h: int, ids: list[int]) -> list[Any]:
+        value = int(self._dev(h).get("recovery_action", 0))
+        return [SimpleNamespace(fieldId=i, nvmlReturn=0, value=SimpleNamespace(uiVal=value)) for i in ids]
