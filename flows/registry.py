@@ -15,6 +15,7 @@ from flows.capacity_review import capacity_review
 from flows.data import data_format, data_missing, data_quality
 from flows.data_audit import data_audit
 from flows.golden_sample import golden_sample
+from flows.gpu_fault import gpu_fault
 from flows.latency import latency
 from flows.memory_leak import memory_leak
 from flows.release_gate import release_gate
@@ -29,6 +30,7 @@ ANOMALY_FLOWS: list[Flow[..., Any]] = [
     accuracy_drop,
     latency,
     memory_leak,
+    gpu_fault,
 ]
 SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {
     "data_audit": data_audit,

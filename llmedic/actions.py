@@ -66,6 +66,18 @@ class RollbackKnowledgeParams(_Params):
     """Version id (needs ``dataset``); default: the version current when the baseline was scored."""
 
 
+class ResetGpuParams(_Params):
+    """Reset the instance's GPU(s) with the host's ``reset_gpu`` command, then restart the instance."""
+
+    ready_timeout_seconds: float = Field(120, gt=0)
+
+
+class DrainNodeParams(_Params):
+    """Take every instance on the incident's host out of rotation and mark the node for replacement."""
+
+    reason: str = "GPU hardware fault"
+
+
 class ScaleParams(_Params):
     """Bring standby instances into rotation (or take them out)."""
 
@@ -109,6 +121,7 @@ class ActionSpec:
 
 _SERVICE = frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK, AnomalyType.GPU_FAULT})
 _MODEL = frozenset({AnomalyType.ACCURACY_DROP})
+_GPU = frozenset({AnomalyType.GPU_FAULT})
 _DATA = frozenset({AnomalyType.DATA_MISSING, AnomalyType.DATA_FORMAT, AnomalyType.DATA_QUALITY})
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -118,7 +131,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "set_concurrency",
             SetConcurrencyParams,
             "set_concurrency",
-            frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK}),
+            frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK, AnomalyType.GPU_FAULT}),
             "lower the instance's concurrency limit (sheds load; the old limit is restored on rollback)",
         ),
         ActionSpec(
@@ -159,6 +172,22 @@ ACTIONS: dict[str, ActionSpec] = {
             _MODEL,
             "point the service's knowledge dataset(s) back at the version its baseline was scored "
             "with (rollback returns each to the version it had)",
+        ),
+        ActionSpec(
+            "reset_gpu",
+            ResetGpuParams,
+            "drain_instance",
+            _GPU,
+            "run the host's allowlisted reset_gpu command for the instance's GPU(s) (drained first), then "
+            "restart the instance and wait for /health (rollback keeps it out of rotation)",
+        ),
+        ActionSpec(
+            "drain_node",
+            DrainNodeParams,
+            None,
+            _GPU,
+            "take every instance on the host out of rotation (refused if that would leave the service "
+            "without a healthy instance) and record the node for replacement",
         ),
         ActionSpec(
             "scale_out",

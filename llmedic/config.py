@@ -141,6 +141,8 @@ class InstanceConfig(_Strict):
     host: Name = "local"
     metrics_url: AnyHttpUrl | None = None
     """Where its Prometheus metrics are, if not ``<url>/metrics``."""
+    gpus: list[int] = Field(default_factory=list)
+    """Indices of the GPUs it runs on, on its host (empty: all of the host's GPUs)."""
 
     @property
     def base_url(self) -> str:
@@ -229,11 +231,23 @@ class HostConfig(_Strict):
     known_hosts: Path | None = None
     host_key_fingerprint: str | None = None
     """Pinned ``SHA256:...`` fingerprint; unknown host keys are refused otherwise."""
+    gpu: Literal["nvml", "fake", "none"] = "nvml"
+    """How its GPUs are read: NVML (locally, or over SSH through the ``gpu_snapshot`` command),
+    a scenario file (``fake``: tests and the sandbox), or not at all."""
+    gpu_scenario: Path | None = None
+    """The fake NVML scenario (``gpu: fake``)."""
+    kernel_log: Name | None = None
+    """Command template that prints the recent kernel log (e.g. ``journalctl -k --since -2h``),
+    searched for NVIDIA XIDs."""
+    gpu_snapshot: Name | None = None
+    """Command template that prints ``llmedic gpu snapshot --json`` on the host (SSH hosts)."""
 
     @model_validator(mode="after")
     def _ssh_needs_address(self) -> HostConfig:
         if self.kind == "ssh" and not self.address:
             raise ValueError("an ssh host needs an address")
+        if self.gpu == "fake" and self.gpu_scenario is None:
+            raise ValueError("gpu: fake needs gpu_scenario (a JSON scenario file)")
         return self
 
 
@@ -569,6 +583,13 @@ class EnvironmentFile(_Strict):
                     )
             if svc.control.kind == "commands" and not svc.control.commands:
                 raise ValueError(f"service {svc.name!r}: control kind 'commands' needs commands:")
+        for h in self.hosts:
+            for what, ref in (("kernel_log", h.kernel_log), ("gpu_snapshot", h.gpu_snapshot)):
+                if ref is not None and ref not in self.commands:
+                    raise ValueError(
+                        f"host {h.name!r} names {what} command {ref!r}, which is not under commands: "
+                        f"(known: {sorted(self.commands)})"
+                    )
         for name, ds in self.datasets.items():
             unknown_consumers = [c for c in ds.consumers if c not in names]
             if unknown_consumers:
@@ -602,6 +623,15 @@ class EnvironmentFile(_Strict):
     def datasets_of(self, service: str) -> list[str]:
         """The declared datasets ``service`` consumes (``datasets[].consumers``)."""
         return sorted(n for n, ds in self.datasets.items() if service in ds.consumers)
+
+    def host(self, name: str) -> HostConfig:
+        """The host called ``name``."""
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise ConfigError(
+            f"no host named {name!r} under hosts:", hint=f"known: {[h.name for h in self.hosts]}"
+        )
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset called ``name``."""

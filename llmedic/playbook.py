@@ -30,6 +30,7 @@ __all__ = [
     "ApprovalPolicy",
     "DataSettings",
     "FixOption",
+    "GpuSettings",
     "LatencySettings",
     "MemoryLeakSettings",
     "Playbook",
@@ -178,11 +179,23 @@ class AccuracySettings(_Strict):
     """Each newly wrong item is asked this many more times on the incident's instance."""
 
 
+class GpuSettings(_Strict):
+    """Thresholds of the GPU-fault playbook (the XID table is in llmedic/analysis/gpu_health.py)."""
+
+    canary_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+    canary_requests: int = Field(3, ge=1, le=100)
+    """Completions sent to the instance to see whether it still serves."""
+    min_healthy_instances: int = Field(1, ge=0)
+    """Never drain if fewer healthy instances than this would remain."""
+    request_timeout_seconds: float = Field(30, gt=0)
+
+
 # Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
 SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {
     AnomalyType.LATENCY: LatencySettings,
     AnomalyType.MEMORY_LEAK: MemoryLeakSettings,
     AnomalyType.ACCURACY_DROP: AccuracySettings,
+    AnomalyType.GPU_FAULT: GpuSettings,
     AnomalyType.DATA_MISSING: DataSettings,
     AnomalyType.DATA_FORMAT: DataSettings,
     AnomalyType.DATA_QUALITY: DataSettings,

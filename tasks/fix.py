@@ -7,13 +7,16 @@ approval from an allowed approver.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from llmedic.actions import (
     ACTIONS,
+    DrainNodeParams,
     RepairParams,
+    ResetGpuParams,
     RestartParams,
     RollbackDatasetParams,
     RollbackKnowledgeParams,
@@ -24,6 +27,8 @@ from llmedic.actions import (
     SwitchModelParams,
 )
 from llmedic.adapters.datastore import Producer
+from llmedic.adapters.gpu import host_snapshot
+from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.repair import apply_operations
 from llmedic.catalog import Risk
 from llmedic.errors import ApprovalRequired, ControlError
@@ -290,6 +295,68 @@ def _rollback_knowledge(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str
     return shown, {"targets": done}
 
 
+def _instance_gpus(rt: Runtime) -> list[int]:
+    if rt.instance.gpus:
+        return list(rt.instance.gpus)
+    snap = host_snapshot(rt.env, rt.instance.host)
+    return [d.index for d in snap.devices]
+
+
+def _reset_gpu(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = ResetGpuParams.model_validate(raw)
+    if "reset_gpu" not in rt.env.commands:
+        raise ControlError(
+            "no reset_gpu command in the allowlist",
+            hint="add commands.reset_gpu, e.g. `nvidia-smi -r -i {gpu}` with params: {gpu: {pattern: '^[0-9]{1,2}$'}}",
+        )
+    host = rt.env.host(rt.instance.host)
+    shell = make_shell(host)
+    gpus = _instance_gpus(rt)
+    if not rt.control.state(rt.instance).drained:
+        rt.control.drain(rt.instance)  # never reset a GPU under traffic
+    done = []
+    for g in gpus:
+        res = run_template(shell, rt.env.commands, "reset_gpu", {"gpu": g})
+        done.append(f"GPU {g}: {res.stdout.strip()[:80] or 'reset'}")
+    rt.control.restart(rt.instance, ready_timeout=p.ready_timeout_seconds)
+    return f"{host.name}: {'; '.join(done)}; {rt.instance.name} restarted and healthy", {}
+
+
+def _drain_node(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = DrainNodeParams.model_validate(raw)
+    host = rt.instance.host
+    on_node = [i for i in [*rt.service.instances, *rt.service.standby] if i.host == host]
+    others = [
+        i
+        for i in rt.service.instances
+        if i.host != host and rt.control.state(i).healthy and not rt.control.state(i).drained
+    ]
+    if not others:
+        raise ControlError(
+            f"draining host {host!r} would leave {rt.service.name!r} without a healthy instance; refused",
+            hint="bring capacity in elsewhere first (scale_out), then drain",
+        )
+    for inst in on_node:
+        if not rt.control.state(inst).drained:
+            rt.control.drain(inst)
+    record = rt.ctx.settings().home / "nodes" / "replace.jsonl"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with record.open("a", encoding="utf-8") as fh:
+        fh.write(
+            json.dumps(
+                {
+                    "host": host,
+                    "at": utcnow().isoformat(),
+                    "incident": rt.ctx.incident_id,
+                    "reason": p.reason,
+                    "instances": [i.name for i in on_node],
+                }
+            )
+            + "\n"
+        )
+    return f"host {host!r} drained ({[i.name for i in on_node]}) and marked for replacement in {record}", {}
+
+
 EXECUTORS: dict[str, Executor] = {
     "set_concurrency": _set_concurrency,
     "restart_instance": _restart,
@@ -303,6 +370,8 @@ EXECUTORS: dict[str, Executor] = {
     "rollback_dataset": _rollback_dataset,
     "rollback_model": _rollback_model,
     "rollback_knowledge": _rollback_knowledge,
+    "reset_gpu": _reset_gpu,
+    "drain_node": _drain_node,
 }
 
 

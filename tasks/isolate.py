@@ -10,6 +10,7 @@ from llmedic.playbook import LatencySettings, MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
 __all__ = [
+    "drain_if",
     "isolate_instance",
     "isolate_leaking",
     "quarantine_batch",
@@ -18,7 +19,7 @@ __all__ = [
 ]
 
 
-def _drain_if(
+def drain_if(
     ctx: StepContext, diagnosis: object, drain_for: str, others: int, min_healthy: int, why_not_load: str
 ) -> StepResult:
     """Drain the incident's instance when the diagnosis is ``drain_for`` and enough healthy
@@ -56,7 +57,7 @@ def _drain_if(
 def isolate_instance(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
     """Drain a degraded instance when enough healthy instances remain; never drain for load problems."""
     s = Runtime(ctx).settings_as(LatencySettings)
-    return _drain_if(
+    return drain_if(
         ctx,
         evidence.get("diagnosis"),
         "instance_degraded",
@@ -71,7 +72,7 @@ def isolate_leaking(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
     """Drain the leaking instance (it keeps answering direct requests, for the reproduction) when
     enough healthy instances remain; a fleet-wide leak is not isolated (nowhere to send traffic)."""
     s = Runtime(ctx).settings_as(MemoryLeakSettings)
-    return _drain_if(
+    return drain_if(
         ctx,
         evidence.get("diagnosis"),
         "instance_leak",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from llmedic.sandbox.fleet import FleetSpec, run_fleet
+from llmedic.sandbox.fleet import FleetSpec, run_fleet, write_healthy_gpus
 from llmedic.sandbox.knowledge import shipped_path
 
 
@@ -37,6 +37,8 @@ class Fleet:
     urls: dict[str, str]
     knowledge: Path
     """The published copy of the drug-interactions dataset the fleet answers from."""
+    gpu_scenario: Path
+    """The fake-NVML scenario of the fleet's host (one GPU per instance); ``kern.log`` beside it."""
 
     def admin(self, name: str, action: str, body: dict[str, object] | None = None) -> dict[str, object]:
         resp = httpx.post(f"{self.urls[name]}/admin/{action}", json=body or {}, timeout=10)
@@ -52,6 +54,7 @@ class Fleet:
         shipped = shipped_path().read_bytes()
         if self.knowledge.read_bytes() != shipped:
             self.knowledge.write_bytes(shipped)
+        write_healthy_gpus(self.gpu_scenario, len(self.urls))
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +64,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     config = base / "llmedic.yaml"
     stop = threading.Event()
     spec = FleetSpec(
-        instances=3, standby=1, port=0, load_qps=4, knowledge=base / "published" / "knowledge.jsonl"
+        instances=3,
+        standby=1,
+        port=0,
+        load_qps=4,
+        knowledge=base / "published" / "knowledge.jsonl",
+        gpu_scenario=base / "gpu" / "gpu.json",
     )
     thread = threading.Thread(target=run_fleet, args=(spec, config, stop), daemon=True)
     thread.start()
@@ -71,7 +79,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         time.sleep(0.05)
     svc = yaml.safe_load(config.read_text())["services"][0]
     urls = {i["name"]: i["url"] for i in svc["instances"] + svc["standby"]}
-    yield Fleet(config, urls, base / "published" / "knowledge.jsonl")
+    yield Fleet(config, urls, base / "published" / "knowledge.jsonl", base / "gpu" / "gpu.json")
     stop.set()
     thread.join(10)
 

@@ -27,6 +27,7 @@ def test_every_shipped_playbook_validates() -> None:
         AnomalyType.LATENCY,
         AnomalyType.MEMORY_LEAK,
         AnomalyType.ACCURACY_DROP,
+        AnomalyType.GPU_FAULT,
     }
     assert latency.approval.needs_approval(Risk.HIGH) and not latency.approval.needs_approval(Risk.LOW)
 

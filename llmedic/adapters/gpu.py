@@ -19,7 +19,10 @@ from typing import Any
 
 import pynvml
 
+from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.gpu_health import decode_throttle
+from llmedic.config import EnvironmentFile
+from llmedic.errors import RemoteCommandError
 
 __all__ = ["RECOVERY_ACTIONS", "DeviceHealth", "FakeNvml", "GpuSnapshot", "NvmlReader"]
 
@@ -33,6 +36,7 @@ class DeviceHealth:
     index: int
     name: str = ""
     uuid: str = ""
+    pci_bus_id: str = ""
     lost: bool = False
     error: str = ""
     utilisation_pct: int | None = None
@@ -120,6 +124,7 @@ class NvmlReader:
             h = n.nvmlDeviceGetHandleByIndex(i)
             d.name = _text(n.nvmlDeviceGetName(h))
             d.uuid = _text(n.nvmlDeviceGetUUID(h))
+            d.pci_bus_id = _text(n.nvmlDeviceGetPciInfo(h).busId)
         except pynvml.NVMLError as exc:
             d.lost, d.error = True, f"{type(exc).__name__}: {exc}"
             return d
@@ -259,6 +264,9 @@ class FakeNvml:
     def nvmlDeviceGetUUID(self, h: int) -> str:
         return str(self.data["devices"][h].get("uuid", f"GPU-fake-{h}"))
 
+    def nvmlDeviceGetPciInfo(self, h: int) -> Any:
+        return SimpleNamespace(busId=str(self.data["devices"][h].get("pci", f"00000000:{16 + h:02X}:00.0")))
+
     def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
         d = self._dev(h)
         return SimpleNamespace(gpu=d.get("util", 0), memory=d.get("mem_util", 0))
@@ -319,3 +327,66 @@ class FakeNvml:
     def nvmlDeviceGetFieldValues(self, h: int, ids: list[int]) -> list[Any]:
         value = int(self._dev(h).get("recovery_action", 0))
         return [SimpleNamespace(fieldId=i, nvmlReturn=0, value=SimpleNamespace(uiVal=value)) for i in ids]
+
+
+def _snapshot_from(data: dict[str, Any]) -> GpuSnapshot:
+    devices = [DeviceHealth(**d) for d in data.get("devices", [])]
+    return GpuSnapshot(
+        bool(data.get("available")),
+        str(data.get("reason", "")),
+        data.get("driver"),
+        data.get("cuda_driver"),
+        devices,
+    )
+
+
+def host_snapshot(env: EnvironmentFile, host: str) -> GpuSnapshot:
+    """The GPUs of ``host``: NVML here, the fake scenario, or ``llmedic gpu snapshot --json`` run on
+    an SSH host through its ``gpu_snapshot`` command."""
+    cfg = env.host(host)
+    if cfg.gpu == "none":
+        return GpuSnapshot(False, f"host {host!r} is declared without GPUs (gpu: none)")
+    if cfg.gpu == "fake":
+        assert cfg.gpu_scenario is not None  # guaranteed by HostConfig validation
+        return NvmlReader(FakeNvml(cfg.gpu_scenario)).snapshot()
+    if cfg.kind == "local":
+        return NvmlReader().snapshot()
+    if cfg.gpu_snapshot is None:
+        return GpuSnapshot(
+            False,
+            f"host {host!r} is remote and names no gpu_snapshot command (`llmedic gpu snapshot --json`)",
+        )
+    res = run_template(make_shell(cfg), env.commands, cfg.gpu_snapshot, {})
+    try:
+        return _snapshot_from(json.loads(res.stdout))
+    except (ValueError, TypeError) as exc:
+        raise RemoteCommandError(
+            f"{host}: gpu_snapshot printed something that is not a snapshot ({exc})"
+        ) from None
+
+
+def kernel_log(env: EnvironmentFile, host: str) -> str | None:
+    """The recent kernel log of ``host`` through its ``kernel_log`` command (None: none declared)."""
+    cfg = env.host(host)
+    if cfg.kernel_log is None:
+        return None
+    return run_template(make_shell(cfg), env.commands, cfg.kernel_log, {}).stdout
+
+
+def fake_reset(scenario: Path, gpu: int) -> str:
+    """What ``nvidia-smi -r`` does to a fake device: volatile ECC counters cleared, pending remaps
+    and page retirements applied, the recovery action cleared. A lost GPU cannot be reset."""
+    data = json.loads(scenario.read_text("utf-8"))
+    dev = data["devices"][gpu]
+    if dev.get("lost"):
+        raise RemoteCommandError(f"GPU {gpu} is lost (fallen off the bus): a reset cannot reach it")
+    dev["ecc_uncorrected"] = 0
+    dev["ecc_corrected"] = 0
+    remap = dev.get("remapped", [0, 0, 0, 0])
+    dev["remapped"] = [remap[0], remap[1], 0, remap[3]]
+    dev["retired_pending"] = 0
+    dev["recovery_action"] = 0
+    tmp = scenario.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(scenario)
+    return f"GPU {gpu} reset"

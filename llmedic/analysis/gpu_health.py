@@ -23,6 +23,7 @@ __all__ = [
     "decode_throttle",
     "diagnose_gpu",
     "parse_kernel_log",
+    "same_pci",
 ]
 
 
@@ -166,6 +167,16 @@ def parse_kernel_log(text: str) -> list[XidEvent]:
         if m:
             out.append(XidEvent(m.group(1), int(m.group(2)), m.group(3).strip(), n))
     return out
+
+
+def same_pci(kernel: str, nvml: str) -> bool:
+    """Does a kernel-log ``PCI:0000:10:1c`` name the device NVML calls ``00000000:10:1C.0``?"""
+
+    def key(v: str) -> str:
+        parts = v.lower().removeprefix("pci:").split(":")
+        return ":".join(p.split(".")[0] for p in parts[-2:]) if len(parts) >= 2 else v.lower()
+
+    return bool(kernel and nvml) and key(kernel) == key(nvml)
 
 
 def decode_throttle(mask: int) -> list[str]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import random
+import shlex
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +32,15 @@ from llmedic.sandbox.knowledge import (
     shipped_path,
 )
 
-__all__ = ["KNOWLEDGE_DATASET", "FleetSpec", "environment_for", "free_port", "knowledge_dataset", "run_fleet"]
+__all__ = [
+    "KNOWLEDGE_DATASET",
+    "FleetSpec",
+    "environment_for",
+    "free_port",
+    "knowledge_dataset",
+    "run_fleet",
+    "write_healthy_gpus",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,6 +66,9 @@ class FleetSpec:
     knowledge: Path | None = None
     """Serve the knowledge base from this file (the dataset's ``publish_to``), re-read on change;
     default: the shipped file, fixed."""
+    gpu_scenario: Path | None = None
+    """Give the fleet fake GPUs: a fake-NVML scenario here (one healthy GPU per instance, written at
+    start), a kernel log beside it (``kern.log``), and the host commands to read and reset them."""
 
     def names(self) -> list[tuple[str, bool]]:
         """(instance name, is standby) in port order."""
@@ -89,12 +103,57 @@ def knowledge_dataset(publish_to: Path, service: str) -> dict[str, object]:
     }
 
 
+def write_healthy_gpus(scenario: Path, count: int) -> None:
+    """A fake-NVML scenario of ``count`` healthy H100s and an empty kernel log beside it."""
+    scenario.parent.mkdir(parents=True, exist_ok=True)
+    devices = [
+        {
+            "name": "NVIDIA H100 80GB HBM3",
+            "uuid": f"GPU-sandbox-{i}",
+            "util": 40,
+            "memory_used": 60 << 30,
+            "temperature": 58,
+        }
+        for i in range(count)
+    ]
+    scenario.write_text(json.dumps({"driver": "550.54.15", "cuda": 12040, "devices": devices}, indent=2))
+    scenario.with_name("kern.log").write_text("")
+
+
 def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]:
     """The ``llmedic.yaml`` content that points llmedic at this fleet."""
 
-    def inst(name: str) -> dict[str, str]:
-        return {"name": name, "url": f"http://{spec.host}:{ports[name]}"}
+    def inst(name: str) -> dict[str, object]:
+        out: dict[str, object] = {"name": name, "url": f"http://{spec.host}:{ports[name]}"}
+        if spec.gpu_scenario is not None:
+            out["gpus"] = [int(name.rsplit("-", 1)[1])]
+        return out
 
+    gpu: dict[str, object] = {}
+    if spec.gpu_scenario is not None:
+        log = spec.gpu_scenario.with_name("kern.log")
+        gpu = {
+            "hosts": [
+                {
+                    "name": "local",
+                    "gpu": "fake",
+                    "gpu_scenario": str(spec.gpu_scenario),
+                    "kernel_log": "kernel_log",
+                }
+            ],
+            "commands": {
+                "kernel_log": {
+                    "template": f"cat {shlex.quote(str(log))}",
+                    "description": "the host's kernel log",
+                },
+                "reset_gpu": {
+                    "template": f"{shlex.quote(sys.executable)} -m llmedic gpu fake-reset --scenario "
+                    f"{shlex.quote(str(spec.gpu_scenario))} --gpu {{gpu}}",
+                    "params": {"gpu": {"pattern": r"^[0-9]{1,2}$"}},
+                    "description": "reset one GPU (nvidia-smi -r -i {gpu} on a real host)",
+                },
+            },
+        }
     control: dict[str, object] = {"kind": "sandbox"}
     if spec.admin_token:
         control["admin_token"] = spec.admin_token
@@ -109,6 +168,7 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
                 "control": control,
             }
         ],
+        **gpu,
         "metrics": {"kind": "scrape"},
         "golden_sets": {
             f"{spec.service}-golden": {
@@ -176,6 +236,8 @@ async def _serve(
         kb = LiveKnowledge(spec.knowledge)
     else:
         kb = load_knowledge()
+    if spec.gpu_scenario is not None:
+        write_healthy_gpus(spec.gpu_scenario, len(spec.names()))
     port_iter = _ports(spec)
     ports: dict[str, int] = {}
     instances: list[SandboxInstance] = []
@@ -183,7 +245,13 @@ async def _serve(
     for i, (name, standby) in enumerate(spec.names()):
         ports[name] = next(port_iter)
         inst = SandboxInstance(
-            name=name, knowledge=kb, standby=standby, concurrency_limit=spec.concurrency_limit, seed=i + 1
+            name=name,
+            knowledge=kb,
+            standby=standby,
+            concurrency_limit=spec.concurrency_limit,
+            seed=i + 1,
+            gpu_scenario=spec.gpu_scenario,
+            gpu_index=i,
         )
         instances.append(inst)
         app = create_app(inst, spec.admin_token)

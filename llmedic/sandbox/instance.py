@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -18,14 +20,23 @@ from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge
 __all__ = ["Fault", "SandboxInstance"]
 
 FaultKind = Literal[
-    "slow", "slow_decode", "kv_pressure", "errors", "down", "leak", "wrong_answers", "jailbreak", "garbage"
+    "slow",
+    "slow_decode",
+    "kv_pressure",
+    "errors",
+    "down",
+    "leak",
+    "wrong_answers",
+    "jailbreak",
+    "garbage",
+    "cuda_error",
 ]
 
 _INJECTION = re.compile(r"\b(ignore|disregard)\b.*\binstructions?\b|\bsystem prompt\b", re.I)
 _LEADING = re.compile(r"\bno (known )?interaction\b|\bperfectly safe\b", re.I)
 
 # Faults a restart clears (they live in the process); the others live in load, data or the model.
-PROCESS_FAULTS: frozenset[str] = frozenset({"slow", "leak", "down"})
+PROCESS_FAULTS: frozenset[str] = frozenset({"slow", "leak", "down", "cuda_error"})
 
 E2E_BUCKETS = (
     0.05,
@@ -163,6 +174,10 @@ class SandboxInstance:
     restarting_until: float = 0.0
     started_at: float = field(default_factory=time.time)
     actions: list[dict[str, Any]] = field(default_factory=list)
+    gpu_scenario: Path | None = None
+    """The fake NVML scenario of its host: a GPU that needs a reset (uncorrectable ECC errors, a
+    pending row remap) or is lost makes every request fail with a CUDA error, restart or not."""
+    gpu_index: int = 0
     prompts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=2000))
     """Recent user prompts (not llmedic's own probes), as a gateway would log them."""
 
@@ -196,6 +211,21 @@ class SandboxInstance:
         if f is None or (f.model_version is not None and f.model_version != self.model_version):
             return None
         return f
+
+    def gpu_fault(self) -> str | None:
+        """The CUDA error its GPU causes now (None: the GPU is fine or there is none)."""
+        if self.gpu_scenario is None:
+            return None
+        try:
+            dev = json.loads(self.gpu_scenario.read_text("utf-8"))["devices"][self.gpu_index]
+        except (OSError, ValueError, KeyError, IndexError):
+            return None
+        if dev.get("lost"):
+            return "CUDA error: GPU has fallen off the bus"
+        remap = dev.get("remapped") or [0, 0, 0, 0]
+        if int(dev.get("ecc_uncorrected", 0)) > 0 or int(remap[2]) or int(dev.get("retired_pending", 0)):
+            return "CUDA error: uncorrectable ECC error encountered"
+        return None
 
     def _tick_leak(self) -> None:
         now = time.monotonic()
@@ -343,6 +373,12 @@ class SandboxInstance:
             if self.quantised:
                 itl /= 4
             await asyncio.sleep(ttft + itl * gen)
+            cuda = self.gpu_fault() or (
+                "CUDA error: an illegal memory access was encountered" if self.fault("cuda_error") else None
+            )
+            if cuda is not None:
+                m.success.labels(**lv, finished_reason="error").inc()
+                return 500, {"error": {"message": cuda, "type": "InternalServerError"}}
             failing = self.fault("errors")
             if failing and self._rng.random() < failing.rate:
                 m.success.labels(**lv, finished_reason="error").inc()

@@ -1,0 +1,41 @@
+"""GPU fault: read the instance's GPUs (NVML), the host's kernel log for XIDs and a canary
+completion; decide by the XID table and NVML's recovery hint — restart the worker, reset the GPU,
+drain the node and mark it for replacement, or shed load while it throttles — behind the approval
+gate for the risky ones; verify the GPUs need no action, no new XID appeared and the canary answers;
+archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.client.schemas.objects import State
+
+from llmedic.catalog import AnomalyType, anomaly_info
+from llmedic.incident import IncidentRequest
+from tasks.gpu import assess_gpu, confirm_gpu, evidence_gpu, isolate_gpu, reproduce_gpu, verify_gpu
+from tasks.isolate import release_isolation
+from tasks.skeleton import ResponsePlan, respond, to_state
+
+__all__ = ["GPU_PLAN", "gpu_fault"]
+
+GPU_PLAN = ResponsePlan(
+    confirm=confirm_gpu,
+    assess=assess_gpu,
+    evidence=evidence_gpu,
+    isolate=isolate_gpu,
+    reproduce=reproduce_gpu,
+    verify=verify_gpu,
+    release=release_isolation,
+)
+
+
+@flow(
+    name=anomaly_info(AnomalyType.GPU_FAULT).flow_name,
+    description=__doc__,
+    log_prints=True,
+    persist_result=True,
+)
+def gpu_fault(request: IncidentRequest) -> State[Any]:
+    """Handle a GPU-fault incident end to end."""
+    return to_state(respond(AnomalyType.GPU_FAULT, request, GPU_PLAN))

@@ -1,0 +1,55 @@
+"""``llmedic gpu``: read this host's GPUs (what the gpu_fault playbook reads), and the sandbox's
+fake reset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["gpu_app"]
+
+gpu_app = typer.Typer(help="GPU health on this host (NVML).", no_args_is_help=True)
+out = Console(soft_wrap=True)
+
+
+@gpu_app.command("snapshot")
+def gpu_snapshot(
+    scenario: Annotated[Path | None, typer.Option(help="Read a fake-NVML scenario instead of NVML.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable (what remote hosts print).")
+    ] = False,
+) -> None:
+    """Every GPU of this host with its health and diagnosis; says so when there is no GPU or driver."""
+    from llmedic.adapters.gpu import FakeNvml, NvmlReader
+    from llmedic.analysis.gpu_health import diagnose_gpu
+
+    snap = (NvmlReader(FakeNvml(scenario)) if scenario else NvmlReader()).snapshot()
+    if as_json:
+        out.print_json(json.dumps(snap.as_dict()))
+        return
+    if not snap.available:
+        out.print(f"no GPU: {snap.reason}")
+        return
+    out.print(f"driver {snap.driver}, CUDA {snap.cuda_driver}, {len(snap.devices)} GPU(s)")
+    for d in snap.devices:
+        diag = diagnose_gpu(d.as_dict(), [])
+        out.print(
+            f"  GPU {d.index} {d.name}: util {d.utilisation_pct}%, {d.temperature_c} °C, power {d.power_w} W, "
+            f"throttle {d.throttle_reasons or 'none'}, ECC unc {d.ecc_uncorrected_volatile}, "
+            f"remap {d.remapped_rows}, recovery {d.recovery_action} → {diag.diagnosis}"
+        )
+
+
+@gpu_app.command("fake-reset", hidden=True)
+def gpu_fake_reset(
+    scenario: Annotated[Path, typer.Option(help="The fake-NVML scenario file.")],
+    gpu: Annotated[int, typer.Option(min=0, help="GPU index.")],
+) -> None:
+    """The sandbox's stand-in for ``nvidia-smi -r -i GPU``."""
+    from llmedic.adapters.gpu import fake_reset
+
+    out.print(fake_reset(scenario, gpu))
