@@ -14,6 +14,7 @@ from flows.backup_verify import backup_verify
 from flows.capacity_review import capacity_review
 from flows.data import data_format, data_missing, data_quality
 from flows.data_audit import data_audit
+from flows.dependency_conflict import dependency_conflict
 from flows.golden_sample import golden_sample
 from flows.gpu_fault import gpu_fault
 from flows.latency import latency
@@ -31,6 +32,7 @@ ANOMALY_FLOWS: list[Flow[..., Any]] = [
     latency,
     memory_leak,
     gpu_fault,
+    dependency_conflict,
 ]
 SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {
     "data_audit": data_audit,

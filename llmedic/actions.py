@@ -78,6 +78,14 @@ class DrainNodeParams(_Params):
     reason: str = "GPU hardware fault"
 
 
+class RepinParams(_Params):
+    """Install the lock's exact versions into the service's environment, then restart the instance."""
+
+    ready_timeout_seconds: float = Field(120, gt=0)
+    timeout_seconds: float = Field(600, gt=0)
+    """How long pip may take."""
+
+
 class ScaleParams(_Params):
     """Bring standby instances into rotation (or take them out)."""
 
@@ -122,6 +130,7 @@ class ActionSpec:
 _SERVICE = frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK, AnomalyType.GPU_FAULT})
 _MODEL = frozenset({AnomalyType.ACCURACY_DROP})
 _GPU = frozenset({AnomalyType.GPU_FAULT})
+_DEPS = frozenset({AnomalyType.DEPENDENCY_CONFLICT})
 _DATA = frozenset({AnomalyType.DATA_MISSING, AnomalyType.DATA_FORMAT, AnomalyType.DATA_QUALITY})
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -188,6 +197,14 @@ ACTIONS: dict[str, ActionSpec] = {
             _GPU,
             "take every instance on the host out of rotation (refused if that would leave the service "
             "without a healthy instance) and record the node for replacement",
+        ),
+        ActionSpec(
+            "repin_to_lock",
+            RepinParams,
+            "repin_to_lock",
+            _DEPS,
+            "pip-install the lock file's exact versions into the service's environment (offline from the "
+            "wheelhouse when declared) and restart the instance (rollback reinstalls the versions it had)",
         ),
         ActionSpec(
             "scale_out",

@@ -188,6 +188,18 @@ class ServiceConfig(_Strict):
     standby: list[InstanceConfig] = Field(default_factory=list)
     """Instances kept out of rotation that ``scale_out`` may bring in."""
     control: ControlConfig = ControlConfig()
+    logs: Name | None = None
+    """Command template (param ``instance``) that prints the instance's recent log lines (a file
+    tail, ``journalctl -u …``): searched for errors and import failures."""
+    python: Path | None = None
+    """The interpreter of the service's virtual environment (dependency checks run with it)."""
+    lock_file: Path | None = None
+    """Its lock file (``name==version`` pins): what the environment must match."""
+    wheelhouse: Path | None = None
+    """Directory of wheels to install the lock from offline (``pip --no-index --find-links``);
+    without it pip uses its configured index."""
+    imports: list[str] = Field(default_factory=list)
+    """Modules the service needs to import (e.g. ``vllm``, ``torch``): import-tested."""
     prompt_log: Path | None = None
     """JSONL log of recent user prompts (``{"prompt": ...}`` per line, e.g. from your gateway): the
     accuracy flow measures prompt drift on it (the sandbox serves its own through the admin API)."""
@@ -575,6 +587,11 @@ class EnvironmentFile(_Strict):
                         f"service {svc.name!r} instance {inst.name!r} names host {inst.host!r}, "
                         f"which is not under hosts: (known: {sorted(hosts)})"
                     )
+            if svc.logs is not None and svc.logs not in self.commands:
+                raise ValueError(
+                    f"service {svc.name!r} names logs command {svc.logs!r}, which is not under commands: "
+                    f"(known: {sorted(self.commands)})"
+                )
             for action, tmpl in svc.control.commands.items():
                 if tmpl not in self.commands:
                     raise ValueError(

@@ -29,6 +29,7 @@ __all__ = [
     "AccuracySettings",
     "ApprovalPolicy",
     "DataSettings",
+    "DependencySettings",
     "FixOption",
     "GpuSettings",
     "LatencySettings",
@@ -190,12 +191,25 @@ class GpuSettings(_Strict):
     request_timeout_seconds: float = Field(30, gt=0)
 
 
+class DependencySettings(_Strict):
+    """Thresholds of the dependency-conflict playbook."""
+
+    probe_timeout_seconds: float = Field(120, gt=0)
+    lock_env_timeout_seconds: float = Field(900, gt=0)
+    """Building and import-testing a scratch environment from the lock."""
+    check_torch_cuda: bool = False
+    """Compare ``torch.version.cuda`` with the driver's CUDA (imports torch: slow)."""
+    min_healthy_instances: int = Field(1, ge=0)
+    canary_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+
+
 # Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
 SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {
     AnomalyType.LATENCY: LatencySettings,
     AnomalyType.MEMORY_LEAK: MemoryLeakSettings,
     AnomalyType.ACCURACY_DROP: AccuracySettings,
     AnomalyType.GPU_FAULT: GpuSettings,
+    AnomalyType.DEPENDENCY_CONFLICT: DependencySettings,
     AnomalyType.DATA_MISSING: DataSettings,
     AnomalyType.DATA_FORMAT: DataSettings,
     AnomalyType.DATA_QUALITY: DataSettings,

@@ -8,14 +8,17 @@ approval from an allowed approver.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from llmedic.actions import (
     ACTIONS,
     DrainNodeParams,
     RepairParams,
+    RepinParams,
     ResetGpuParams,
     RestartParams,
     RollbackDatasetParams,
@@ -28,7 +31,9 @@ from llmedic.actions import (
 )
 from llmedic.adapters.datastore import Producer
 from llmedic.adapters.gpu import host_snapshot
+from llmedic.adapters.pyenv import install_pins, probe_env
 from llmedic.adapters.shell import make_shell, run_template
+from llmedic.analysis.deps import parse_lock
 from llmedic.analysis.repair import apply_operations
 from llmedic.catalog import Risk
 from llmedic.errors import ApprovalRequired, ControlError
@@ -357,6 +362,33 @@ def _drain_node(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return f"host {host!r} drained ({[i.name for i in on_node]}) and marked for replacement in {record}", {}
 
 
+def _repin(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # The compensation passes {"pins": {name: version}}: the versions the environment had.
+    p = RepinParams.model_validate({k: v for k, v in raw.items() if k != "pins"})
+    svc = rt.service
+    if svc.python is None or svc.lock_file is None:
+        raise ControlError(f"service {svc.name!r} declares no python/lock_file to re-pin")
+    before = probe_env(svc.python, [], timeout=120)["distributions"]
+    lock = parse_lock(svc.lock_file.read_text("utf-8"), str(svc.lock_file))
+    pins: dict[str, str] = dict(raw.get("pins") or {})
+    with tempfile.TemporaryDirectory(prefix="llmedic-pins-") as tmp:
+        req = Path(tmp) / "requirements.txt"
+        if pins:
+            req.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))
+        else:
+            req.write_text(svc.lock_file.read_text("utf-8"))
+        install_pins(svc.python, req, svc.wheelhouse, timeout=p.timeout_seconds)
+    if not rt.control.state(rt.instance).drained:
+        rt.control.drain(rt.instance)
+    rt.control.restart(rt.instance, ready_timeout=p.ready_timeout_seconds)
+    had = {n: before[n]["version"] for n in (pins or lock) if n in before}
+    changed = sorted(n for n, v in (pins or lock).items() if had.get(n) != v)
+    return (
+        f"{'restored' if pins else 're-pinned to the lock'}: {changed or 'nothing changed'}; {rt.instance.name} restarted",
+        {"pins": had},
+    )
+
+
 EXECUTORS: dict[str, Executor] = {
     "set_concurrency": _set_concurrency,
     "restart_instance": _restart,
@@ -372,6 +404,7 @@ EXECUTORS: dict[str, Executor] = {
     "rollback_knowledge": _rollback_knowledge,
     "reset_gpu": _reset_gpu,
     "drain_node": _drain_node,
+    "repin_to_lock": _repin,
 }
 
 

@@ -55,6 +55,8 @@ class Fleet:
         if self.knowledge.read_bytes() != shipped:
             self.knowledge.write_bytes(shipped)
         write_healthy_gpus(self.gpu_scenario, len(self.urls))
+        for log in self.gpu_scenario.parent.parent.joinpath("logs").glob("*.log"):
+            log.write_text("")
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +72,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         load_qps=4,
         knowledge=base / "published" / "knowledge.jsonl",
         gpu_scenario=base / "gpu" / "gpu.json",
+        log_dir=base / "logs",
     )
     thread = threading.Thread(target=run_fleet, args=(spec, config, stop), daemon=True)
     thread.start()

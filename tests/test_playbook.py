@@ -28,6 +28,7 @@ def test_every_shipped_playbook_validates() -> None:
         AnomalyType.MEMORY_LEAK,
         AnomalyType.ACCURACY_DROP,
         AnomalyType.GPU_FAULT,
+        AnomalyType.DEPENDENCY_CONFLICT,
     }
     assert latency.approval.needs_approval(Risk.HIGH) and not latency.approval.needs_approval(Risk.LOW)
 

@@ -44,6 +44,12 @@ class _Model(BaseModel):
     version: str = Field(min_length=1, max_length=64)
 
 
+class _Env(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    python: str | None = None
+    imports: list[str] = Field(default_factory=list)
+
+
 def _bad(exc: ValidationError | ValueError) -> JSONResponse:
     if isinstance(exc, ValidationError):
         detail = [
@@ -165,6 +171,10 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
                 inst.restart()
             elif action == "concurrency":
                 await inst.set_limit(_Limit.model_validate(await _json(request)).limit)
+            elif action == "env":
+                env = _Env.model_validate(await _json(request))
+                inst.env_python, inst.env_imports = env.python, env.imports
+                inst.record("env", python=env.python, imports=env.imports)
             elif action == "model":
                 inst.model_version = _Model.model_validate(await _json(request)).version
                 inst.record("model", version=inst.model_version)

@@ -66,6 +66,8 @@ class FleetSpec:
     knowledge: Path | None = None
     """Serve the knowledge base from this file (the dataset's ``publish_to``), re-read on change;
     default: the shipped file, fixed."""
+    log_dir: Path | None = None
+    """Each instance writes ``<log_dir>/<instance>.log`` (the service's ``logs`` command reads it)."""
     gpu_scenario: Path | None = None
     """Give the fleet fake GPUs: a fake-NVML scenario here (one healthy GPU per instance, written at
     start), a kernel log beside it (``kern.log``), and the host commands to read and reset them."""
@@ -154,6 +156,17 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
                 },
             },
         }
+    logs: dict[str, object] = {}
+    if spec.log_dir is not None:
+        logs = {
+            "instance_logs": {
+                "template": f"tail -n 500 {shlex.quote(str(spec.log_dir))}/{{instance}}.log",
+                "params": {"instance": {"pattern": r"^sandbox-[0-9]{1,2}$"}},
+                "description": "the instance's recent log lines",
+            }
+        }
+        gpu_commands = dict(gpu.get("commands", {}))  # type: ignore[call-overload]
+        gpu = {**gpu, "commands": {**gpu_commands, **logs}}
     control: dict[str, object] = {"kind": "sandbox"}
     if spec.admin_token:
         control["admin_token"] = spec.admin_token
@@ -166,6 +179,7 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
                 "instances": [inst(n) for n, standby in spec.names() if not standby],
                 "standby": [inst(n) for n, standby in spec.names() if standby],
                 "control": control,
+                **({"logs": "instance_logs"} if spec.log_dir is not None else {}),
             }
         ],
         **gpu,
@@ -238,6 +252,10 @@ async def _serve(
         kb = load_knowledge()
     if spec.gpu_scenario is not None:
         write_healthy_gpus(spec.gpu_scenario, len(spec.names()))
+    if spec.log_dir is not None:
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        for name, _ in spec.names():
+            (spec.log_dir / f"{name}.log").touch()
     port_iter = _ports(spec)
     ports: dict[str, int] = {}
     instances: list[SandboxInstance] = []
@@ -252,6 +270,7 @@ async def _serve(
             seed=i + 1,
             gpu_scenario=spec.gpu_scenario,
             gpu_index=i,
+            log_file=spec.log_dir / f"{name}.log" if spec.log_dir else None,
         )
         instances.append(inst)
         app = create_app(inst, spec.admin_token)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import re
+import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -178,6 +179,12 @@ class SandboxInstance:
     """The fake NVML scenario of its host: a GPU that needs a reset (uncorrectable ECC errors, a
     pending row remap) or is lost makes every request fail with a CUDA error, restart or not."""
     gpu_index: int = 0
+    log_file: Path | None = None
+    """Where it writes its log (errors, start-up failures), as a serving process would."""
+    env_python: str | None = None
+    """The virtual environment it "runs in": a restart import-tests ``env_imports`` with it, and a
+    worker whose imports fail does not come up (a broken dependency set)."""
+    env_imports: list[str] = field(default_factory=list)
     prompts: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=2000))
     """Recent user prompts (not llmedic's own probes), as a gateway would log them."""
 
@@ -234,6 +241,27 @@ class SandboxInstance:
             self.leaked_bytes += int(leak.bytes_per_second * (now - self._leak_tick))
         self._leak_tick = now
 
+    def log(self, level: str, message: str) -> None:
+        """Append a line to the instance's log file (if it has one)."""
+        if self.log_file is None:
+            return
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        with self.log_file.open("a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {level} {self.name}: {message}\n")
+
+    def check_env(self) -> str | None:
+        """Import-test the environment; the failure text when a module does not import."""
+        if not self.env_python or not self.env_imports:
+            return None
+        code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
+        try:
+            res = subprocess.run(
+                [self.env_python, "-c", code, *self.env_imports], capture_output=True, text=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"cannot run {self.env_python}: {exc}"
+        return None if res.returncode == 0 else res.stderr.strip()
+
     def record(self, action: str, **detail: Any) -> None:
         """Remember an admin action (tests assert on these)."""
         self.actions.append({"action": action, "at": time.time(), **detail})
@@ -267,6 +295,7 @@ class SandboxInstance:
         self.actions.clear()
         self.prompts.clear()
         self._retained.clear()
+        self.env_python, self.env_imports = None, []
         self.metrics = _Metrics(self.model_version)
         self._leak_tick = time.monotonic()
 
@@ -283,6 +312,13 @@ class SandboxInstance:
         self._leak_tick = time.monotonic()
         self.metrics = _Metrics(self.model_version)
         self.record("restart")
+        broken = self.check_env()
+        if broken is not None:
+            # The worker cannot import what it needs: it does not come up.
+            self.faults["down"] = Fault(kind="down", survives_restart=False)
+            for line in broken.splitlines()[-6:]:
+                self.log("ERROR", line)
+            self.log("FATAL", "worker failed to start")
 
     async def set_limit(self, limit: int) -> None:
         """Change the concurrency limit; waiters re-check at once."""
@@ -377,6 +413,7 @@ class SandboxInstance:
                 "CUDA error: an illegal memory access was encountered" if self.fault("cuda_error") else None
             )
             if cuda is not None:
+                self.log("ERROR", f"request failed: RuntimeError: {cuda}")
                 m.success.labels(**lv, finished_reason="error").inc()
                 return 500, {"error": {"message": cuda, "type": "InternalServerError"}}
             failing = self.fault("errors")
