@@ -13,7 +13,7 @@ from rich.table import Table
 
 from llmedic.cli_models import golden_app, model_app
 from llmedic.cli_reviews import backup_app, review_app, sandbox_history
-from llmedic.cli_system import gpu_app
+from llmedic.cli_system import gpu_app, host_app
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import AuthoringError, LlmedicError
 
@@ -37,6 +37,7 @@ app.add_typer(golden_app, name="golden")
 app.add_typer(review_app, name="review")
 app.add_typer(backup_app, name="backup")
 app.add_typer(gpu_app, name="gpu")
+app.add_typer(host_app, name="host")
 app.command("sandbox-history")(sandbox_history)
 out = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 

@@ -10,10 +10,34 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-__all__ = ["gpu_app"]
+__all__ = ["gpu_app", "host_app"]
 
 gpu_app = typer.Typer(help="GPU health on this host (NVML).", no_args_is_help=True)
+host_app = typer.Typer(help="This host's resources and the service's paths.", no_args_is_help=True)
 out = Console(soft_wrap=True)
+
+
+@host_app.command("check")
+def host_check(
+    path: Annotated[
+        list[Path] | None, typer.Option("--path", help="Model/data path to check (repeatable).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable (what remote hosts print).")
+    ] = False,
+) -> None:
+    """CPU, memory, disk space and I/O, the heaviest processes, and the given paths' permissions."""
+    from llmedic.hostcheck import host_report, problems
+
+    report = host_report(path or [])
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    out.print(
+        f"load {report['load']} on {report['cpus']} CPUs; memory available {report['memory_available_bytes']}"
+    )
+    for p in problems(report):
+        out.print(f"  problem: {p}")
 
 
 @gpu_app.command("snapshot")

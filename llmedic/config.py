@@ -200,6 +200,9 @@ class ServiceConfig(_Strict):
     without it pip uses its configured index."""
     imports: list[str] = Field(default_factory=list)
     """Modules the service needs to import (e.g. ``vllm``, ``torch``): import-tested."""
+    paths: list[Path] = Field(default_factory=list)
+    """Model and data paths it must be able to read: checked for existence, permission and free
+    disk by every incident's host check."""
     prompt_log: Path | None = None
     """JSONL log of recent user prompts (``{"prompt": ...}`` per line, e.g. from your gateway): the
     accuracy flow measures prompt drift on it (the sandbox serves its own through the admin API)."""
@@ -253,6 +256,8 @@ class HostConfig(_Strict):
     searched for NVIDIA XIDs."""
     gpu_snapshot: Name | None = None
     """Command template that prints ``llmedic gpu snapshot --json`` on the host (SSH hosts)."""
+    host_check: Name | None = None
+    """Command template that prints ``llmedic host check --json`` on the host (SSH hosts)."""
 
     @model_validator(mode="after")
     def _ssh_needs_address(self) -> HostConfig:
@@ -601,7 +606,11 @@ class EnvironmentFile(_Strict):
             if svc.control.kind == "commands" and not svc.control.commands:
                 raise ValueError(f"service {svc.name!r}: control kind 'commands' needs commands:")
         for h in self.hosts:
-            for what, ref in (("kernel_log", h.kernel_log), ("gpu_snapshot", h.gpu_snapshot)):
+            for what, ref in (
+                ("kernel_log", h.kernel_log),
+                ("gpu_snapshot", h.gpu_snapshot),
+                ("host_check", h.host_check),
+            ):
                 if ref is not None and ref not in self.commands:
                     raise ValueError(
                         f"host {h.name!r} names {what} command {ref!r}, which is not under commands: "

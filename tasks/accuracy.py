@@ -27,7 +27,7 @@ from llmedic.golden import GoldenItem, Scorecard, sample_items
 from llmedic.incident import ActionRecord, Step, StepResult, VerificationCheck, utcnow
 from llmedic.models import Baseline
 from llmedic.playbook import AccuracySettings
-from tasks.evidence import release_evidence
+from tasks.evidence import release_evidence, system_evidence
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 from tasks.verify import verification_result
 
@@ -432,6 +432,7 @@ def evidence_accuracy(ctx: StepContext, confirm: dict[str, Any], assess: dict[st
     else:
         diagnosis = "unexplained"
         reason = "no model release, data version or prompt drift since the baseline explains the drop"
+    system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     return t.done(
         f"{diagnosis}: {reason}", data={"diagnosis": diagnosis, "reason": reason, "changed": sorted(changed)}

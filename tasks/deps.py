@@ -15,11 +15,11 @@ from typing import Any
 from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.gpu import host_snapshot
 from llmedic.adapters.pyenv import probe_env, try_lock_env
-from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.deps import broken_requirements, cuda_mismatch, diff_lock, import_failures, parse_lock
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.playbook import DependencySettings
+from tasks.evidence import system_evidence
 from tasks.isolate import drain_if
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 from tasks.verify import verification_result
@@ -31,7 +31,6 @@ __all__ = [
     "evidence_deps",
     "isolate_deps",
     "reproduce_deps",
-    "service_log",
     "verify_deps",
 ]
 
@@ -44,14 +43,6 @@ def _paths(rt: Runtime) -> tuple[Path, Path]:
             hint="set services[].python (the venv's interpreter) and services[].lock_file in llmedic.yaml",
         )
     return svc.python, svc.lock_file
-
-
-def service_log(rt: Runtime) -> str | None:
-    """The instance's recent log through the service's ``logs`` command (None: none declared)."""
-    if rt.service.logs is None:
-        return None
-    shell = make_shell(rt.env.host(rt.instance.host))
-    return run_template(shell, rt.env.commands, rt.service.logs, {"instance": rt.instance.name}).stdout
 
 
 def environment_report(rt: Runtime, s: DependencySettings) -> dict[str, Any]:
@@ -142,10 +133,9 @@ def evidence_deps(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
     t = StepTimer(Step.EVIDENCE)
     report = confirm["report"]
     try:
-        log = service_log(rt)
-    except LlmedicError as exc:
-        log = None
-        t.add("service_log", "shell", f"log unreadable: {exc.message}", gap=True)
+        log = rt.service_log()
+    except LlmedicError:
+        log = None  # system_evidence records why
     if log is not None:
         fails = import_failures(log)
         t.add(
@@ -154,8 +144,6 @@ def evidence_deps(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
             ", ".join(f"{k} ×{v}" for k, v in fails.items()) or "no import error in the recent log",
             {"import_errors": fails},
         )
-    elif not any(e.name == "service_log" for e in t.evidence):
-        t.add("service_log", "shell", f"service {rt.service.name!r} names no logs command", gap=True)
     if report["cuda_mismatch"] and not report["broken"] and report["lock_clean"]:
         diagnosis, reason = "cuda_mismatch", str(report["cuda_mismatch"])
     elif not report["lock_clean"] or report["broken"]:
@@ -170,6 +158,7 @@ def evidence_deps(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
         )
     else:
         diagnosis, reason = "unknown", "nothing in the environment explains the alert"
+    system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     return t.done(
         f"{diagnosis}: {reason}",

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from llmedic.adapters.datastore import Version
+from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
 from llmedic.analysis.latency import InstanceLatency, diagnose_latency
+from llmedic.analysis.logaudit import audit_log
 from llmedic.errors import LlmedicError
-from llmedic.incident import Step, StepResult
+from llmedic.hostcheck import host_report, problems
+from llmedic.incident import IncidentStore, Step, StepResult
 from llmedic.models import Release, config_diff
 from llmedic.playbook import DataSettings, LatencySettings, MemoryLeakSettings
 from llmedic.redact import mask
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["evidence_data", "evidence_latency", "evidence_leak", "release_evidence"]
+__all__ = ["evidence_data", "evidence_latency", "evidence_leak", "release_evidence", "system_evidence"]
 
 
 def _num(value: Any) -> float:
@@ -91,6 +96,7 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
         fleet_share_threshold=s.fleet_share_threshold,
         itl_p99_threshold=s.itl_p99_threshold_seconds,
     )
+    system_evidence(rt, t)
     t.decide("diagnosis", d.diagnosis, d.reason)
     return t.done(
         f"diagnosis {d.diagnosis}: {d.reason}",
@@ -230,6 +236,7 @@ def evidence_leak(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
             + (f", limit in {float(hours):.1f} h" if hours is not None else "")
             + f"; {len(fleet) - len(leaking)} other instance(s) flat"
         )
+    system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     return t.done(
         f"diagnosis {diagnosis}: {reason}",
@@ -273,3 +280,46 @@ def release_evidence(
         },
     )
     return current, against, diff
+
+
+def system_evidence(rt: Runtime, t: StepTimer) -> None:
+    """Every service incident's log audit and host check (gaps say why one is missing).
+
+    ``service_log``: the instance's recent log, keywords counted, repeated lines folded into
+    templates, first occurrences placed against the alert's start. ``host``: CPU, memory, disk space
+    and I/O, the heaviest processes, and the service's paths (exist, readable, disk)."""
+    start = None
+    try:
+        start = IncidentStore(Path(rt.ctx.home) / "incidents").load(rt.ctx.incident_id).alert.starts_at
+    except LlmedicError:
+        start = None
+    try:
+        text = rt.service_log()
+    except LlmedicError as exc:
+        t.add("service_log", "shell", f"log unreadable: {exc.message}", gap=True)
+        text = ""
+    if text is None:
+        t.add("service_log", "shell", f"service {rt.service.name!r} names no logs command", gap=True)
+    elif text:
+        audit = audit_log(text, anomaly_start=start)
+        t.add("service_log", "shell", audit.summary(), audit.as_dict())
+    host = rt.env.host(rt.instance.host)
+    try:
+        if host.kind == "local":
+            report = host_report(list(rt.service.paths))
+        elif host.host_check is not None:
+            report = json.loads(run_template(make_shell(host), rt.env.commands, host.host_check, {}).stdout)
+        else:
+            t.add("host", "shell", f"remote host {host.name!r} names no host_check command", gap=True)
+            return
+    except (LlmedicError, ValueError) as exc:
+        t.add("host", "shell", f"host check failed: {exc}", gap=True)
+        return
+    found = problems(report)
+    t.add(
+        "host",
+        host.name,
+        f"{host.name}: load {report['load']} on {report['cpus']} CPUs"
+        + (f"; problems: {'; '.join(found)}" if found else "; no resource or permission problem"),
+        {**report, "problems": found},
+    )

@@ -23,6 +23,7 @@ from llmedic.analysis.gpu_health import (
 from llmedic.errors import LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.playbook import GpuSettings
+from tasks.evidence import system_evidence
 from tasks.isolate import drain_if
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 from tasks.verify import verification_result
@@ -209,6 +210,7 @@ def evidence_gpu(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, An
         reason = f"the GPUs read healthy but the worker answers {confirm['cuda_error']!r}: restart it"
     else:
         diagnosis, reason = "unknown", "nothing on the GPUs or in the service explains the alert"
+    system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     healthy_others = len(assess.get("serving") or [])
     return t.done(

@@ -29,6 +29,7 @@ from llmedic.adapters.control import ServiceControl, make_control
 from llmedic.adapters.datastore import DataStore
 from llmedic.adapters.endpoint import Endpoint, ProbeResult
 from llmedic.adapters.metrics import MetricsSource, make_source, sample_memory
+from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.data_audit import DataAudit
 from llmedic.auditing import audit_version
 from llmedic.catalog import AnomalyType
@@ -231,6 +232,15 @@ class Runtime:
     def dataset_versions(self) -> dict[str, str]:
         """The current version of every dataset the service consumes."""
         return self.evaluation.dataset_versions()
+
+    def service_log(self) -> str | None:
+        """The instance's recent log through the service's ``logs`` command (None: none declared)."""
+        if self.service.logs is None:
+            return None
+        shell = make_shell(self.env.host(self.instance.host))
+        return run_template(
+            shell, self.env.commands, self.service.logs, {"instance": self.instance.name}
+        ).stdout
 
     def settings_as(self, model: type[R]) -> R:
         """The playbook's settings as their typed model."""

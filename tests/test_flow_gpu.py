@@ -65,6 +65,12 @@ def test_an_application_xid_restarts_the_worker(sandbox: Fleet) -> None:
     assert actions(sandbox, "sandbox-1") == ["inject", "drain", "restart", "undrain"]
     xids = next(e for e in inc.evidence if e.name == "kernel_log_xids").data["xids"]
     assert [(x["xid"], x["pci"]) for x in xids] == [(13, "PCI:0000:11:00")]
+    log = next(e for e in inc.evidence if e.name == "service_log").data
+    assert log["keyword_counts"]["CUDA error"] >= 3 and log["templates"][0]["template"] == (
+        "ERROR sandbox-<n>: request failed: RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
+    host = next(e for e in inc.evidence if e.name == "host").data
+    assert host["cpus"] and host["problems"] == []
 
 
 def test_a_gpu_that_needs_a_reset_is_reset_through_the_host_command(sandbox: Fleet) -> None:
