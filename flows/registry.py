@@ -19,6 +19,7 @@ from flows.golden_sample import golden_sample
 from flows.gpu_fault import gpu_fault
 from flows.latency import latency
 from flows.memory_leak import memory_leak
+from flows.network_interruption import network_interruption
 from flows.release_gate import release_gate
 from llmedic.config import ScheduleConfig, load_environment, settings_from_env
 
@@ -33,6 +34,7 @@ ANOMALY_FLOWS: list[Flow[..., Any]] = [
     memory_leak,
     gpu_fault,
     dependency_conflict,
+    network_interruption,
 ]
 SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {
     "data_audit": data_audit,

@@ -8,6 +8,7 @@ whose verification fails can be undone. The playbook loader checks every ``fixes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,6 +87,26 @@ class RepinParams(_Params):
     """How long pip may take."""
 
 
+class RetryParams(_Params):
+    """Probe again with exponential backoff until the link answers (transient loss)."""
+
+    attempts: int = Field(5, ge=1, le=20)
+    backoff_seconds: float = Field(1.0, gt=0, le=60)
+
+
+class ResumeSyncParams(_Params):
+    """Resume the link's interrupted artifact transfer from the bytes already received."""
+
+    attempts: int = Field(5, ge=1, le=20)
+    backoff_seconds: float = Field(0.5, gt=0, le=60)
+
+
+class FailoverParams(_Params):
+    """Point the link's consumers at its backup endpoint (or back at the primary)."""
+
+    to: Literal["backup", "primary"] = "backup"
+
+
 class ScaleParams(_Params):
     """Bring standby instances into rotation (or take them out)."""
 
@@ -131,6 +152,7 @@ _SERVICE = frozenset({AnomalyType.LATENCY, AnomalyType.MEMORY_LEAK, AnomalyType.
 _MODEL = frozenset({AnomalyType.ACCURACY_DROP})
 _GPU = frozenset({AnomalyType.GPU_FAULT})
 _DEPS = frozenset({AnomalyType.DEPENDENCY_CONFLICT})
+_NET = frozenset({AnomalyType.NETWORK_INTERRUPTION})
 _DATA = frozenset({AnomalyType.DATA_MISSING, AnomalyType.DATA_FORMAT, AnomalyType.DATA_QUALITY})
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -205,6 +227,29 @@ ACTIONS: dict[str, ActionSpec] = {
             _DEPS,
             "pip-install the lock file's exact versions into the service's environment (offline from the "
             "wheelhouse when declared) and restart the instance (rollback reinstalls the versions it had)",
+        ),
+        ActionSpec(
+            "retry_with_backoff",
+            RetryParams,
+            None,
+            _NET,
+            "probe the link again with exponential backoff until it answers (nothing is changed)",
+        ),
+        ActionSpec(
+            "resume_sync",
+            ResumeSyncParams,
+            None,
+            _NET,
+            "resume the link's interrupted artifact transfer from the bytes received (HTTP Range), "
+            "verify its SHA-256 and move it into place atomically",
+        ),
+        ActionSpec(
+            "failover",
+            FailoverParams,
+            "failover",
+            _NET,
+            "point the link's consumers at its backup endpoint (failover_command, or the active-endpoint "
+            "record); rollback points them back",
         ),
         ActionSpec(
             "scale_out",

@@ -552,6 +552,34 @@ class BackupArtifact(_Strict):
     """How a test restore is read back (auto: from the file names)."""
 
 
+class SyncArtifact(_Strict):
+    """A file a link carries (model weights, a dataset): resumable, checksum-verified."""
+
+    url: AnyHttpUrl
+    dest: Path
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class NetworkLink(_Strict):
+    """A network dependency of the services: an endpoint they call or sync from."""
+
+    url: AnyHttpUrl
+    """What is probed (a health URL of the far end)."""
+    backup_url: AnyHttpUrl | None = None
+    """Where ``failover`` points the consumers."""
+    consumers: list[Name] = Field(default_factory=list)
+    artifact: SyncArtifact | None = None
+    failover_command: Name | None = None
+    """Allowlisted command (params ``link`` and ``url``) that repoints the consumers; without one
+    llmedic records the active endpoint in ``<home>/network/active.json`` for them to read."""
+
+
+class NetworkConfig(_Strict):
+    """The links network incidents are about."""
+
+    links: dict[Name, NetworkLink] = Field(default_factory=dict)
+
+
 class AlertRule(_Strict):
     """Maps alerts without an ``anomaly`` label to an anomaly type by label equality."""
 
@@ -574,6 +602,7 @@ class EnvironmentFile(_Strict):
     schedules: ScheduleConfig = ScheduleConfig()
     capacity: CapacityConfig = CapacityConfig()
     backups: dict[Name, BackupArtifact] = Field(default_factory=dict)
+    network: NetworkConfig = NetworkConfig()
     prefect_ui_url: AnyHttpUrl | None = None
     """Base URL of the Prefect UI, used for links in notifications and reports."""
 

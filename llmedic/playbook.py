@@ -34,6 +34,7 @@ __all__ = [
     "GpuSettings",
     "LatencySettings",
     "MemoryLeakSettings",
+    "NetworkSettings",
     "Playbook",
     "StepPolicy",
     "load_all_playbooks",
@@ -203,6 +204,20 @@ class DependencySettings(_Strict):
     canary_prompt: str = "What is the main risk of combining warfarin with aspirin?"
 
 
+class NetworkSettings(_Strict):
+    """Thresholds of the network-interruption playbook."""
+
+    tries: int = Field(6, ge=1, le=100)
+    """TCP connects and HTTP requests per probe."""
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+    loss_threshold: float = Field(0.2, ge=0, lt=1)
+    """This share of failed tries (or more) is an interruption."""
+    latency_threshold_seconds: float = Field(1.0, gt=0)
+    retry_attempts: int = Field(5, ge=1, le=20)
+    retry_backoff_seconds: float = Field(1.0, gt=0, le=60)
+    """First pause of the exponential backoff (doubling)."""
+
+
 # Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
 SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {
     AnomalyType.LATENCY: LatencySettings,
@@ -210,6 +225,7 @@ SETTINGS_MODELS: dict[AnomalyType, type[BaseModel]] = {
     AnomalyType.ACCURACY_DROP: AccuracySettings,
     AnomalyType.GPU_FAULT: GpuSettings,
     AnomalyType.DEPENDENCY_CONFLICT: DependencySettings,
+    AnomalyType.NETWORK_INTERRUPTION: NetworkSettings,
     AnomalyType.DATA_MISSING: DataSettings,
     AnomalyType.DATA_FORMAT: DataSettings,
     AnomalyType.DATA_QUALITY: DataSettings,

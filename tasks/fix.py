@@ -17,10 +17,13 @@ from typing import Any
 from llmedic.actions import (
     ACTIONS,
     DrainNodeParams,
+    FailoverParams,
     RepairParams,
     RepinParams,
     ResetGpuParams,
     RestartParams,
+    ResumeSyncParams,
+    RetryParams,
     RollbackDatasetParams,
     RollbackKnowledgeParams,
     RollbackModelParams,
@@ -31,14 +34,18 @@ from llmedic.actions import (
 )
 from llmedic.adapters.datastore import Producer
 from llmedic.adapters.gpu import host_snapshot
+from llmedic.adapters.netprobe import probe_link
 from llmedic.adapters.pyenv import install_pins, probe_env
-from llmedic.adapters.shell import make_shell, run_template
+from llmedic.adapters.shell import LocalShell, make_shell, run_template
 from llmedic.analysis.deps import parse_lock
 from llmedic.analysis.repair import apply_operations
 from llmedic.catalog import Risk
+from llmedic.config import NetworkLink
 from llmedic.errors import ApprovalRequired, ControlError
 from llmedic.incident import ActionRecord, ApprovalRecord, Step, StepResult, utcnow
+from llmedic.network import active_url, set_active_url
 from llmedic.playbook import FixOption, Playbook
+from llmedic.transfer import resume_download
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
 __all__ = ["EXECUTORS", "apply_fix", "compensate", "require_approval"]
@@ -389,6 +396,63 @@ def _repin(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     )
 
 
+def _link(rt: Runtime) -> NetworkLink:
+    link = rt.env.network.links.get(rt.ctx.target)
+    if link is None:
+        raise ControlError(f"{rt.ctx.target!r} is not a link under network.links")
+    return link
+
+
+def _retry(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = RetryParams.model_validate(raw)
+    url = active_url(rt.ctx.settings().home, rt.ctx.target, _link(rt))
+    for attempt in range(1, p.attempts + 1):
+        probe = probe_link(url, tries=3, timeout=2.0)
+        if probe.tcp_ok == probe.tcp_tries and probe.http_ok == probe.http_tries:
+            return f"{url} answered on attempt {attempt}", {}
+        if attempt < p.attempts:
+            time.sleep(p.backoff_seconds * 2 ** (attempt - 1))
+    raise ControlError(f"{url} still fails after {p.attempts} attempts with backoff")
+
+
+def _resume_sync(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = ResumeSyncParams.model_validate(raw)
+    link = _link(rt)
+    if link.artifact is None:
+        raise ControlError(f"link {rt.ctx.target!r} carries no artifact to resume")
+    a = link.artifact
+    res = resume_download(
+        str(a.url), a.dest, a.sha256, attempts=p.attempts, backoff_seconds=p.backoff_seconds
+    )
+    return (
+        f"{a.dest.name}: {res.bytes_total} bytes, resumed from byte {res.resumed_from}, "
+        f"{res.attempts} attempt(s), SHA-256 verified",
+        {},
+    )
+
+
+def _failover(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    p = FailoverParams.model_validate(raw)
+    link = _link(rt)
+    if p.to == "backup" and link.backup_url is None:
+        raise ControlError(f"link {rt.ctx.target!r} has no backup_url to fail over to")
+    url = str(link.backup_url if p.to == "backup" else link.url)
+    home = rt.ctx.settings().home
+    before = active_url(home, rt.ctx.target, link)
+    if link.failover_command is not None:
+        declared = rt.env.commands[link.failover_command].params
+        values = {"link": rt.ctx.target, "url": url}
+        run_template(
+            LocalShell(),
+            rt.env.commands,
+            link.failover_command,
+            {k: v for k, v in values.items() if k in declared},
+        )
+    set_active_url(home, rt.ctx.target, url, by=f"incident {rt.ctx.incident_id}")
+    back = "primary" if p.to == "backup" else "backup"
+    return f"{rt.ctx.target}: {before} → {url}", {"to": back}
+
+
 EXECUTORS: dict[str, Executor] = {
     "set_concurrency": _set_concurrency,
     "restart_instance": _restart,
@@ -405,6 +469,9 @@ EXECUTORS: dict[str, Executor] = {
     "reset_gpu": _reset_gpu,
     "drain_node": _drain_node,
     "repin_to_lock": _repin,
+    "retry_with_backoff": _retry,
+    "resume_sync": _resume_sync,
+    "failover": _failover,
 }
 
 

@@ -121,7 +121,10 @@ def open_incident(
         service = instance = None
     else:
         found = env.find_instance(target)
-        if found is None and info.category == Category.MODEL and target in {s.name for s in env.services}:
+        if found is None and anomaly == AnomalyType.NETWORK_INTERRUPTION and target in env.network.links:
+            # A network incident is about a link (an endpoint the services depend on), not an instance.
+            found = None
+        elif found is None and info.category == Category.MODEL and target in {s.name for s in env.services}:
             # A model-quality alert names the service; its first instance stands in for steps
             # that need one (reproduce), the others are judged with it.
             svc = env.service(target)
@@ -167,7 +170,8 @@ def open_incident(
         playbooks_dir=playbooks_dir,
         overrides=request.overrides,
     )
-    if found is None and info.category != Category.DATA:
+    link = anomaly == AnomalyType.NETWORK_INTERRUPTION and target in env.network.links
+    if found is None and info.category != Category.DATA and not link:
         raise ConfigError(
             f"target {target!r} is not an instance of any service in the environment file",
             hint="add it under services[].instances in llmedic.yaml, or fix the alert's instance/target label",

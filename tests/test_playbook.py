@@ -29,6 +29,7 @@ def test_every_shipped_playbook_validates() -> None:
         AnomalyType.ACCURACY_DROP,
         AnomalyType.GPU_FAULT,
         AnomalyType.DEPENDENCY_CONFLICT,
+        AnomalyType.NETWORK_INTERRUPTION,
     }
     assert latency.approval.needs_approval(Risk.HIGH) and not latency.approval.needs_approval(Risk.LOW)
 

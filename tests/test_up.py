@@ -53,6 +53,7 @@ def test_up_serves_deployments_and_stops_on_sigterm(sandbox: Fleet, clean_enviro
             "llmedic-backup-verify",
             "llmedic-gpu-fault",
             "llmedic-dependency-conflict",
+            "llmedic-network-interruption",
         }
         served: dict[str, dict[str, object]] = {}
         while time.monotonic() < deadline and set(served) != expected:
