@@ -572,6 +572,10 @@ class NetworkLink(_Strict):
     failover_command: Name | None = None
     """Allowlisted command (params ``link`` and ``url``) that repoints the consumers; without one
     llmedic records the active endpoint in ``<home>/network/active.json`` for them to read."""
+    probe_from: list[Name] = Field(default_factory=list)
+    """Hosts that probe the link too (through their ``net_probe`` command, param ``url``, printing
+    ``<http code> <seconds>`` as ``curl -w '%{http_code} %{time_total}'`` does): tells a broken
+    far end from a broken path between llmedic and it."""
 
 
 class NetworkConfig(_Strict):
@@ -645,6 +649,12 @@ class EnvironmentFile(_Strict):
                         f"host {h.name!r} names {what} command {ref!r}, which is not under commands: "
                         f"(known: {sorted(self.commands)})"
                     )
+        for name, link in self.network.links.items():
+            unknown_hosts = [h for h in link.probe_from if h not in hosts]
+            if unknown_hosts:
+                raise ValueError(f"network link {name!r} probes from unknown hosts {unknown_hosts}")
+            if link.probe_from and "net_probe" not in self.commands:
+                raise ValueError(f"network link {name!r} has probe_from but there is no net_probe command")
         for name, ds in self.datasets.items():
             unknown_consumers = [c for c in ds.consumers if c not in names]
             if unknown_consumers:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from llmedic.adapters.netprobe import LinkProbe, probe_link
+from llmedic.adapters.shell import make_shell, run_template
 from llmedic.config import NetworkLink
-from llmedic.errors import ConfigError
+from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.network import active_url
 from llmedic.playbook import NetworkSettings
@@ -99,6 +100,31 @@ def assess_network(ctx: StepContext, confirm: dict[str, Any] | None = None) -> S
     return t.done(impact, data={"scope": "link", "impact": impact})
 
 
+def _host_probes(rt: Runtime, t: StepTimer) -> dict[str, bool]:
+    """Each ``probe_from`` host's view of the link (over SSH for remote hosts)."""
+    link = _link(rt)
+    url = active_url(rt.ctx.settings().home, rt.ctx.target, link)
+    seen: dict[str, bool] = {}
+    for name in link.probe_from:
+        host = rt.env.host(name)
+        try:
+            out = run_template(make_shell(host), rt.env.commands, "net_probe", {"url": url}, check=False)
+        except LlmedicError as exc:
+            seen[name] = False
+            t.add(f"probe_from_{name}", name, f"{name} could not probe: {exc.message}", gap=True)
+            continue
+        code, secs = [*out.stdout.split(), "000", "0"][:2]
+        ok = out.ok and code.isdigit() and 200 <= int(code) < 500
+        seen[name] = ok
+        t.add(
+            f"probe_from_{name}",
+            name,
+            f"{name} → {url}: HTTP {code} in {secs}s" + ("" if ok else " (failed)"),
+            {"code": code, "seconds": secs, "ok": ok},
+        )
+    return seen
+
+
 @step_task(Step.EVIDENCE)
 def evidence_network(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, Any]) -> StepResult:
     """The failing hop decides: a hard failure fails over, loss or slowness retries with backoff,
@@ -114,10 +140,24 @@ def evidence_network(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
             f"{art['dest']} is not in place ({art['partial_bytes']} bytes received)",
         )
     elif diagnosis in ("dns_failure", "tcp_refused", "tcp_unreachable", "http_failure"):
-        reason = f"the far end is unreachable ({diagnosis})" + (
-            "; a backup endpoint is declared" if link.backup_url else "; no backup endpoint"
-        )
-        diagnosis = "endpoint_down"
+        hosts = _host_probes(rt, t)
+        if hosts and all(hosts.values()):
+            reason = (
+                f"llmedic cannot reach the link ({diagnosis}) but every consumer host can "
+                f"({sorted(hosts)}): the path from the orchestrator is broken, not the endpoint"
+            )
+            diagnosis = "orchestrator_path"
+        else:
+            reason = (
+                f"the far end is unreachable ({diagnosis})"
+                + (
+                    f"; from the hosts too ({sorted(h for h, ok in hosts.items() if not ok)})"
+                    if hosts
+                    else ""
+                )
+                + ("; a backup endpoint is declared" if link.backup_url else "; no backup endpoint")
+            )
+            diagnosis = "endpoint_down"
     elif diagnosis in ("packet_loss", "slow_link"):
         reason = f"the link degrades ({diagnosis}) but answers: retry with backoff"
         diagnosis = "link_degraded"

@@ -15,6 +15,7 @@ import yaml
 
 from llmedic.sandbox.fleet import FleetSpec, run_fleet, write_healthy_gpus
 from llmedic.sandbox.knowledge import shipped_path
+from tests.sshd import Sshd, running_sshd
 
 
 @pytest.fixture(autouse=True)
@@ -165,3 +166,10 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as db:
         db.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A real OpenSSH server on 127.0.0.1 (key auth, generated keys) for the session."""
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -25,6 +25,7 @@ from llmedic.sandbox.fleet import free_port
 from llmedic.transfer import partial_of, resume_download
 from tests.flowrun import approve, run_flow
 from tests.netfaults import FaultProxy, file_server, namespace_link
+from tests.sshd import Sshd
 
 BLOB = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(BLOB).hexdigest()
@@ -119,15 +120,48 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: dict[str, 
     monkeypatch.setenv("LLMEDIC_CONFIG", str(tmp_path / "llmedic.yaml"))
 
 
+CURL = "curl -s -o /dev/null -w '%{{http_code}} %{{time_total}}' --max-time 2 {url}"
+URL_PARAM = {"url": {"pattern": r"^https?://[A-Za-z0-9.:/_-]{1,200}$"}}
+
+
+def configure_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, Any]) -> None:
+    (tmp_path / "llmedic.yaml").write_text(yaml.safe_dump(env))
+    monkeypatch.setenv("LLMEDIC_CONFIG", str(tmp_path / "llmedic.yaml"))
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_an_unreachable_endpoint_fails_over_after_approval(
-    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sshd: Sshd
 ) -> None:
     with namespace_link("f") as link:
-        configure(
+        configure_env(
             tmp_path,
             monkeypatch,
-            {"registry": {"url": link.url, "backup_url": f"{server}/health", "consumers": ["pharma-qa"]}},
+            {
+                "hosts": [
+                    {"name": "local"},
+                    {
+                        "name": "consumer-a",
+                        "kind": "ssh",
+                        "address": "127.0.0.1",
+                        "port": sshd.port,
+                        "user": sshd.user,
+                        "key_file": str(sshd.key),
+                        "known_hosts": str(sshd.known_hosts),
+                    },
+                ],
+                "commands": {"net_probe": {"template": CURL, "params": URL_PARAM}},
+                "network": {
+                    "links": {
+                        "registry": {
+                            "url": link.url,
+                            "backup_url": f"{server}/health",
+                            "consumers": ["pharma-qa"],
+                            "probe_from": ["consumer-a"],
+                        }
+                    }
+                },
+            },
         )
         link.down()
         try:
@@ -137,6 +171,8 @@ def test_an_unreachable_endpoint_fails_over_after_approval(
     assert state.is_completed(), inc.escalation_reason
     assert inc.outcome == Outcome.RESOLVED and inc.diagnosis.startswith("endpoint_down")
     assert (inc.approvals[0].action, inc.approvals[0].by) == ("failover", "alice")
+    seen = next(e for e in inc.evidence if e.name == "probe_from_consumer-a").data
+    assert seen["ok"] is False  # the consumer host, over SSH, cannot reach it either
     active = json.loads((Path(os.environ["LLMEDIC_HOME"]) / "network" / "active.json").read_text())
     assert active["registry"]["url"] == f"{server}/health"
 
@@ -180,3 +216,37 @@ def test_a_healthy_link_is_a_false_positive(
     configure(tmp_path, monkeypatch, {"registry": {"url": f"{server}/health"}})
     state, inc = run_flow(flow(), request("registry"), timeout=60)
     assert state.is_completed() and inc.outcome == Outcome.FALSE_POSITIVE and inc.actions == []
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_path_broken_only_from_the_orchestrator_is_escalated_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with namespace_link("o") as link:
+        # The consumer lives inside the namespace: it still reaches the endpoint when llmedic cannot.
+        inside = "ip netns exec llm-o " + CURL
+        configure_env(
+            tmp_path,
+            monkeypatch,
+            {
+                "hosts": [{"name": "local"}],
+                "commands": {"net_probe": {"template": inside, "params": URL_PARAM}},
+                "network": {
+                    "links": {"registry": {"url": link.url, "backup_url": link.url, "probe_from": ["local"]}}
+                },
+            },
+        )
+        link.down()
+        try:
+            state, inc = run_flow(flow(), request("registry"), timeout=120)
+        finally:
+            link.up()
+    assert (
+        state.is_failed()
+        and inc.outcome == Outcome.ESCALATED
+        and inc.diagnosis.startswith("orchestrator_path")
+    )
+    assert (
+        inc.actions == []
+        and "no fix in the playbook for diagnosis 'orchestrator_path'" in inc.escalation_reason
+    )

@@ -6,7 +6,6 @@ inert over SSH."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,7 @@ import pytest
 from llmedic.adapters.shell import SshShell, run_template
 from llmedic.config import CommandParam, CommandTemplate, HostConfig
 from llmedic.errors import RemoteCommandError
-from tests.sshd import Sshd, running_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
+from tests.sshd import Sshd
 
 
 def host(s: Sshd, **kw: Any) -> HostConfig:
