@@ -251,6 +251,8 @@ class HostConfig(_Strict):
     a scenario file (``fake``: tests and the sandbox), or not at all."""
     gpu_scenario: Path | None = None
     """The fake NVML scenario (``gpu: fake``)."""
+    dcgm_url: AnyHttpUrl | None = None
+    """The host's DCGM exporter (``http://host:9400/metrics``), read alongside NVML."""
     kernel_log: Name | None = None
     """Command template that prints the recent kernel log (e.g. ``journalctl -k --since -2h``),
     searched for NVIDIA XIDs."""

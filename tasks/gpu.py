@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmedic.adapters.endpoint import Endpoint
-from llmedic.adapters.gpu import GpuSnapshot, host_snapshot, kernel_log
+from llmedic.adapters.gpu import GpuSnapshot, dcgm_gpus, host_snapshot, kernel_log
 from llmedic.analysis.gpu_health import (
     GpuAction,
     GpuDiagnosis,
@@ -31,7 +31,36 @@ from tasks.verify import verification_result
 __all__ = ["assess_gpu", "confirm_gpu", "evidence_gpu", "isolate_gpu", "reproduce_gpu", "verify_gpu"]
 
 
-def _read(rt: Runtime, t: StepTimer) -> tuple[GpuSnapshot, list[XidEvent]]:
+def _dcgm(rt: Runtime, t: StepTimer, mine: list[Any]) -> list[XidEvent]:
+    """The host's DCGM exporter, when declared: its gauges as evidence, its last-XID gauges as events."""
+    url = rt.env.host(rt.instance.host).dcgm_url
+    if url is None:
+        return []
+    try:
+        gpus = dcgm_gpus(str(url))
+    except LlmedicError as exc:
+        t.add("dcgm", "dcgm-exporter", f"DCGM exporter unreadable: {exc.message}", gap=True)
+        return []
+    ours = {k: v for k, v in gpus.items() if not mine or any(same_pci(k, d.pci_bus_id) for d in mine)}
+    t.add(
+        "dcgm",
+        "dcgm-exporter",
+        "; ".join(
+            f"GPU {int(v.get('gpu', -1))}: {v.get('DCGM_FI_DEV_GPU_TEMP', float('nan')):g} °C, "
+            f"util {v.get('DCGM_FI_DEV_GPU_UTIL', float('nan')):g}%, last XID {int(v.get('DCGM_FI_DEV_XID_ERRORS', 0))}"
+            for v in ours.values()
+        )
+        or "no GPU of this instance in the exporter",
+        {"gpus": ours},
+    )
+    return [
+        XidEvent(pci, int(v["DCGM_FI_DEV_XID_ERRORS"]), "DCGM_FI_DEV_XID_ERRORS (last XID)")
+        for pci, v in ours.items()
+        if v.get("DCGM_FI_DEV_XID_ERRORS")
+    ]
+
+
+def _read(rt: Runtime, t: StepTimer, *, dcgm: bool = False) -> tuple[GpuSnapshot, list[XidEvent]]:
     host = rt.instance.host
     try:
         snap = host_snapshot(rt.env, host)
@@ -75,6 +104,12 @@ def _read(rt: Runtime, t: StepTimer) -> tuple[GpuSnapshot, list[XidEvent]]:
         )
     elif not any(e.name == "kernel_log_xids" for e in t.evidence):
         t.add("kernel_log_xids", "shell", f"host {host!r} names no kernel_log command", gap=True)
+    if dcgm:
+        # The exporter's gauge holds the *last* XID: counted once, and only when the kernel log
+        # did not already show that XID for that GPU.
+        for ev in _dcgm(rt, t, mine):
+            if not any(x.xid == ev.xid and same_pci(x.pci, ev.pci) for x in xids):
+                xids.append(ev)
     return snap, xids
 
 
@@ -123,7 +158,7 @@ def confirm_gpu(ctx: StepContext) -> StepResult:
     rt = Runtime(ctx)
     s = rt.settings_as(GpuSettings)
     t = StepTimer(Step.CONFIRM)
-    snap, xids = _read(rt, t)
+    snap, xids = _read(rt, t, dcgm=True)
     canary = _canary(rt, s)
     cuda = _cuda_errors(rt, s) if canary["ok"] < canary["asked"] else None
     t.add(

@@ -74,7 +74,8 @@ def test_an_application_xid_restarts_the_worker(sandbox: Fleet) -> None:
 
 
 def test_a_gpu_that_needs_a_reset_is_reset_through_the_host_command(sandbox: Fleet) -> None:
-    break_gpu(sandbox, 1, xid=48, ecc_uncorrected=2, remapped=[0, 1, 1, 0])
+    # The kernel log shows nothing this time: the DCGM exporter's last-XID gauge does.
+    break_gpu(sandbox, 1, ecc_uncorrected=2, remapped=[0, 1, 1, 0], last_xid=48)
     state, inc = run_flow(flow(), request(), approve(), timeout=180)
     assert state.is_completed(), inc.escalation_reason
     assert inc.outcome == Outcome.RESOLVED and inc.diagnosis.startswith("gpu_reset_needed")
@@ -83,6 +84,9 @@ def test_a_gpu_that_needs_a_reset_is_reset_through_the_host_command(sandbox: Fle
     dev = json.loads(sandbox.gpu_scenario.read_text())["devices"][1]
     assert (dev["ecc_uncorrected"], dev["remapped"]) == (0, [0, 1, 0, 0])
     assert actions(sandbox, "sandbox-1") == ["drain", "restart", "undrain"]
+    dcgm = next(e for e in inc.evidence if e.name == "dcgm")
+    assert "GPU 1: 58 °C, util 40%, last XID 48" in dcgm.summary
+    assert "XID 48 (ROBUST_CHANNEL_GPU_ECC_DBE)" in inc.diagnosis
     assert inc.verification is not None and [c.name for c in inc.verification.checks] == [
         "health",
         "canary_completions",

@@ -17,12 +17,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pynvml
 
+from llmedic.adapters.http import translate_http_errors
 from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.gpu_health import decode_throttle
 from llmedic.config import EnvironmentFile
-from llmedic.errors import RemoteCommandError
+from llmedic.errors import MetricsSourceError, RemoteCommandError
 
 __all__ = ["RECOVERY_ACTIONS", "DeviceHealth", "FakeNvml", "GpuSnapshot", "NvmlReader"]
 
@@ -390,3 +392,25 @@ def fake_reset(scenario: Path, gpu: int) -> str:
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
     tmp.replace(scenario)
     return f"GPU {gpu} reset"
+
+
+def dcgm_gpus(url: str, timeout: float = 5.0) -> dict[str, dict[str, float]]:
+    """A DCGM exporter's gauges per GPU: PCI bus id → {metric: value} (``DCGM_FI_DEV_*``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with translate_http_errors(MetricsSourceError, url):
+        resp = httpx.get(url, timeout=timeout)
+        resp.raise_for_status()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for fam in text_string_to_metric_families(resp.text):
+            if not fam.name.startswith("DCGM_"):
+                continue
+            for sample in fam.samples:
+                key = sample.labels.get("pci_bus_id") or sample.labels.get("gpu", "?")
+                out.setdefault(key, {"gpu": float(sample.labels.get("gpu", -1))})[sample.name] = float(
+                    sample.value
+                )
+    except ValueError as exc:
+        raise MetricsSourceError(f"{url}: not a Prometheus exposition ({exc})") from None
+    return out

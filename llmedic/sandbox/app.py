@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmedic.sandbox.instance import Fault, SandboxInstance
+from llmedic.sandbox.instance import Fault, SandboxInstance, dcgm_exposition
 
 __all__ = ["create_app"]
 
@@ -112,6 +112,12 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
         status, payload = await inst.complete(question, body.max_tokens, probe=probe)
         return JSONResponse(payload, status_code=status)
 
+    async def dcgm(request: Request) -> Response:
+        # What a DCGM exporter on the host would publish for the fake GPUs of the scenario.
+        if inst.gpu_scenario is None:
+            return Response("no GPUs\n", status_code=404)
+        return Response(dcgm_exposition(inst.gpu_scenario), media_type=CONTENT_TYPE_LATEST)
+
     async def metrics(request: Request) -> Response:
         inst.refresh_gauges()  # a real exporter reports the process's memory on every scrape
         return Response(generate_latest(inst.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -190,6 +196,7 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/metrics", metrics),
+            Route("/dcgm/metrics", dcgm),
             Route("/admin/{action}", admin, methods=["GET", "POST", "DELETE"]),
         ]
     )

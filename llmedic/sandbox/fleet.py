@@ -141,6 +141,7 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
                     "gpu": "fake",
                     "gpu_scenario": str(spec.gpu_scenario),
                     "kernel_log": "kernel_log",
+                    "dcgm_url": f"http://{spec.host}:{ports[spec.names()[0][0]]}/dcgm/metrics",
                 }
             ],
             "commands": {

@@ -9,6 +9,7 @@ import re
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge
 
-__all__ = ["Fault", "SandboxInstance"]
+__all__ = ["Fault", "SandboxInstance", "dcgm_exposition"]
 
 FaultKind = Literal[
     "slow",
@@ -461,3 +462,37 @@ class SandboxInstance:
                 self._running -= 1
                 self._cond.notify_all()
             self._update_gauges()
+
+
+def dcgm_exposition(scenario: Path) -> str:
+    """DCGM-exporter text for the fake GPUs of ``scenario`` (its default counters' names and labels)."""
+    try:
+        devices = json.loads(scenario.read_text("utf-8")).get("devices", [])
+    except (OSError, ValueError):
+        devices = []
+    rows: list[tuple[str, str, Callable[[dict[str, Any]], float]]] = [
+        ("DCGM_FI_DEV_GPU_UTIL", "gauge", lambda d: d.get("util", 0)),
+        ("DCGM_FI_DEV_GPU_TEMP", "gauge", lambda d: d.get("temperature", 45)),
+        ("DCGM_FI_DEV_POWER_USAGE", "gauge", lambda d: d.get("power_mw", 150_000) / 1000),
+        ("DCGM_FI_DEV_FB_USED", "gauge", lambda d: d.get("memory_used", 0) // 2**20),
+        (
+            "DCGM_FI_DEV_FB_FREE",
+            "gauge",
+            lambda d: (d.get("memory_total", 85_899_345_920) - d.get("memory_used", 0)) // 2**20,
+        ),
+        ("DCGM_FI_DEV_XID_ERRORS", "gauge", lambda d: d.get("last_xid", 0)),
+        (
+            "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+            "counter",
+            lambda d: (d.get("remapped") or [0, 0, 0, 0])[1],
+        ),
+        ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", lambda d: (d.get("remapped") or [0, 0, 0, 0])[3]),
+    ]
+    lines: list[str] = []
+    for name, kind, value in rows:
+        lines.append(f"# TYPE {name} {kind}")
+        for i, d in enumerate(devices):
+            pci = d.get("pci", f"00000000:{16 + i:02X}:00.0")
+            labels = f'gpu="{i}",UUID="{d.get("uuid", f"GPU-fake-{i}")}",pci_bus_id="{pci}",modelName="{d.get("name", "NVIDIA H100 80GB HBM3")}",Hostname="sandbox"'
+            lines.append(f"{name}{{{labels}}} {value(d)}")
+    return "\n".join(lines) + "\n"
