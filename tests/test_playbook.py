@@ -132,7 +132,10 @@ def test_overrides_are_validated_too() -> None:
     assert "approval.timeout_minutes: Input should be greater than 0 (got -1)" in exc.value.message
 
 
-def test_no_playbook_for_a_type() -> None:
+def test_no_playbook_for_a_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every type ships a playbook; an installation that lost one says which and how to fix it.
+    (tmp_path / "latency.yaml").write_text(SHIPPED.read_text())
+    monkeypatch.setattr("llmedic.playbook._shipped_dir", lambda: tmp_path)
     with pytest.raises(PlaybookError) as exc:
         load_playbook("gpu_fault")
     assert exc.value.message == "no playbook for anomaly type 'gpu_fault'"
