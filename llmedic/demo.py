@@ -349,6 +349,7 @@ class Demo:
         from urllib.parse import urlsplit
 
         import yaml
+        from prefect.logging.handlers import APILogHandler
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from flows.backup_verify import backup_verify
@@ -369,8 +370,10 @@ class Demo:
         work = self.home / "history"
         shutil.rmtree(work, ignore_errors=True)
         with c.status("capacity review: backfilling a synthetic month into Prometheus ..."):
+            # Two weeks keep the demo brisk (promtool writes one block per two hours of history); the
+            # scheduled review reads 30 days, as capacity.lookback_days says.
             spec = HistorySpec(
-                instances=netlocs, end=time.time() // 1800 * 1800, step_seconds=1800, imbalance=1.6
+                instances=netlocs, end=time.time() // 1800 * 1800, days=14, step_seconds=1800, imbalance=1.6
             )
             write_openmetrics(spec, work / "history.om")
             backfill(work / "history.om", work / "tsdb")
@@ -384,7 +387,10 @@ class Demo:
         for art in backups.values():
             make_backup(art)
         env["metrics"] = {"kind": "prometheus", "url": self.history.url, "timeout_seconds": 30}
-        env["capacity"] = {"services": {svc["name"]: {"max_qps_per_instance": 6, "latency_slo_seconds": 2.0}}}
+        env["capacity"] = {
+            "lookback_days": 14,
+            "services": {svc["name"]: {"max_qps_per_instance": 6, "latency_slo_seconds": 2.0}},
+        }
         env["backups"] = {n: json.loads(a.model_dump_json()) for n, a in backups.items()}
         reviews_config = self.home / "demo-reviews.yaml"
         reviews_config.write_text(yaml.safe_dump(env, sort_keys=False))
@@ -395,6 +401,9 @@ class Demo:
             with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
                 cap = capacity_review(return_state=True)
                 bak = backup_verify(return_state=True)
+                # Send the runs' logs now: the server stops with the demo, and logs still queued
+                # then would only produce "Error logging to API" at exit.
+                APILogHandler.flush()
         finally:
             os.environ["LLMEDIC_CONFIG"] = previous
             self.history.stop()
