@@ -349,7 +349,7 @@ class Demo:
         from urllib.parse import urlsplit
 
         import yaml
-        from prefect.logging.handlers import APILogHandler
+        from prefect.logging.handlers import APILogWorker
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from flows.backup_verify import backup_verify
@@ -403,7 +403,7 @@ class Demo:
                 bak = backup_verify(return_state=True)
                 # Send the runs' logs now: the server stops with the demo, and logs still queued
                 # then would only produce "Error logging to API" at exit.
-                APILogHandler.flush()
+                APILogWorker.drain_all(timeout=10)
         finally:
             os.environ["LLMEDIC_CONFIG"] = previous
             self.history.stop()
