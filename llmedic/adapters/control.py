@@ -17,7 +17,7 @@ import httpx
 
 from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.http import translate_http_errors
-from llmedic.adapters.shell import Shell, make_shell, run_template
+from llmedic.adapters.shell import CommandResult, Shell, make_shell, run_template
 from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig
 from llmedic.errors import ConfigError, ControlError
 
@@ -194,7 +194,9 @@ class CommandControl:
         self.env = env
         self.shells = shells
 
-    def _run(self, action: str, instance: InstanceConfig, **extra: object) -> None:
+    def _run(
+        self, action: str, instance: InstanceConfig, *, check: bool = True, **extra: object
+    ) -> CommandResult:
         name = self.service.control.commands.get(action)  # type: ignore[call-overload]
         if name is None:
             raise ConfigError(
@@ -207,7 +209,7 @@ class CommandControl:
         template = self.env.commands[name]
         values: dict[str, object] = {"instance": instance.name, "host": instance.host, **extra}
         params = {k: v for k, v in values.items() if k in template.params}
-        run_template(shell, self.env.commands, name, params)
+        return run_template(shell, self.env.commands, name, params, check=check)
 
     def state(self, instance: InstanceConfig) -> InstanceState:
         """Only health is known without an admin API."""
@@ -238,24 +240,7 @@ class CommandControl:
     def rss_bytes(self, instance: InstanceConfig) -> float | None:
         """Run the service's ``rss`` command; it prints the resident set in KiB, as ``ps -o rss=``
         and ``VmRSS`` in ``/proc/PID/status`` do. A failed run or an unreadable answer is None."""
-        name = self.service.control.commands.get("rss")
-        if name is None:
-            raise ControlError(
-                f"service {self.service.name!r} has no rss command",
-                hint="map control.commands.rss to a template such as `ps -o rss= -p {pid}`",
-            )
-        shell = self.shells.get(instance.host)
-        if shell is None:
-            raise ConfigError(f"no shell for host {instance.host!r}")
-        template = self.env.commands[name]
-        values = {"instance": instance.name, "host": instance.host}
-        res = run_template(
-            shell,
-            self.env.commands,
-            name,
-            {k: v for k, v in values.items() if k in template.params},
-            check=False,
-        )
+        res = self._run("rss", instance, check=False)
         try:
             return float(res.stdout.split()[0]) * 1024 if res.ok else None
         except (IndexError, ValueError):
@@ -263,21 +248,12 @@ class CommandControl:
 
     def heap_profile(self, instance: InstanceConfig) -> dict[str, Any]:
         """Run the service's ``profile`` command (e.g. ``py-spy dump --pid ...``) and keep its output."""
-        name = self.service.control.commands.get("profile")
-        if name is None:
-            raise ControlError(
-                f"service {self.service.name!r} has no profile command",
-                hint="map control.commands.profile to a template such as `py-spy dump --pid {pid}`",
-            )
-        shell = self.shells.get(instance.host)
-        if shell is None:
-            raise ConfigError(f"no shell for host {instance.host!r}")
-        template = self.env.commands[name]
-        values = {"instance": instance.name, "host": instance.host}
-        res = run_template(
-            shell, self.env.commands, name, {k: v for k, v in values.items() if k in template.params}
-        )
-        return {"kind": "command", "command": name, "output": res.stdout[-8000:]}
+        res = self._run("profile", instance)
+        return {
+            "kind": "command",
+            "command": self.service.control.commands["profile"],
+            "output": res.stdout[-8000:],
+        }
 
     def recent_prompts(self, instance: InstanceConfig, limit: int) -> list[str] | None:
         """The tail of the service's ``prompt_log`` (JSONL with a ``prompt`` field), if it has one."""
