@@ -465,8 +465,22 @@ class TeamRoute(_Strict):
     """Where a team is notified."""
 
     webhook_url: AnyHttpUrl | None = None
+    """A Slack-compatible incoming webhook (``{"text": …}`` is posted)."""
     email: list[str] = Field(default_factory=list)
+    """Recipients (needs ``smtp:``)."""
     channel: str | None = None
+
+
+class SmtpConfig(_Strict):
+    """The mail relay notifications go through."""
+
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    sender: str = "llmedic@localhost"
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: float = Field(10, gt=0)
 
 
 class ReceiverConfig(_Strict):
@@ -602,7 +616,10 @@ class EnvironmentFile(_Strict):
     commands: dict[Name, CommandTemplate] = Field(default_factory=dict)
     datasets: dict[Name, DatasetConfig] = Field(default_factory=dict)
     golden_sets: dict[Name, GoldenSetConfig] = Field(default_factory=dict)
-    teams: dict[Literal["data", "algorithm", "ops"], TeamRoute] = Field(default_factory=dict)
+    teams: dict[Literal["data", "algorithm", "ops", "escalation"], TeamRoute] = Field(default_factory=dict)
+    """Where each team is told (by category: data, algorithm, ops); ``escalation`` also gets every
+    escalation (approval timeouts, failed verifications, errors)."""
+    smtp: SmtpConfig | None = None
     alert_rules: list[AlertRule] = Field(default_factory=list)
     receiver: ReceiverConfig = ReceiverConfig()
     schedules: ScheduleConfig = ScheduleConfig()

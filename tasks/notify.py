@@ -15,5 +15,8 @@ def notify_team(ctx: StepContext, kind: str, message: str) -> StepResult:
     rt = Runtime(ctx)
     t = StepTimer(Step.ASSESS)
     text = f"[llmedic] [{kind}] {ctx.incident_id} ({ctx.anomaly.value} on {ctx.target}): {message}"
-    line = notify_team_of(rt.env, ctx.anomaly, text)
+    ui = rt.env.prefect_ui_url
+    if ui is not None and ctx.flow_run_id:
+        text += f"\nrun: {str(ui).rstrip('/')}/runs/flow-run/{ctx.flow_run_id}"
+    line = notify_team_of(rt.env, ctx.anomaly, text, escalate=kind == "escalated")
     return t.done(line, data={"line": line})
