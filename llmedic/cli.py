@@ -303,6 +303,70 @@ def incidents_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     out.print(table if items else "no incidents yet")
 
 
+@incidents_app.command("search")
+def incidents_search(
+    anomaly: Annotated[str | None, typer.Option("--type", help="Anomaly type, e.g. latency.")] = None,
+    target: Annotated[str | None, typer.Option(help="Instance, service, dataset or link.")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="Alert label KEY=VALUE (repeatable).")] = None,
+    text: Annotated[
+        str | None, typer.Option(help="Words in the title, diagnosis, evidence, decisions.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Opened on or after (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Opened before (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Search the knowledge base of archived incidents (newest first), with what fixed each."""
+    from datetime import UTC, datetime
+
+    from llmedic.errors import ConfigError
+    from llmedic.report import KnowledgeBase
+
+    def day(v: str | None, flag: str) -> datetime | None:
+        if v is None:
+            return None
+        try:
+            return datetime.fromisoformat(v).replace(tzinfo=UTC)
+        except ValueError:
+            raise ConfigError(f"{flag} {v!r} is not a date", hint="use YYYY-MM-DD") from None
+
+    labels: dict[str, str] = {}
+    for pair in label or []:
+        k, sep, v = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--label {pair!r} is not KEY=VALUE")
+        labels[k] = v
+    found = KnowledgeBase(settings_from_env().kb_dir).search(
+        anomaly=anomaly,
+        target=target,
+        labels=labels,
+        text=text,
+        since=day(since, "--since"),
+        until=day(until, "--until"),
+    )
+    rows = [
+        {
+            "incident": i.id,
+            "type": i.anomaly.value,
+            "target": i.target,
+            "outcome": i.outcome.value,
+            "opened": i.opened_at.isoformat(),
+            "diagnosis": i.diagnosis,
+            "fixed_by": next((a.name for a in i.actions if a.applied and not a.dry_run), None),
+            "report": i.report_path,
+        }
+        for i in found
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    for r in rows:
+        out.print(
+            f"{r['incident']}  {r['outcome']}  {str(r['diagnosis'])[:80]}  (fixed by {r['fixed_by'] or 'nothing'})"
+        )
+    if not rows:
+        out.print("no incident matches")
+
+
 @incidents_app.command("show")
 def incidents_show(incident_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One incident: the report (Markdown) or the record (--json)."""

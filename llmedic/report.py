@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 
 from llmedic.catalog import AnomalyType
@@ -170,6 +171,43 @@ class KnowledgeBase:
             except (OSError, ValueError):
                 continue
         return sorted(out, key=lambda i: i.opened_at)
+
+    def search(
+        self,
+        *,
+        anomaly: str | None = None,
+        target: str | None = None,
+        labels: dict[str, str] | None = None,
+        text: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Incident]:
+        """Archived incidents matching every given filter, newest first: type, target, alert labels
+        (all equal), text (case-insensitive, in the title, diagnosis, impact, evidence and
+        decisions), opened within [since, until)."""
+        want = (text or "").lower()
+        out = []
+        for inc in self.all():
+            if anomaly and inc.anomaly.value != anomaly:
+                continue
+            if target and inc.target != target:
+                continue
+            if labels and any(inc.alert.labels.get(k) != v for k, v in labels.items()):
+                continue
+            if since and inc.opened_at < since:
+                continue
+            if until and inc.opened_at >= until:
+                continue
+            if want:
+                hay = " ".join(
+                    [inc.title, inc.diagnosis, inc.impact]
+                    + [e.summary for e in inc.evidence]
+                    + [f"{d.choice} {d.reason}" for d in inc.decisions]
+                ).lower()
+                if want not in hay:
+                    continue
+            out.append(inc)
+        return sorted(out, key=lambda i: i.opened_at, reverse=True)
 
     def similar(self, incident: Incident, limit: int = 3) -> list[str]:
         """Past incidents of the same type on the same target or with the same diagnosis."""
