@@ -70,3 +70,31 @@ def test_alertmanager_sends_resolved_with_bearer_auth() -> None:
     assert hook["send_resolved"] is True
     assert hook["http_config"]["authorization"]["type"] == "Bearer"
     assert hook["url"].endswith("/alerts/alertmanager")
+
+
+def test_prefect_yaml_matches_the_served_deployments() -> None:
+    """deployments/prefect.yaml (scale-out on a process work pool) deploys exactly what `llmedic up`
+    serves: every flow, with the same tags, concurrency limits and default schedules."""
+    import importlib
+
+    from flows.registry import ANOMALY_FLOWS, MANUAL_FLOWS, SCHEDULED_FLOWS
+    from llmedic.config import ScheduleConfig
+
+    doc = yaml.safe_load((DEPLOY / "prefect.yaml").read_text())
+    got = {}
+    for d in doc["deployments"]:
+        path, _, fn = d["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), fn)
+        assert d["work_pool"]["name"] == "llmedic" and d["name"] == "default"
+        got[flow.name] = (
+            tuple(d["tags"]),
+            d["concurrency_limit"]["limit"],
+            tuple(s["cron"] for s in d.get("schedules", [])),
+        )
+    sc = ScheduleConfig()
+    want = {fl.name: (("llmedic",), 4, ()) for fl in ANOMALY_FLOWS}
+    want |= {fl.name: (("llmedic", "manual"), 1, ()) for fl in MANUAL_FLOWS}
+    want |= {
+        fl.name: (("llmedic", "scheduled"), 1, (getattr(sc, key),)) for key, fl in SCHEDULED_FLOWS.items()
+    }
+    assert got == want
