@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmedic.cli_models import golden_app, model_app
-from llmedic.cli_reviews import backup_app, review_app, sandbox_history
+from llmedic.cli_reviews import backup_app, report_run, review_app, sandbox_history
 from llmedic.cli_system import gpu_app, host_app
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import AuthoringError, LlmedicError
@@ -718,15 +718,8 @@ def audit_data(
     from flows.data_audit import AuditRequest, data_audit
 
     state = data_audit(AuditRequest(datasets=dataset or [], open_incidents=open_incidents), return_state=True)
-    summary: Any = state.result(raise_on_failure=False) if state.data is not None else None
-    if not isinstance(summary, dict):
-        sys.stderr.write(f"audit failed: {state.message}\n")
-        raise typer.Exit(1)
-    if as_json:
-        out.print_json(json.dumps(summary))
-    else:
-        out.print(state.message or "")
-        out.print(f"report: {summary['report']}")
+    summary = report_run(state, as_json, failed="audit")
+    assert summary is not None  # report_run exits when there is none
     raise typer.Exit(0 if state.is_completed() and not summary["breaching"] else 1)
 
 
@@ -744,15 +737,8 @@ def audit_golden(
 
     req = GoldenSampleRequest(services=service or [], sample_size=sample, open_incidents=open_incidents)
     state = golden_sample(req, return_state=True)
-    summary: Any = state.result(raise_on_failure=False) if state.data is not None else None
-    if not isinstance(summary, dict):
-        sys.stderr.write(f"golden sample failed: {state.message}\n")
-        raise typer.Exit(1)
-    if as_json:
-        out.print_json(json.dumps(summary))
-    else:
-        out.print(state.message or "")
-        out.print(f"report: {summary['report']}")
+    summary = report_run(state, as_json, failed="golden sample")
+    assert summary is not None  # report_run exits when there is none
     dropped = any(r["dropped"] for r in summary["records"])
     raise typer.Exit(0 if state.is_completed() and not dropped else 1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from rich.table import Table
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import ConfigError
 
-__all__ = ["backup_app", "review_app", "sandbox_history"]
+__all__ = ["backup_app", "report_run", "review_app", "sandbox_history"]
 
 review_app = typer.Typer(
     help="Capacity and backup reviews: run them now, see their incidents.", no_args_is_help=True
@@ -23,14 +24,28 @@ backup_app = typer.Typer(help="Backups of the artifacts declared under backups:.
 out = Console(soft_wrap=True)
 
 
-def _finish(state: Any, as_json: bool) -> None:
+def report_run(state: Any, as_json: bool, *, failed: str | None = None) -> dict[str, Any] | None:
+    """Print what a scheduled flow run said (its summary as JSON, or its message and report path)
+    and return the summary. A run with no summary: with ``failed``, "<failed> failed: …" on stderr
+    and exit 1; otherwise its message is printed and None returned."""
     data: Any = state.result(raise_on_failure=False) if state.data is not None else None
-    if as_json and isinstance(data, dict):
+    if not isinstance(data, dict):
+        if failed is not None:
+            sys.stderr.write(f"{failed} failed: {state.message}\n")
+            raise typer.Exit(1)
+        out.print(state.message or "")
+        return None
+    if as_json:
         out.print_json(json.dumps(data, default=str))
     else:
         out.print(state.message or "")
-        if isinstance(data, dict) and data.get("report"):
+        if data.get("report"):
             out.print(f"report: {data['report']}")
+    return data
+
+
+def _finish(state: Any, as_json: bool) -> None:
+    report_run(state, as_json)
     raise typer.Exit(0 if state.is_completed() else 1)
 
 

@@ -12,6 +12,7 @@ explains the newly wrong items.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pandas as pd
@@ -549,8 +550,6 @@ def verify_accuracy(
 ) -> StepResult:
     """Re-score the same items: no significant drop left, and accuracy back within the baseline's
     Wilson interval (polled a few times: caches and knowledge indexes take a moment to reload)."""
-    import time
-
     rt = Runtime(ctx)
     s = rt.settings_as(AccuracySettings)
     t = StepTimer(Step.VERIFY)
