@@ -61,13 +61,27 @@ def up(
     host: Annotated[str, typer.Option(help="Prefect server address.")] = "127.0.0.1",
     receiver_port: Annotated[int, typer.Option(help="Alert receiver port.")] = 9095,
     config: Annotated[Path | None, typer.Option(help="Environment file (default: llmedic.yaml).")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LLMEDIC_PREFECT_DATABASE_URL",
+            help="The Prefect server's database, e.g. postgresql+asyncpg://user:pass@db/prefect (default: SQLite in the state directory).",
+        ),
+    ] = None,
 ) -> None:
     """Start the Prefect server (unless PREFECT_API_URL is set), every deployment and the approval sweeper."""
     from llmedic.up import Stack
 
     settings = settings_from_env()
     env = load_environment(config, settings)
-    stack = Stack(settings, host=host, port=port, config_path=config, receiver_port=receiver_port)
+    stack = Stack(
+        settings,
+        host=host,
+        port=port,
+        config_path=config,
+        receiver_port=receiver_port,
+        database_url=database_url,
+    )
     out.print(f"llmedic up: {len(env.services)} service(s); state in {stack.home}")
     out.print(f"Prefect UI: http://{host}:{port}  (Ctrl-C to stop; waiting approvals survive a restart)")
     out.print(f"alert receiver: http://{host}:{receiver_port}/alerts/alertmanager")

@@ -69,6 +69,8 @@ class PrefectServer:
     host: str = "127.0.0.1"
     port: int = 4200
     log_path: Path | None = None
+    database_url: str | None = None
+    """SQLAlchemy URL of the server's database (``postgresql+asyncpg://…``); SQLite under ``home`` if unset."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,8 +98,20 @@ class PrefectServer:
             "--port",
             str(self.port),
         ]
+        env = prefect_env(self.home)
+        # The UI asks the API at PREFECT_SERVER_API_HOST/PORT (4200 by default), not at the port
+        # the server was started on: without these, the UI of a server on another port is blank.
+        env.update(
+            {
+                "PREFECT_SERVER_API_HOST": self.host,
+                "PREFECT_SERVER_API_PORT": str(self.port),
+                "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            }
+        )
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         self.process = subprocess.Popen(
-            cmd, env=prefect_env(self.home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

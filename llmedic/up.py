@@ -40,6 +40,7 @@ class Stack:
     runner: subprocess.Popen[bytes] | None = None
     receiver: subprocess.Popen[bytes] | None = None
     receiver_port: int = 9095
+    database_url: str | None = None
     api_url: str = ""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -60,7 +61,13 @@ class Stack:
                 )
             self.api_url = external
         else:
-            self.server = PrefectServer(self.home, self.host, self.port, log_path=logs / "prefect-server.log")
+            self.server = PrefectServer(
+                self.home,
+                self.host,
+                self.port,
+                log_path=logs / "prefect-server.log",
+                database_url=self.database_url,
+            )
             self.server.start()
             self.api_url = self.server.api_url
         env = prefect_env(self.home, self.api_url, poll_seconds=self.poll_seconds)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real programs the end-to-end tests use: Prometheus, Alertmanager (and promtool/amtool), and a
-# PostgreSQL server for the PostgreSQL outbox, and OpenSSH's server for the SSH tests.
+# PostgreSQL server for the PostgreSQL outbox and Prefect, OpenSSH's server for the SSH tests, and
+# Chromium for the browser test of the Prefect UI.
 # Installed from Debian's packages when we are root; otherwise the tests that need them skip with a
 # reason (and fail under CI=true, so CI can never pass without them).
 set -u
@@ -9,6 +10,7 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the Prefect UI test (driven by Playwright)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${need[*]} (Debian packages) for the end-to-end tests"

@@ -299,6 +299,7 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
             incident.pending_approval = {
                 "action": fix.name,
                 "risk": fix.risk.value,
+                "requested_at": gate.data["requested_at"],
                 "deadline": gate.data["deadline"],
                 "flow_run_id": flow_run_id,
             }

@@ -50,5 +50,20 @@ def approve(by: str = "alice") -> Callable[[Incident], None]:
     return lambda inc: submit_decision(inc.flow_run_id, approve=True, by=by, comment="looks right")
 
 
+def approve_cli(by: str = "alice") -> Callable[[Incident], None]:
+    """Approve as an operator at a terminal: `llmedic approve RUN --by NAME --comment ...`."""
+
+    def decide(inc: Incident) -> None:
+        from typer.testing import CliRunner
+
+        from llmedic.cli import app
+
+        res = CliRunner().invoke(app, ["approve", inc.flow_run_id, "--by", by, "--comment", "looks right"])
+        assert res.exit_code == 0, res.output
+        assert res.output.strip() == f"approved flow run {inc.flow_run_id} as {by}"
+
+    return decide
+
+
 def reject(by: str = "bob") -> Callable[[Incident], None]:
     return lambda inc: submit_decision(inc.flow_run_id, approve=False, by=by, comment="not now")

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,21 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_environment(tmp_path / "missing.yaml")
     assert exc.value.message == f"{tmp_path / 'missing.yaml'}: file not found"
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "llmedic.yaml"
+    bad.write_text("services:\n  - name: x\n    instances: []\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMEDIC_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "llmedic", "config", "check", str(bad)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[:2] == [
+        f"error [config-invalid]: {bad}: 1 problem",
+        f"  {bad}:3: services[0].instances: List should have at least 1 item after validation, not 0",
+    ]

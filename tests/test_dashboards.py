@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
+from llmedic.incident import IncidentStore
 from llmedic.receiver.app import ReceiverMetrics
 from llmedic.receiver.outbox import Outbox
 from llmedic.sandbox.instance import SandboxInstance, dcgm_exposition
@@ -30,7 +31,7 @@ SUFFIXES = {
 def exported(tmp_path: Path) -> set[str]:
     inst = SandboxInstance(name="s", knowledge=load_knowledge())
     inst.refresh_gauges()
-    receiver = ReceiverMetrics(Outbox(tmp_path / "outbox.sqlite3"))
+    receiver = ReceiverMetrics(Outbox(tmp_path / "outbox.sqlite3"), IncidentStore(tmp_path / "incidents"))
     text = generate_latest(inst.metrics.registry).decode() + generate_latest(receiver.registry).decode()
     scenario = tmp_path / "gpu.json"
     scenario.write_text(json.dumps({"devices": [{}]}))

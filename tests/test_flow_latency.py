@@ -19,7 +19,7 @@ from llmedic.approvals import sweep_expired
 from llmedic.catalog import AnomalyType
 from llmedic.incident import Incident, IncidentRequest, Outcome, Step, utcnow
 from tests.conftest import Fleet
-from tests.flowrun import approve, reject, run_flow, store
+from tests.flowrun import approve, approve_cli, reject, run_flow, store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -61,7 +61,7 @@ def test_approved_restart_resolves(sandbox: Fleet) -> None:
         # attaches it); the operator approves anyway.
         store().attach_resolved(waiting.flow_run_id, utcnow())
         assert store().pending_approvals()[0].resolved_alerts
-        approve()(waiting)
+        approve_cli()(waiting)
 
     state, inc = run(request(), resolved_then_approved)
     assert state.is_completed()

@@ -33,6 +33,7 @@ class LinkProbe:
     tcp_ok: int = 0
     tcp_tries: int = 0
     tcp_errors: dict[str, int] = field(default_factory=dict)
+    tcp_resets: int = 0
     tcp_p50_s: float | None = None
     tcp_max_s: float | None = None
     http_ok: int = 0
@@ -105,6 +106,13 @@ def probe_link(url: str, *, tries: int = 5, timeout: float = 2.0) -> LinkProbe:
             with socket.create_connection((host, port), timeout=timeout):
                 times.append(time.perf_counter() - start)
                 out.tcp_ok += 1
+        except ConnectionResetError:
+            # A reset can only follow a completed handshake: a listener answered, so the TCP hop
+            # works (the reset arrived before connect() returned, which a loaded host makes
+            # likely). What the peer does after the handshake is the HTTP hop's business.
+            times.append(time.perf_counter() - start)
+            out.tcp_ok += 1
+            out.tcp_resets += 1
         except OSError as exc:
             key = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
             out.tcp_errors[key] = out.tcp_errors.get(key, 0) + 1

@@ -37,6 +37,8 @@ from llmedic.alerts import (
 )
 from llmedic.config import AlertRule
 from llmedic.errors import AlertPayloadError, OutboxError
+from llmedic.exporter import IncidentCollector
+from llmedic.incident import IncidentStore
 from llmedic.receiver.outbox import Outbox
 
 __all__ = ["ReceiverAuth", "ReceiverMetrics", "create_receiver_app", "openapi"]
@@ -81,8 +83,10 @@ class ReceiverAuth:
 class ReceiverMetrics:
     """The receiver's own Prometheus metrics."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, incidents: IncidentStore | None = None) -> None:
         r = self.registry = CollectorRegistry()
+        if incidents is not None:
+            r.register(IncidentCollector(incidents))
         self.received = Counter("llmedic_receiver_received", "Alerts received.", ["endpoint"], registry=r)
         self.accepted = Counter(
             "llmedic_receiver_accepted", "Alerts written to the outbox.", ["endpoint"], registry=r

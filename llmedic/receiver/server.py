@@ -65,10 +65,11 @@ class Receiver:
     def build(self) -> tuple[Outbox, Dispatcher, ReceiverMetrics, object]:
         """Outbox, dispatcher, metrics and the ASGI app."""
         outbox = Outbox.from_settings(self.settings)
-        metrics = ReceiverMetrics(outbox)
+        store = IncidentStore(self.settings.incidents_dir)
+        metrics = ReceiverMetrics(outbox, store)
         dispatcher = Dispatcher(
             outbox,
-            IncidentStore(self.settings.incidents_dir),
+            store,
             self.env,
             on_event=lambda state, row, seconds: metrics.dispatched(state, seconds),
         )
