@@ -445,6 +445,14 @@ def config_check(path: Annotated[Path | None, typer.Argument()] = None) -> None:
     )
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown), generated from the validating models."""
+    from llmedic.configdoc import render_reference
+
+    sys.stdout.write(render_reference())
+
+
 # --- data -----------------------------------------------------------------------------------------
 
 

@@ -53,13 +53,14 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Field docstrings become descriptions: error messages, JSON schema and the generated reference.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Settings(BaseSettings):
     """Process settings, read from ``LLMEDIC_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="LLMEDIC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LLMEDIC_", extra="ignore", use_attribute_docstrings=True)
 
     home: Path = Path(".llmedic")
     """State directory: Prefect database, incidents, knowledge base, outbox."""
@@ -76,11 +77,13 @@ class Settings(BaseSettings):
     receiver_basic_user: str | None = None
     """Basic-auth user the receiver accepts, with ``receiver_basic_password``."""
     receiver_basic_password: SecretStr | None = None
+    """Its password (never logged)."""
     grafana_hmac_secret: SecretStr | None = None
     """When set, Grafana bodies must carry a valid ``X-Grafana-Alerting-Signature``."""
     grafana_timestamp_header: str = "X-Grafana-Alerting-Signature-Timestamp"
     """Header with the timestamp Grafana signs along with the body (when it sends one)."""
     receiver_max_body_bytes: int = 1_048_576
+    """Larger request bodies are refused with HTTP 413."""
     outbox_url: SecretStr | None = None
     """PostgreSQL URL for the receiver's outbox (``postgresql://user:pass@host/db``); default SQLite."""
 
@@ -137,8 +140,11 @@ class InstanceConfig(_Strict):
     """One serving instance (a vLLM / TGI / OpenAI-compatible server)."""
 
     name: Name
+    """Instance name, as alerts and commands refer to it."""
     url: AnyHttpUrl
+    """OpenAI-compatible base URL of the instance."""
     host: Name = "local"
+    """The host (under ``hosts:``) it runs on: where its commands, GPU and log reads go."""
     metrics_url: AnyHttpUrl | None = None
     """Where its Prometheus metrics are, if not ``<url>/metrics``."""
     gpus: list[int] = Field(default_factory=list)
@@ -159,6 +165,7 @@ class ControlConfig(_Strict):
     """How llmedic acts on a service: the sandbox's admin API, or allowlisted command templates."""
 
     kind: Literal["sandbox", "commands"] = "sandbox"
+    """``sandbox``: act through the sandbox's admin API; ``commands``: through allowlisted command templates."""
     admin_token: SecretStr | None = None
     """Bearer token for the sandbox admin API (kind: sandbox)."""
     commands: dict[
@@ -183,7 +190,9 @@ class ServiceConfig(_Strict):
 
     name: Name
     engine: Literal["vllm", "tgi", "openai"] = "vllm"
+    """Serving engine: which metric names to read (vLLM's old ``gpu_cache_usage_perc`` is accepted too)."""
     model: str | None = None
+    """The model version served at first; seeds the model registry (``llmedic model list``)."""
     instances: list[InstanceConfig] = Field(min_length=1)
     standby: list[InstanceConfig] = Field(default_factory=list)
     """Instances kept out of rotation that ``scale_out`` may bring in."""
@@ -221,9 +230,11 @@ class MetricsConfig(_Strict):
     """Where metrics come from."""
 
     kind: Literal["prometheus", "scrape"] = "scrape"
+    """``scrape``: read each instance's ``/metrics``; ``prometheus``: query a Prometheus server (needed for history: leaks, capacity)."""
     url: AnyHttpUrl | None = None
     """Prometheus base URL (kind: prometheus)."""
     timeout_seconds: float = Field(5.0, gt=0)
+    """Per-request timeout against the metrics source."""
     instance_label: str = "instance"
     """Label that names an instance in PromQL selectors."""
 
@@ -239,11 +250,17 @@ class HostConfig(_Strict):
 
     name: Name
     kind: Literal["local", "ssh"] = "local"
+    """``local``: this machine; ``ssh``: over SSH (key auth, pinned host key)."""
     address: str | None = None
+    """Hostname or IP address (kind: ssh)."""
     port: int = Field(22, ge=1, le=65535)
+    """SSH port."""
     user: str | None = None
+    """Login user (kind: ssh)."""
     key_file: Path | None = None
+    """Private key file (kind: ssh); passwords are never used."""
     known_hosts: Path | None = None
+    """``known_hosts`` file that pins the host key (or ``host_key_fingerprint``)."""
     host_key_fingerprint: str | None = None
     """Pinned ``SHA256:...`` fingerprint; unknown host keys are refused otherwise."""
     gpu: Literal["nvml", "fake", "none"] = "nvml"
@@ -276,6 +293,7 @@ class CommandParam(_Strict):
     pattern: str = r"^[A-Za-z0-9@%+=:,./_-]{1,128}$"
     """Regular expression the whole value must match."""
     choices: list[str] | None = None
+    """Allowed values (enumeration)."""
     allow_parent_dirs: bool = False
     """Accept ``..`` path segments (refused by default: path traversal)."""
 
@@ -293,9 +311,13 @@ class CommandTemplate(_Strict):
     """An allowlisted command; ``{name}`` placeholders are filled with quoted, validated values."""
 
     template: str = Field(min_length=1)
+    """The command line; ``{param}`` placeholders are filled with validated, shell-quoted values."""
     params: dict[str, CommandParam] = Field(default_factory=dict)
+    """Typed parameters of the template; a value that does not validate is refused before anything runs."""
     timeout_seconds: float = Field(60.0, gt=0)
+    """The command is killed (and the step fails clearly) after this long."""
     description: str = ""
+    """What the command does (shown in evidence and approvals)."""
 
     @model_validator(mode="after")
     def _placeholders_declared(self) -> CommandTemplate:
@@ -318,12 +340,15 @@ class ColumnSchema(_Strict):
     """What one column of a dataset must look like."""
 
     dtype: ColumnType = "string"
+    """The column's type; values that do not parse are format errors."""
     nullable: bool = True
     """May the column be missing (null, blank or a missing token)?"""
     max_missing_share: float | None = Field(None, ge=0, le=1)
     """Share of missing values tolerated (default: the dataset's ``thresholds.max_missing_share``)."""
     min: float | None = None
+    """Smallest valid value (numeric columns)."""
     max: float | None = None
+    """Largest valid value (numeric columns)."""
     allowed: list[str | int | float | bool] | None = None
     """The only values the column may take (compared as text for strings and categories)."""
     regex: str | None = None
@@ -384,6 +409,7 @@ class DataThresholds(_Strict):
     max_outlier_share: float = Field(0.01, ge=0, le=1)
     """Share of values outside the outlier rule per numeric column."""
     outlier_method: Literal["iqr", "robust_z", "sigma3"] = "iqr"
+    """How outliers are flagged: Tukey's IQR fences, robust z (median/MAD) or 3 sigma."""
     iqr_k: float = Field(3.0, gt=0)
     """Tukey fence multiplier: 1.5 inner fences, 3.0 outer fences (far out)."""
     robust_z: float = Field(3.5, gt=0)
@@ -410,8 +436,11 @@ class DatasetConfig(_Strict):
     path: Path | None = None
     """A file imported as the first version when the store has none yet."""
     format: Literal["csv", "parquet", "jsonl"] = "csv"
+    """File format of the dataset's versions."""
     encoding: str = "utf-8"
+    """Text encoding of CSV/JSONL files; anything else is refused with the likely encoding named."""
     description: str = ""
+    """What the dataset is (shown in reports)."""
     columns: dict[str, ColumnSchema] = Field(default_factory=dict)
     """The declared schema; columns not listed are kept but not checked."""
     key: list[str] = Field(default_factory=list)
@@ -469,17 +498,23 @@ class TeamRoute(_Strict):
     email: list[str] = Field(default_factory=list)
     """Recipients (needs ``smtp:``)."""
     channel: str | None = None
+    """Chat channel named in the message (Slack-compatible webhooks ignore it unless they allow overrides)."""
 
 
 class SmtpConfig(_Strict):
     """The mail relay notifications go through."""
 
     host: str
+    """SMTP server."""
     port: int = Field(25, ge=1, le=65535)
     sender: str = "llmedic@localhost"
+    """From address."""
     starttls: bool = False
+    """Upgrade the connection with STARTTLS."""
     username: str | None = None
+    """Login user, when the server requires authentication."""
     password: SecretStr | None = None
+    """Its password (never logged)."""
     timeout_seconds: float = Field(10, gt=0)
 
 
@@ -502,6 +537,7 @@ class ScheduleConfig(_Strict):
     backup_verify: str | None = "0 5 * * 0"
     """The weekly backup verification: 05:00 every Sunday."""
     timezone: str = "UTC"
+    """Time zone the cron expressions are read in."""
 
     @field_validator("data_audit", "golden_sample", "capacity_review", "backup_verify")
     @classmethod
@@ -557,6 +593,7 @@ class BackupArtifact(_Strict):
     """One thing that must be backed up, and where its backups are."""
 
     kind: Literal["model", "config", "dataset"]
+    """What the artifact is: decides how a test restore is checked (a config parses, a dataset loads, model files hash)."""
     source: Path
     """The live copy (a directory for model weights, a file for configs and datasets)."""
     backups: Path
@@ -572,7 +609,9 @@ class SyncArtifact(_Strict):
     """A file a link carries (model weights, a dataset): resumable, checksum-verified."""
 
     url: AnyHttpUrl
+    """Where the artifact is downloaded from (HTTP range requests resume an interrupted copy)."""
     dest: Path
+    """Where the verified copy goes."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -584,6 +623,7 @@ class NetworkLink(_Strict):
     backup_url: AnyHttpUrl | None = None
     """Where ``failover`` points the consumers."""
     consumers: list[Name] = Field(default_factory=list)
+    """Services that depend on this link (named in the incident)."""
     artifact: SyncArtifact | None = None
     failover_command: Name | None = None
     """Allowlisted command (params ``link`` and ``url``) that repoints the consumers; without one
@@ -605,6 +645,7 @@ class AlertRule(_Strict):
 
     match: dict[str, str] = Field(min_length=1)
     anomaly: AnomalyType
+    """The anomaly type (and so the flow) those alerts start."""
 
 
 class EnvironmentFile(_Strict):

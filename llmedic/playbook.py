@@ -44,7 +44,8 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Field docstrings become descriptions: error messages, JSON schema and the generated reference.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class StepPolicy(_Strict):
@@ -60,18 +61,24 @@ class FixOption(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     action: str
+    """The action the fix performs (an action known to the anomaly type)."""
     risk: Risk
+    """Risk of the change; the approval policy decides which risks need a human."""
     when: list[str] = Field(min_length=1)
     """Diagnoses this fix applies to (first matching fix in file order wins)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Parameters for the action (e.g. a target concurrency)."""
     description: str = ""
+    """What the fix does, shown at the approval gate."""
 
 
 class ApprovalPolicy(_Strict):
     """Who must approve what, and for how long a gate waits."""
 
     required_for: list[Risk] = Field(default_factory=lambda: [Risk.MEDIUM, Risk.HIGH])
+    """Risks that need an approval before the fix runs."""
     timeout_minutes: float = Field(30.0, gt=0, le=7 * 24 * 60)
+    """A gate without a decision by then is rejected and escalated."""
     approvers: list[str] = Field(default_factory=list)
     """Names allowed to approve; empty means anyone who can reach the Prefect API."""
 
@@ -95,6 +102,7 @@ class LatencySettings(_Strict):
     verify_probes: int = Field(20, ge=3, le=1000)
     probe_concurrency: int = Field(4, ge=1, le=64)
     probe_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+    """The synthetic request used to probe the service (domain-typical, short)."""
     probe_max_tokens: int = Field(16, ge=1, le=4096)
     probe_timeout_seconds: float = Field(30.0, gt=0)
     queue_threshold: float = Field(2.0, ge=0)
@@ -185,6 +193,7 @@ class GpuSettings(_Strict):
     """Thresholds of the GPU-fault playbook (the XID table is in llmedic/analysis/gpu_health.py)."""
 
     canary_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+    """The completion asked of the canary after the fix: it must answer, and answer in time."""
     canary_requests: int = Field(3, ge=1, le=100)
     """Completions sent to the instance to see whether it still serves."""
     min_healthy_instances: int = Field(1, ge=0)
@@ -202,6 +211,7 @@ class DependencySettings(_Strict):
     """Compare ``torch.version.cuda`` with the driver's CUDA (imports torch: slow)."""
     min_healthy_instances: int = Field(1, ge=0)
     canary_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+    """The completion asked of the canary after the fix: it must answer, and answer in time."""
 
 
 class NetworkSettings(_Strict):
@@ -236,11 +246,16 @@ class Playbook(_Strict):
     """One playbook file."""
 
     anomaly: AnomalyType
+    """The anomaly type this playbook handles (one file per type)."""
     version: int = Field(1, ge=1)
+    """Bump on every change: archived incidents record the version they ran with."""
     description: str = ""
+    """What the playbook does, for operators."""
     settings: dict[str, Any] = Field(default_factory=dict)
+    """Thresholds and knobs of the anomaly type; checked against its settings model (below)."""
     steps: dict[Step, StepPolicy] = Field(default_factory=dict)
     evidence: list[str] = Field(default_factory=list)
+    """Extra evidence collectors to run, by name."""
     fixes: list[FixOption] = Field(min_length=1)
     approval: ApprovalPolicy = ApprovalPolicy()
     isolate: bool = True

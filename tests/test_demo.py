@@ -1,4 +1,8 @@
-"""`llmedic demo` exactly as `make demo` runs it (in a temporary home)."""
+"""`llmedic demo` exactly as `make demo` runs it (in a temporary home): sandbox → Prometheus (the
+shipped rules) → Alertmanager → receiver → Prefect → approval → fix → verified and archived.
+
+It is also the end-to-end test of the monitoring path: several rules fire about the slow instance,
+Alertmanager notifies and repeats, and still exactly one flow run starts."""
 
 import os
 import subprocess
@@ -6,6 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from llmedic.incident import IncidentStore, Outcome
+from llmedic.monitoring import binaries
+from llmedic.receiver.outbox import Outbox
 
 pytestmark = pytest.mark.e2e
 
@@ -28,3 +36,19 @@ def test_demo_resolves_the_incident(clean_environ: Path) -> None:
     assert "approved by demo" in result.stdout
     reports = list((clean_environ / "kb").glob("latency-*.md"))
     assert len(reports) == 1 and "## Post-mortem" in reports[0].read_text()
+    (incident,) = IncidentStore(clean_environ / "incidents").all()
+    assert (incident.outcome, incident.target) == (Outcome.RESOLVED, "sandbox-1")
+    if binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus / prometheus-alertmanager missing in CI (make tools installs them)")
+        return
+    assert "alert path: Prometheus (shipped rules) → Alertmanager → receiver → Prefect" in result.stdout
+    rows = Outbox(clean_environ / "outbox.sqlite3").rows()
+    (started,) = [r for r in rows if r.state == "started"]
+    assert (started.anomaly, started.alert.source, started.flow_run_id) == (
+        "latency",
+        "alertmanager",
+        incident.flow_run_id,
+    )
+    assert started.alert.labels["alertname"] in ("VLLMHighP99Latency", "VLLMHighTTFT")
+    assert {r.state for r in rows} <= {"started", "duplicate", "attached"}
