@@ -351,7 +351,7 @@ class StepResult(_Record):
 class IncidentRequest(BaseModel):
     """Parameters of every anomaly flow run (the Prefect UI renders this as a form)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)  # descriptions in the UI form
 
     alert: Alert | None = None
     """The alert that started the run; leave empty for a manual run and set ``target``."""
