@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmedic.cli_gameday import gameday
 from llmedic.cli_models import golden_app, model_app
 from llmedic.cli_reviews import backup_app, report_run, review_app, sandbox_history
 from llmedic.cli_system import gpu_app, host_app
@@ -38,6 +39,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(backup_app, name="backup")
 app.add_typer(gpu_app, name="gpu")
 app.add_typer(host_app, name="host")
+app.command("gameday")(gameday)
 app.command("sandbox-history")(sandbox_history)
 out = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 

@@ -16,8 +16,6 @@ from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
 from llmedic.receiver.app import ReceiverAuth, ReceiverMetrics, create_receiver_app
 from llmedic.receiver.outbox import Outbox
 
-NOW = utcnow()
-
 
 def incident(
     n: int,
@@ -27,9 +25,10 @@ def incident(
     minutes: float | None = None,
     waiting_since: datetime | None = None,
     escalated: bool = False,
+    now: datetime | None = None,
 ) -> Incident:
     info = anomaly_info(anomaly)
-    opened = NOW - timedelta(hours=2)
+    opened = (now or utcnow()) - timedelta(hours=2)
     return Incident(
         id=f"inc-{n}",
         anomaly=anomaly,
@@ -50,14 +49,16 @@ def incident(
     )
 
 
-STORE = [
-    incident(1, AnomalyType.LATENCY, Outcome.RESOLVED, minutes=4),
-    incident(2, AnomalyType.LATENCY, Outcome.RESOLVED, minutes=6),
-    incident(3, AnomalyType.LATENCY, Outcome.FALSE_POSITIVE, minutes=1),
-    incident(4, AnomalyType.GPU_FAULT, Outcome.OPEN, waiting_since=NOW - timedelta(minutes=30)),
-    incident(5, AnomalyType.MEMORY_LEAK, Outcome.OPEN, waiting_since=NOW - timedelta(minutes=5)),
-    incident(6, AnomalyType.DATA_MISSING, Outcome.ESCALATED, minutes=2, escalated=True),
-]
+def store_of(now: datetime) -> list[Incident]:
+    """Six incidents; the oldest approval has waited 30 minutes at ``now``."""
+    return [
+        incident(1, AnomalyType.LATENCY, Outcome.RESOLVED, minutes=4, now=now),
+        incident(2, AnomalyType.LATENCY, Outcome.RESOLVED, minutes=6, now=now),
+        incident(3, AnomalyType.LATENCY, Outcome.FALSE_POSITIVE, minutes=1, now=now),
+        incident(4, AnomalyType.GPU_FAULT, Outcome.OPEN, waiting_since=now - timedelta(minutes=30), now=now),
+        incident(5, AnomalyType.MEMORY_LEAK, Outcome.OPEN, waiting_since=now - timedelta(minutes=5), now=now),
+        incident(6, AnomalyType.DATA_MISSING, Outcome.ESCALATED, minutes=2, escalated=True, now=now),
+    ]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -71,7 +72,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_incident_figures_on_the_receiver_metrics(tmp_path: Path) -> None:
     store = IncidentStore(tmp_path / "incidents")
-    for inc in STORE:
+    for inc in store_of(utcnow()):
         store.save(inc)
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     app = create_receiver_app(outbox, ReceiverAuth(bearer="t"), [], metrics=ReceiverMetrics(outbox, store))
@@ -98,7 +99,7 @@ def test_an_empty_store_reports_no_wait_and_the_cache_holds(tmp_path: Path) -> N
     first = {m.name: [s.value for s in m.samples] for m in collector.collect()}
     assert first["llmedic_approval_oldest_wait_seconds"] == [0.0]
     assert all(v == [] for k, v in first.items() if k != "llmedic_approval_oldest_wait_seconds")
-    store.save(STORE[0])  # inside the cache window: not read again until it expires
+    store.save(store_of(utcnow())[0])  # inside the cache window: not read again until it expires
     assert {m.name: len(m.samples) for m in collector.collect()}["llmedic_incidents"] == 0
     collector.cache_seconds = 0
     assert {m.name: len(m.samples) for m in collector.collect()}["llmedic_incidents"] == 1

@@ -1,0 +1,89 @@
+"""Game days: the scenario format (every shipped file valid; bad files refused with file, line and
+field), and a game day through the whole stack — receiver, Prefect server, runner, sandbox — with a
+control, a data scenario and a GPU scenario, scored. (`make gameday` runs every shipped scenario.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmedic.catalog import AnomalyType
+from llmedic.config import Settings
+from llmedic.errors import ConfigError
+from llmedic.gameday import GameDay, load_scenarios, shipped_scenarios
+
+
+def test_the_shipped_scenarios_cover_every_anomaly_type_controls_and_compounds() -> None:
+    scenarios = load_scenarios()
+    assert len(scenarios) == len(shipped_scenarios())
+    covered = {e.anomaly for s in scenarios for e in s.expect}
+    controls = [s.name for s in scenarios if not s.inject]
+    compounds = [s.name for s in scenarios if len(s.inject) > 1 or s.expect[0].evidence or len(s.expect) > 1]
+    assert covered >= {
+        AnomalyType.LATENCY,
+        AnomalyType.MEMORY_LEAK,
+        AnomalyType.ACCURACY_DROP,
+        AnomalyType.GPU_FAULT,
+        AnomalyType.DATA_MISSING,
+        AnomalyType.DATA_FORMAT,
+        AnomalyType.DATA_QUALITY,
+    }
+    assert all(e.touches_nothing and e.outcome == "false_positive" for s in scenarios if not s.inject for e in s.expect)
+    assert len(controls) >= 3 and len(compounds) >= 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\n", "description"),
+        (
+            "name: Bad Name\ndescription: d\nalerts: [{labels: {a: b}}]\nexpect: [{anomaly: latency, target: t, outcome: resolved}]\n",
+            "name",
+        ),
+        (
+            "name: x\ndescription: d\nalerts: [{labels: {a: b}}]\nexpect: [{anomaly: latency, target: t, outcome: resolved}]\n"
+            "inject: [{kind: sandbox, instance: s, fault: {}, extra: 1}]\n",
+            "extra",
+        ),
+        (
+            "name: x\ndescription: d\nalerts: [{labels: {a: b}}]\nexpect: [{anomaly: nope, target: t, outcome: resolved}]\n",
+            "anomaly",
+        ),
+        (
+            "name: x\ndescription: d\nalerts: [{labels: {a: b}}]\nexpect: [{anomaly: latency, target: t, outcome: resolved}]\n"
+            "inject: [{kind: dataset, dataset: d, fault: explode}]\n",
+            "fault",
+        ),
+        ("- just\n- a list\n", "top level must be a mapping"),
+    ],
+)
+def test_bad_scenario_files_are_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_scenarios([f])
+    assert str(f) in str(err.value) and message in str(err.value)
+
+
+def test_unknown_names_and_paths_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no scenario named nope"):
+        load_scenarios(names=["nope"])
+    with pytest.raises(ConfigError, match="no such scenario file"):
+        load_scenarios([tmp_path / "missing.yaml"])
+
+
+@pytest.mark.e2e
+def test_a_game_day_through_the_whole_stack(tmp_path: Path) -> None:
+    chosen = load_scenarios(names=["control-latency", "data-quality", "gpu-reset-needed"])
+    rows = GameDay(Settings(home=tmp_path / "gd"), chosen, log=lambda _m: None).run()
+    card = {(r.scenario, r.anomaly): (r.outcome, r.confirmed, r.diagnosed, r.fixed, r.verified) for r in rows}
+    assert card == {
+        ("control-latency", "latency"): ("false_positive", False, False, False, False),
+        ("data-quality", "data_quality"): ("resolved", True, True, True, True),
+        ("gpu-reset-needed", "gpu_fault"): ("resolved", True, True, True, True),
+    }, json.dumps([r.as_dict() for r in rows], indent=1)
+    assert all(r.passed for r in rows)
+    assert all(r.seconds_to_recover and r.seconds_to_recover > 0 for r in rows if r.outcome == "resolved")
+    assert {r.alert_path for r in rows} == {"alertmanager payload → receiver"}
