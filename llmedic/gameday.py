@@ -32,7 +32,7 @@ from llmedic.alerts import labels_fingerprint
 from llmedic.catalog import AnomalyType
 from llmedic.config import Settings, load_environment
 from llmedic.errors import ConfigError, LlmedicError, OrchestrationError
-from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
+from llmedic.incident import Incident, IncidentStore, Outcome, Step, utcnow
 from llmedic.monitoring import MonitoringStack, binaries
 from llmedic.orchestration import PrefectServer, prefect_env, read_run, stop_process, stop_runner
 from llmedic.playbook import load_playbook
@@ -602,7 +602,9 @@ class GameDay:
             row.confirmed = inc.outcome not in (Outcome.FALSE_POSITIVE, Outcome.OPEN)
             row.diagnosed = bool(exp.diagnosis and inc.diagnosis.startswith(exp.diagnosis))
             applied = [a.name for a in inc.actions if a.applied]
-            row.fixed = bool(exp.fix and exp.fix in applied)
+            chosen = [d.choice for d in inc.decisions if d.topic == "fix"]
+            fix_ran = any(r.step == Step.FIX and r.status == "ok" for r in inc.timeline)
+            row.fixed = bool(exp.fix and exp.fix in chosen and fix_ran)
             row.verified = bool(inc.verification and inc.verification.passed)
             if inc.outcome == Outcome.RESOLVED and inc.closed_at is not None:
                 row.seconds_to_recover = round((inc.closed_at - injected).total_seconds(), 1)
@@ -614,7 +616,9 @@ class GameDay:
             if exp.diagnosis and not row.diagnosed:
                 row.problems.append(f"diagnosis {inc.diagnosis!r}, expected {exp.diagnosis!r}…")
             if exp.fix and not row.fixed:
-                row.problems.append(f"fix {exp.fix} not applied (applied: {applied or 'nothing'})")
+                row.problems.append(
+                    f"fix {exp.fix} not applied (chosen: {chosen or 'none'}; actions applied: {applied or 'none'})"
+                )
             if exp.outcome == Outcome.RESOLVED and not row.verified:
                 row.problems.append("not verified")
             missing = sorted(set(exp.evidence) - {e.name for e in inc.evidence})
