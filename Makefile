@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test tools bench check lint format typecheck clean
+.PHONY: demo up test tools bench gameday soak check lint format typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ tools:  ## Prometheus + Alertmanager for the end-to-end tests (Debian packages, 
 test: $(STAMP) tools  ## The test suite
 	$(BIN)/python -m pytest -q
 
+gameday: $(STAMP) tools  ## Every shipped game-day scenario through the whole stack, scored
+	$(BIN)/llmedic gameday
+
+soak: $(STAMP) tools  ## The long fault and security suite (15,000 fuzzed payloads, 60 s outages, storms)
+	LLMEDIC_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests/test_receiver.py -k fuzz
+	$(BIN)/python -m pytest -q -s -m soak tests/test_soak.py
+
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 BENCH_ROWS ?= 10000000
@@ -40,6 +47,8 @@ bench: $(STAMP) $(BENCH_STAMP) tools  ## Benchmarks, printed beside their target
 	$(BENCH_VENV)/bin/python bench/data_audit.py --rows $(BENCH_ROWS)
 	$(BIN)/python bench/leak.py
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/gameday.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

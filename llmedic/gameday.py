@@ -39,7 +39,7 @@ from llmedic.playbook import load_playbook
 from llmedic.receiver.server import ensure_token_file
 from llmedic.yamlfile import load_model
 
-__all__ = ["GameDay", "Scenario", "ScoreRow", "load_scenarios", "shipped_scenarios"]
+__all__ = ["GameDay", "Scenario", "ScoreRow", "load_scenarios", "scorecard", "shipped_scenarios"]
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "sandbox" / "gameday"
 APPROVER = "gameday"
@@ -182,6 +182,45 @@ class ScoreRow:
         return {**self.__dict__, "passed": self.passed}
 
 
+def scorecard(rows: list[ScoreRow]) -> str:
+    """The scorecard as plain fixed-width text (readable in a terminal and in CI logs alike),
+    each failed expectation's problems under the table."""
+    head = (
+        "scenario",
+        "anomaly",
+        "target",
+        "confirmed",
+        "diagnosed",
+        "fixed",
+        "verified",
+        "outcome",
+        "recover",
+        "result",
+    )
+    body = [
+        (
+            r.scenario,
+            r.anomaly,
+            r.target,
+            *("yes" if v else "-" for v in (r.confirmed, r.diagnosed, r.fixed, r.verified)),
+            r.outcome,
+            f"{r.seconds_to_recover:.0f} s" if r.seconds_to_recover is not None else "-",
+            "pass" if r.passed else "FAIL",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    lines = [
+        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
+        for line in (head, *body)
+    ]
+    for r in rows:
+        lines.extend(f"{r.scenario} {r.anomaly} {r.target}: {p}" for p in r.problems)
+    met = sum(r.passed for r in rows)
+    lines.append(f"{met}/{len(rows)} expectations met over {len({r.scenario for r in rows})} scenario(s)")
+    return "\n".join(lines)
+
+
 def shipped_scenarios() -> list[Path]:
     """The scenario files that ship with llmedic."""
     return sorted(SCENARIO_DIR.glob("*.yaml"))
@@ -282,6 +321,7 @@ class GameDay:
             port=0,
             load_qps=4,
             knowledge=base / "published" / "knowledge.jsonl",
+            lab_results=base / "published" / "lab_results.csv",
             gpu_scenario=base / "gpu" / "gpu.json",
             log_dir=base / "logs",
         )

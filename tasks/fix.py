@@ -268,8 +268,9 @@ def _rollback_model(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, An
 
 def _rollback_knowledge(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     # The compensation passes {"targets": {dataset: version}} to put each dataset back.
-    targets: dict[str, str] = dict(raw.get("targets") or {})
-    if not targets:
+    if "targets" in raw:
+        targets: dict[str, str] = dict(raw["targets"] or {})
+    else:
         p = RollbackKnowledgeParams.model_validate(raw)
         name, _ = rt.env.golden_for(rt.service.name)
         base = rt.registry.reference(rt.service.name, name)
@@ -286,6 +287,16 @@ def _rollback_knowledge(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str
                 for ds, v in base.datasets.items()
                 if ds in consumed and consumed[ds] != v and (p.dataset in (None, ds))
             }
+        if not targets and base is not None and p.to is None and base.datasets:
+            # Diagnosed as a knowledge change, and since then put back by someone else — typically
+            # the data incident this flow handed over, whose isolation moves consumers to the last
+            # good version. Nothing left to do here; verification decides whether it is enough.
+            restored = {ds: v for ds, v in base.datasets.items() if ds in consumed}
+            if restored and all(consumed[ds] == v for ds, v in restored.items()):
+                shown = ", ".join(f"{ds}@{v}" for ds, v in sorted(restored.items()))
+                return f"already at the baseline's versions ({shown}) since the diagnosis; nothing changed", {
+                    "targets": {}
+                }
         if not targets:
             raise ControlError(
                 "no consumed dataset changed since the baseline; nothing to roll back",

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -342,8 +343,12 @@ payloads = st.one_of(
 )
 
 
+# `make soak` raises these (LLMEDIC_FUZZ_EXAMPLES=5000: 15,000 payloads in all).
+FUZZ_EXAMPLES = int(os.environ.get("LLMEDIC_FUZZ_EXAMPLES", "700"))
+
+
 @settings(
-    max_examples=700,
+    max_examples=FUZZ_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -362,7 +367,7 @@ def test_fuzz_never_5xx(tmp_path_factory: pytest.TempPathFactory, endpoint: str,
 _FUZZ: TestClient | None = None
 
 
-@settings(max_examples=1400, deadline=None)
+@settings(max_examples=2 * FUZZ_EXAMPLES, deadline=None)
 @given(raw=st.binary(max_size=200))
 def test_fuzz_raw_bytes_never_5xx(raw: bytes) -> None:
     global _FUZZ_RAW

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -68,6 +69,9 @@ class FleetSpec:
     default: the shipped file, fixed."""
     log_dir: Path | None = None
     """Each instance writes ``<log_dir>/<instance>.log`` (the service's ``logs`` command reads it)."""
+    lab_results: Path | None = None
+    """Also declare the tabular dataset ``lab-results`` (drug doses and INR readings, CSV),
+    published here: a target for the data scenarios of game days."""
     gpu_scenario: Path | None = None
     """Give the fleet fake GPUs: a fake-NVML scenario here (one healthy GPU per instance, written at
     start), a kernel log beside it (``kern.log``), and the host commands to read and reset them."""
@@ -102,6 +106,29 @@ def knowledge_dataset(publish_to: Path, service: str) -> dict[str, object]:
         "key": ["id"],
         "publish_to": str(publish_to),
         "consumers": [service],
+    }
+
+
+LAB_DATASET = "lab-results"
+
+
+def lab_dataset(publish_to: Path) -> dict[str, object]:
+    """The declaration of the sandbox's tabular dataset (synthetic lab results, 200 rows)."""
+    return {
+        "path": str(Path(str(resources.files("llmedic.sandbox").joinpath("data/lab_results.csv")))),
+        "format": "csv",
+        "description": "synthetic lab results: dose and INR per sample (a tabular pipeline output)",
+        "columns": {
+            "sample_id": {"dtype": "string", "nullable": False, "regex": r"lab-\d{4}", "drift": False},
+            "patient": {"dtype": "string", "nullable": False, "drift": False},
+            "drug": {"dtype": "category", "nullable": False},
+            "dose_mg": {"dtype": "float", "nullable": False, "min": 0, "max": 2000},
+            "inr": {"dtype": "float", "nullable": False, "min": 0.5, "max": 8},
+            "measured_at": {"dtype": "date", "nullable": False, "date_formats": ["%Y-%m-%d"], "drift": False},
+        },
+        "key": ["sample_id"],
+        "time_column": "measured_at",
+        "publish_to": str(publish_to),
     }
 
 
@@ -193,8 +220,17 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
             }
         },
         **(
-            {"datasets": {KNOWLEDGE_DATASET: knowledge_dataset(spec.knowledge, spec.service)}}
-            if spec.knowledge
+            {
+                "datasets": {
+                    **(
+                        {KNOWLEDGE_DATASET: knowledge_dataset(spec.knowledge, spec.service)}
+                        if spec.knowledge
+                        else {}
+                    ),
+                    **({LAB_DATASET: lab_dataset(spec.lab_results)} if spec.lab_results else {}),
+                }
+            }
+            if spec.knowledge or spec.lab_results
             else {}
         ),
         "alert_rules": [
