@@ -16,6 +16,7 @@ faults and expect several incidents (or a hand-off).
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import threading
 import time
@@ -297,6 +298,8 @@ class GameDay:
     token_file: Path = Path()
     receiver_url: str = ""
     rows: list[ScoreRow] = field(default_factory=list)
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """The sandbox admin API's bearer token: a secret in llmedic.yaml, as a real fleet's would be."""
 
     @property
     def home(self) -> Path:
@@ -324,6 +327,7 @@ class GameDay:
             lab_results=base / "published" / "lab_results.csv",
             gpu_scenario=base / "gpu" / "gpu.json",
             log_dir=base / "logs",
+            admin_token=self.admin_token,
         )
         self.fleet_thread = threading.Thread(
             target=run_fleet, args=(spec, self.config, self.fleet_stop), name="sandbox-fleet", daemon=True
@@ -429,7 +433,12 @@ class GameDay:
         """Call a sandbox instance's admin API."""
         if instance not in self.urls:
             raise ConfigError(f"no sandbox instance {instance!r}", hint=f"known: {', '.join(self.urls)}")
-        resp = httpx.post(f"{self.urls[instance]}/admin/{action}", json=body or {}, timeout=10)
+        resp = httpx.post(
+            f"{self.urls[instance]}/admin/{action}",
+            json=body or {},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=10,
+        )
         resp.raise_for_status()
         return resp.json()  # type: ignore[no-any-return]
 
@@ -678,7 +687,12 @@ class GameDay:
             )
 
     def _state(self, instance: str) -> dict[str, Any]:
-        return httpx.get(f"{self.urls[instance]}/admin/state", timeout=10).json()  # type: ignore[no-any-return]
+        resp = httpx.get(
+            f"{self.urls[instance]}/admin/state",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=10,
+        )
+        return resp.json()  # type: ignore[no-any-return]
 
     def run(self) -> list[ScoreRow]:
         """Start the stack, run every scenario, stop; the scorecard rows."""

@@ -30,7 +30,12 @@ def test_the_shipped_scenarios_cover_every_anomaly_type_controls_and_compounds()
         AnomalyType.DATA_FORMAT,
         AnomalyType.DATA_QUALITY,
     }
-    assert all(e.touches_nothing and e.outcome == "false_positive" for s in scenarios if not s.inject for e in s.expect)
+    assert all(
+        e.touches_nothing and e.outcome == "false_positive"
+        for s in scenarios
+        if not s.inject
+        for e in s.expect
+    )
     assert len(controls) >= 3 and len(compounds) >= 2
 
 
@@ -77,7 +82,9 @@ def test_unknown_names_and_paths_are_refused(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_a_game_day_through_the_whole_stack(tmp_path: Path) -> None:
     chosen = load_scenarios(names=["control-latency", "data-quality", "gpu-reset-needed"])
-    rows = GameDay(Settings(home=tmp_path / "gd"), chosen, log=lambda _m: None).run()
+    home = tmp_path / "gd"
+    day = GameDay(Settings(home=home), chosen, log=lambda _m: None)
+    rows = day.run()
     card = {(r.scenario, r.anomaly): (r.outcome, r.confirmed, r.diagnosed, r.fixed, r.verified) for r in rows}
     assert card == {
         ("control-latency", "latency"): ("false_positive", False, False, False, False),
@@ -87,3 +94,19 @@ def test_a_game_day_through_the_whole_stack(tmp_path: Path) -> None:
     assert all(r.passed for r in rows)
     assert all(r.seconds_to_recover and r.seconds_to_recover > 0 for r in rows if r.outcome == "resolved")
     assert {r.alert_path for r in rows} == {"alertmanager payload → receiver"}
+    # Seeded secrets — the receiver's bearer token and the sandbox admin token (a secret in
+    # llmedic.yaml) — appear nowhere but where they are kept: not in logs, incidents, reports,
+    # archives, the outbox or Prefect's database (parameters, logs, artifacts, results).
+    secrets = {
+        "receiver token": (home / "receiver.token").read_text().strip(),
+        "admin token": day.admin_token,
+    }
+    kept = {home / "receiver.token", home / "sandbox" / "llmedic.yaml"}
+    scanned = 0
+    for path in home.rglob("*"):
+        if path.is_file() and path not in kept:
+            data = path.read_bytes()
+            scanned += 1
+            for what, value in secrets.items():
+                assert value.encode() not in data, f"the {what} leaked into {path}"
+    assert scanned > 50 and (home / "prefect" / "prefect.db").exists()

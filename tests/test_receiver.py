@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import os
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,17 @@ def test_two_dispatchers_on_one_postgres_outbox_never_take_the_same_row(postgres
     assert len(a) == 6 and len(b) == 4
     assert not {r.id for r in a} & {r.id for r in b}
     assert first.due() == [] and second.due() == []  # all leased
+
+
+def test_the_latest_run_of_a_target_is_the_latest_dispatched_not_the_newest_row(outbox: Outbox) -> None:
+    # After an outage rows are dispatched in retry order: here row 2 first, then row 1. The open
+    # incident of the target is row 1's run, the last one started, not row 2's (found by the soak
+    # test: a second run started while the first was open).
+    c = client(outbox)
+    for start in ("2026-11-24T10:00:00Z", "2026-11-24T10:05:00Z"):
+        assert c.post("/alerts/alertmanager", json=am_body(am_alert(starts=start))).status_code == 202
+    first, second = sorted(outbox.rows(), key=lambda r: r.id)
+    outbox.mark(second.id, "started", flow_run_id="run-of-row-2")
+    time.sleep(0.01)
+    outbox.mark(first.id, "started", flow_run_id="run-of-row-1")
+    assert outbox.last_run_for_target(first.anomaly or "", first.target) == "run-of-row-1"

@@ -251,18 +251,23 @@ class Outbox:
         with self._conn() as db:
             row = self._exec(
                 db,
-                "SELECT flow_run_id FROM outbox WHERE dedup_key = ? AND state = 'started' ORDER BY id DESC LIMIT 1",
+                "SELECT flow_run_id FROM outbox WHERE dedup_key = ? AND state = 'started' "
+                "ORDER BY dispatched_at DESC, id DESC LIMIT 1",
                 (dedup_key,),
             ).fetchone()
         return row[0] if row else None
 
     def last_run_for_target(self, anomaly: str, target: str) -> str | None:
-        """The latest flow run started for this anomaly type on this target, if any."""
+        """The latest flow run started for this anomaly type on this target, if any.
+
+        Latest by *dispatch* time: after an outage rows are dispatched in retry order, not in the
+        order they arrived, so the newest row is not always the newest run (ordering by row id once
+        let a second run start while the first was still open — found by the soak test)."""
         with self._conn() as db:
             row = self._exec(
                 db,
                 "SELECT flow_run_id FROM outbox WHERE anomaly = ? AND target = ? AND state = 'started' "
-                "ORDER BY id DESC LIMIT 1",
+                "ORDER BY dispatched_at DESC, id DESC LIMIT 1",
                 (anomaly, target),
             ).fetchone()
         return row[0] if row else None
