@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmedic.config import Settings  # noqa: E402
-from llmedic.gameday import GameDay, load_scenarios  # noqa: E402
+from llmedic.config import Settings
+from llmedic.gameday import GameDay, load_scenarios
 
 
 def main() -> None:

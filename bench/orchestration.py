@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect import flow  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from prefect import flow
+from prefect.testing.utilities import prefect_test_harness
 
-from llmedic.incident import Step  # noqa: E402
-from llmedic.playbook import StepPolicy  # noqa: E402
-from tasks.runtime import run_step, step_task  # noqa: E402
+from llmedic.incident import Step
+from llmedic.playbook import StepPolicy
+from tasks.runtime import run_step, step_task
 
 ANCHOR_MS = 31_000 / 2_000  # Prefect 3, 2 vCPU, SQLite: 10 runs × 200 tasks in 31 s
 POLICY = StepPolicy(retries=1, retry_delay_seconds=0, timeout_seconds=60)

@@ -6,8 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 import os
+import time
 from pathlib import Path
 from typing import Any
 
