@@ -38,6 +38,8 @@ from llmedic.monitoring import MonitoringStack, binaries
 from llmedic.orchestration import PrefectServer, prefect_env, read_run, stop_process, stop_runner
 from llmedic.playbook import load_playbook
 from llmedic.receiver.server import ensure_token_file
+from llmedic.sandbox.faultproxy import FaultProxy
+from llmedic.sandbox.pyenv import BAD_DEPLOY, BrokenEnv
 from llmedic.yamlfile import load_model
 
 __all__ = ["GameDay", "Scenario", "ScoreRow", "load_scenarios", "scorecard", "shipped_scenarios"]
@@ -103,7 +105,28 @@ class ModelRelease(_Strict):
     """How the new version misbehaves in the sandbox, e.g. ``{kind: wrong_answers, tags: [statin]}``."""
 
 
-Fault = Annotated[SandboxFault | GpuFault | DatasetFault | ModelRelease, Field(discriminator="kind")]
+class DepsFault(_Strict):
+    """A bad deploy into the service's virtual environment (``llmedic.sandbox.pyenv``), after which
+    ``instance`` restarts into it."""
+
+    kind: Literal["deps"]
+    instance: str
+    install: list[str] = Field(default_factory=lambda: [BAD_DEPLOY], min_length=1)
+    """Pins installed off the lock (default: the release of ``vertical-utils`` that breaks ``vertical-core``)."""
+
+
+class LinkFault(_Strict):
+    """The sandbox's network link ``registry`` (a fault-injecting proxy in front of an endpoint the
+    service depends on, with a backup endpoint) put into a failure mode."""
+
+    kind: Literal["link"]
+    link: Literal["registry"] = "registry"
+    mode: Literal["drop", "stall", "reset", "slow", "flaky"]
+
+
+Fault = Annotated[
+    SandboxFault | GpuFault | DatasetFault | ModelRelease | DepsFault | LinkFault, Field(discriminator="kind")
+]
 
 
 class AlertSpec(_Strict):
@@ -298,6 +321,8 @@ class GameDay:
     token_file: Path = Path()
     receiver_url: str = ""
     rows: list[ScoreRow] = field(default_factory=list)
+    pyenv: BrokenEnv | None = None
+    proxy: FaultProxy | None = None
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     """The sandbox admin API's bearer token: a secret in llmedic.yaml, as a real fleet's would be."""
 
@@ -341,6 +366,7 @@ class GameDay:
         svc = yaml.safe_load(self.config.read_text())["services"][0]
         self.urls = {i["name"]: i["url"] for i in svc["instances"] + svc["standby"]}
         self.log(f"sandbox fleet: {', '.join(self.urls)} ({self.config})")
+        self._extend_sandbox(base)
 
         self.server = PrefectServer(self.home, port=free_port(), log_path=logs / "prefect-server.log")
         self.server.start()
@@ -369,6 +395,43 @@ class GameDay:
 
             self._wait(served, "the deployment runner", timeout=120)
         self.log("deployments served; receiver ready")
+
+    def _kinds(self) -> set[str]:
+        return {f.kind for s in self.scenarios for f in s.inject}
+
+    def _extend_sandbox(self, base: Path) -> None:
+        """What only some scenarios need: the service's virtual environment (``deps``) and a network
+        link with a backup (``link``), declared in the fleet's llmedic.yaml."""
+        env = yaml.safe_load(self.config.read_text())
+        if "deps" in self._kinds():
+            from llmedic.sandbox.pyenv import service_env
+
+            self.pyenv = service_env(base / "pyenv")
+            env["services"][0].update(
+                {
+                    "python": str(self.pyenv.python),
+                    "lock_file": str(self.pyenv.lock),
+                    "wheelhouse": str(self.pyenv.wheelhouse),
+                    "imports": ["vertical_core"],
+                }
+            )
+            self.log(f"service environment: {self.pyenv.python} (lock {self.pyenv.lock})")
+        if "link" in self._kinds():
+            from urllib.parse import urlsplit
+
+            far = urlsplit(self.urls["sandbox-3"])
+            self.proxy = FaultProxy((far.hostname or "127.0.0.1", far.port or 80))
+            env.setdefault("network", {})["links"] = {
+                "registry": {
+                    "url": f"{self.proxy.url}/health",
+                    "backup_url": f"{self.urls['sandbox-3']}/health",
+                    "consumers": [env["services"][0]["name"]],
+                }
+            }
+            self.log(f"network link registry: {self.proxy.url} (backup {self.urls['sandbox-3']})")
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(env, sort_keys=False))
+        tmp.replace(self.config)
 
     def _spawn(self, args: list[str], env: dict[str, str], log: Path) -> None:
         import subprocess
@@ -423,6 +486,9 @@ class GameDay:
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if self.proxy is not None:
+            self.proxy.close()
+            self.proxy = None
         self.fleet_stop.set()
         if self.fleet_thread is not None:
             self.fleet_thread.join(10)
@@ -452,6 +518,15 @@ class GameDay:
         write_healthy_gpus(base / "gpu" / "gpu.json", len(self.urls))
         for log in (base / "logs").glob("*.log"):
             log.write_text("")
+        if self.pyenv is not None:
+            self.pyenv.install("-r", str(self.pyenv.lock))
+            for name in self.urls:
+                self.admin(name, "env", {"python": str(self.pyenv.python), "imports": ["vertical_core"]})
+        if self.proxy is not None:
+            from llmedic.network import set_active_url
+
+            self.proxy.mode = "pass"
+            set_active_url(self.home, "registry", f"{self.proxy.url}/health", by=APPROVER)
         # Datasets back to their first version, so one scenario's repair is not the next one's start.
         from llmedic.adapters.datastore import DataStore
 
@@ -463,7 +538,9 @@ class GameDay:
             if cur is not None and cur.id != first.id:
                 store.set_current(name, first.id, cfg, by=APPROVER, why="game day: reset between scenarios")
 
-    def inject(self, fault: SandboxFault | GpuFault | DatasetFault | ModelRelease) -> None:
+    def inject(
+        self, fault: SandboxFault | GpuFault | DatasetFault | ModelRelease | DepsFault | LinkFault
+    ) -> None:
         """Apply one fault."""
         if isinstance(fault, SandboxFault):
             self.admin(fault.instance, "faults", fault.fault)
@@ -498,6 +575,15 @@ class GameDay:
                 seed=fault.seed,
                 by=APPROVER,
             )
+        elif isinstance(fault, DepsFault):
+            if self.pyenv is None:  # pragma: no cover - built at start when a scenario has deps
+                raise ConfigError("no service environment in this game day")
+            self.pyenv.install(*fault.install)
+            self.admin(fault.instance, "restart")
+        elif isinstance(fault, LinkFault):
+            if self.proxy is None:  # pragma: no cover - built at start when a scenario has link
+                raise ConfigError("no network link in this game day")
+            self.proxy.mode = fault.mode
         else:
             from llmedic.models import ModelRegistry
 
@@ -675,7 +761,9 @@ class GameDay:
                 row.problems.append(f"evidence missing: {', '.join(missing)}")
             if exp.touches_nothing:
                 touched = {
-                    n: [a["action"] for a in self._state(n)["actions"] if a["action"] != "inject"]
+                    n: [
+                        a["action"] for a in self._state(n)["actions"] if a["action"] not in ("inject", "env")
+                    ]
                     for n in self.urls
                 }
                 touched = {n: a for n, a in touched.items() if a}

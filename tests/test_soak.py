@@ -50,8 +50,11 @@ def one_open_incident_at_a_time(s: Stack, timeout: float = 240) -> dict[str, int
     the same time (a re-fire after a close may start a new one: that is a new firing)."""
     store = IncidentStore(s.home / "incidents")
     deadline = time.monotonic() + timeout
-    while any(i.outcome == Outcome.OPEN for i in store.all()):
-        assert time.monotonic() < deadline, "incidents still open"
+    final = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+    while any(r["state_type"] not in final for r in s.flow_runs()) or any(
+        i.outcome == Outcome.OPEN for i in store.all()
+    ):
+        assert time.monotonic() < deadline, "runs or incidents still open"
         time.sleep(1)
     by_target: dict[str, list[Any]] = {}
     for inc in store.all():

@@ -1,5 +1,9 @@
-"""Throw-away Python environments with a dependency conflict, built offline: hand-made wheels in a
-wheelhouse, a real ``python -m venv``, real ``pip install --no-index``."""
+"""The sandbox's service environment: a throw-away Python virtual environment with a lock file and
+a wheelhouse, built offline (hand-made wheels, a real ``python -m venv``, real ``pip install
+--no-index``), that a bad deploy can break — the dependency-conflict fault of the tests and game days.
+
+``vertical-core 1.0`` needs ``vertical-utils>=2,<3`` and imports its ``normalize``; ``vertical-utils
+3.1`` renamed it to ``normalise``. The lock pins 2.4. Installing 3.1 is the bad deploy."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ def make_wheel(wheelhouse: Path, name: str, version: str, code: str, requires: t
     files = {
         f"{dist}/__init__.py": code,
         f"{info}/METADATA": meta,
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: llmedic-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: llmedic-sandbox\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     files[f"{info}/RECORD"] = "".join(f"{p},,\n" for p in files) + f"{info}/RECORD,,\n"
     path = wheelhouse / f"{dist}-{version}-py3-none-any.whl"
@@ -29,6 +33,12 @@ def make_wheel(wheelhouse: Path, name: str, version: str, code: str, requires: t
         for p, text in files.items():
             zf.writestr(p, text)
     return path
+
+
+__all__ = ["BAD_DEPLOY", "BrokenEnv", "make_wheel", "service_env"]
+
+BAD_DEPLOY = "vertical-utils==3.1"
+"""The pin whose installation breaks the environment."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class BrokenEnv:
     wheelhouse: Path
 
     def install(self, *pins: str) -> None:
+        """``pip install --no-deps --no-index`` from the wheelhouse (``-r LOCK`` restores the lock)."""
         subprocess.run(
             [
                 str(self.python),
@@ -61,8 +72,7 @@ class BrokenEnv:
 
 
 def service_env(base: Path) -> BrokenEnv:
-    """``vertical-core 1.0`` needs ``vertical-utils>=2,<3`` and imports its ``normalize``;
-    ``vertical-utils 3.1`` renamed it. The lock pins 2.4; the env starts healthy (from the lock)."""
+    """Build the environment under ``base``, healthy (installed from the lock)."""
     wh = base / "wheelhouse"
     make_wheel(wh, "vertical-utils", "2.4", "def normalize(x):\n    return x.strip().lower()\n")
     make_wheel(wh, "vertical-utils", "3.1", "def normalise(x):\n    return x.strip().lower()\n")
