@@ -173,3 +173,41 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     """A real OpenSSH server on 127.0.0.1 (key auth, generated keys) for the session."""
     with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+# --- the fault and security suite: what each fault test tried, and whether llmedic survived it ---
+
+_FAULTS: list[tuple[str, str, str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember the outcome of every test marked ``fault`` (its call phase, or a failed set-up)."""
+    marker = getattr(report, "fault", None)
+    if marker and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        tried, survives = marker
+        _FAULTS.append((report.nodeid.split("::", 1)[1], tried, survives, report.outcome))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    marker = item.get_closest_marker("fault")
+    if marker is not None:
+        outcome.get_result().fault = (marker.kwargs["tried"], marker.kwargs["survives"])  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the fault suite: what was tried, what must survive, and whether it did."""
+    if not _FAULTS:
+        return
+    tr = terminalreporter
+    tr.section("fault and security suite")
+    grouped: dict[str, list[tuple[str, str, str]]] = {}
+    for name, tried, survives, result in _FAULTS:  # parametrised cases as one line
+        grouped.setdefault(name.split("[", 1)[0], []).append((tried, survives, result))
+    for name, runs in grouped.items():
+        ok = sum(r == "passed" for _, _, r in runs)
+        verdict = "survived" if ok == len(runs) else "FAILED"
+        cases = f" ({ok}/{len(runs)} cases)" if len(runs) > 1 else ""
+        tried, survives, _ = runs[0]
+        tr.write_line(f"[{verdict}] {name}{cases}\n    tried:   {tried}\n    survive: {survives}")

@@ -233,6 +233,10 @@ def test_dry_run_changes_nothing(dataset: DataStore) -> None:
     ]
 
 
+@pytest.mark.fault(
+    tried="a data repair that fails verification",
+    survives="the repaired version is rolled back; consumers stay on the last good version",
+)
 def test_a_repair_that_fails_verification_is_rolled_back(dataset: DataStore) -> None:
     v1 = dataset.current("penguins")
     assert v1 is not None

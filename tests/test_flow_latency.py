@@ -135,6 +135,10 @@ def test_dry_run_records_what_it_would_do(sandbox: Fleet) -> None:
     assert actions(sandbox, "sandbox-1") == ["inject"]
 
 
+@pytest.mark.fault(
+    tried="a fix whose verification fails (the fault survives the restart)",
+    survives="compensation runs; failed_rolled_back, escalated",
+)
 def test_failed_verification_compensates_and_escalates(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-1", "faults", {**SLOW, "survives_restart": True})
     state, inc = run(request(), approve())
@@ -149,6 +153,10 @@ def test_failed_verification_compensates_and_escalates(sandbox: Fleet) -> None:
     assert actions(sandbox, "sandbox-1") == ["inject", "drain", "restart", "drain"]
 
 
+@pytest.mark.fault(
+    tried="no decision before the approval deadline",
+    survives="rejected as llmedic-timeout, escalated, nothing changed",
+)
 def test_approval_timeout_rejects_and_escalates(sandbox: Fleet) -> None:
     sandbox.admin("sandbox-1", "faults", SLOW)
     state, inc = run(request(approval={"timeout_minutes": 0.05}))
@@ -184,6 +192,10 @@ def test_instance_down_is_escalated(sandbox: Fleet) -> None:
     assert "/health answered HTTP 503" in inc.escalation_reason
 
 
+@pytest.mark.fault(
+    tried="the metrics source refusing connections mid-flow",
+    survives="an evidence gap with its reason; the flow goes on",
+)
 def test_metrics_source_unreachable_is_an_evidence_gap_not_a_crash(
     sandbox: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

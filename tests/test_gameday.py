@@ -71,6 +71,10 @@ def test_unknown_names_and_paths_are_refused(tmp_path: Path) -> None:
         load_scenarios([tmp_path / "missing.yaml"])
 
 
+@pytest.mark.fault(
+    tried="seeded secrets (receiver token, sandbox admin token) through a game day",
+    survives="neither appears in logs, incidents, reports, the outbox or Prefect's database",
+)
 @pytest.mark.e2e
 def test_a_game_day_through_the_whole_stack(tmp_path: Path) -> None:
     chosen = load_scenarios(names=["control-latency", "data-quality", "gpu-reset-needed"])

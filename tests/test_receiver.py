@@ -348,6 +348,10 @@ payloads = st.one_of(
 FUZZ_EXAMPLES = int(os.environ.get("LLMEDIC_FUZZ_EXAMPLES", "700"))
 
 
+@pytest.mark.fault(
+    tried="Hypothesis-generated Alertmanager, Grafana and generic bodies (odd labels, shell metacharacters, traversal, control characters)",
+    survives="never a 5xx; accepted bodies stored verbatim",
+)
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
@@ -368,6 +372,10 @@ def test_fuzz_never_5xx(tmp_path_factory: pytest.TempPathFactory, endpoint: str,
 _FUZZ: TestClient | None = None
 
 
+@pytest.mark.fault(
+    tried="raw random bytes as the alert body",
+    survives="never a 5xx",
+)
 @settings(max_examples=2 * FUZZ_EXAMPLES, deadline=None)
 @given(raw=st.binary(max_size=200))
 def test_fuzz_raw_bytes_never_5xx(raw: bytes) -> None:

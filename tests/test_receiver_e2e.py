@@ -138,6 +138,10 @@ def alert_body(instance: str, start: str) -> dict[str, object]:
     }
 
 
+@pytest.mark.fault(
+    tried="alerts while the Prefect API is down, then the receiver SIGKILLed before dispatch",
+    survives="every accepted alert replayed once Prefect is back; no run started twice",
+)
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_prefect_down_and_sigkill_lose_nothing_and_duplicate_nothing(
     stack: Stack, sandbox: Fleet, backend: str, request: pytest.FixtureRequest

@@ -32,6 +32,10 @@ INJECTIONS = [
 ]
 
 
+@pytest.mark.fault(
+    tried="shell metacharacters, newlines, $(), backticks, .. through templated parameters",
+    survives="refused by validation before anything runs",
+)
 @pytest.mark.parametrize("value", INJECTIONS)
 def test_injection_is_refused(value: str) -> None:
     with pytest.raises(RemoteCommandError) as exc:

@@ -73,6 +73,10 @@ def test_unreachable_port(sshd: Sshd) -> None:
         SshShell(host(sshd, port=free_port())).run("true", timeout=5)
 
 
+@pytest.mark.fault(
+    tried="a remote command past its timeout",
+    survives="a timeout error, and the next command works",
+)
 def test_a_command_that_runs_too_long_times_out_and_the_next_works(sshd: Sshd) -> None:
     shell = SshShell(host(sshd))
     with pytest.raises(RemoteCommandError) as err:
@@ -81,6 +85,10 @@ def test_a_command_that_runs_too_long_times_out_and_the_next_works(sshd: Sshd) -
     assert shell.run("echo again", timeout=5).stdout == "again\n"
 
 
+@pytest.mark.fault(
+    tried="the SSH connection killed while a command runs",
+    survives="a clear remote-command error; nothing hangs",
+)
 def test_a_connection_dropped_mid_command_is_an_error(sshd: Sshd) -> None:
     shell = SshShell(host(sshd))
     # The shell kills its own sshd session process: the connection goes away under the command.
@@ -102,6 +110,10 @@ INJECTIONS = [
 ]
 
 
+@pytest.mark.fault(
+    tried="the injection corpus through a templated parameter over SSH",
+    survives="refused or inert",
+)
 @pytest.mark.parametrize("value", INJECTIONS)
 def test_injection_through_a_template_is_refused_or_inert_over_ssh(
     sshd: Sshd, tmp_path: Path, value: str
