@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmedic.analysis.repair import Operation
+from llmedic.analysis.repair_ops import Operation
 from llmedic.catalog import AnomalyType
 
 __all__ = ["ACTIONS", "ActionSpec", "actions_for"]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmedic.adapters.endpoint import ProbeResult, summarise_probes
-from llmedic.analysis.data_audit import DataAudit
-from llmedic.analysis.leak import LeakVerdict, detect_leak
 from llmedic.errors import EndpointError, MetricsSourceError
 from llmedic.incident import Step, StepResult
 from llmedic.playbook import LatencySettings, MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
+
+if TYPE_CHECKING:  # pandas/SciPy: imported where used, not at every flow's start-up
+    from llmedic.analysis.data_audit import DataAudit
+    from llmedic.analysis.leak import LeakVerdict
 
 __all__ = ["audit_summary", "confirm_data", "confirm_latency", "confirm_leak", "leak_verdict"]
 
@@ -153,6 +156,8 @@ def confirm_data(ctx: StepContext) -> StepResult:
 
 def leak_verdict(s: MemoryLeakSettings, series: dict[str, object]) -> LeakVerdict:
     """The detector on one instance's series, with the playbook's thresholds."""
+    from llmedic.analysis.leak import detect_leak
+
     return detect_leak(
         np.asarray(series["t"], dtype=float),
         np.asarray(series["y"], dtype=float),

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmedic.adapters.datastore import Version
 from llmedic.adapters.shell import make_shell, run_template
-from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
 from llmedic.analysis.latency import InstanceLatency, diagnose_latency
 from llmedic.analysis.logaudit import audit_log
 from llmedic.errors import LlmedicError
@@ -18,6 +16,9 @@ from llmedic.models import Release, config_diff
 from llmedic.playbook import DataSettings, LatencySettings, MemoryLeakSettings
 from llmedic.redact import mask
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
+
+if TYPE_CHECKING:  # pandas/SciPy: imported where used, not at every flow's start-up
+    from llmedic.adapters.datastore import Version
 
 __all__ = ["evidence_data", "evidence_latency", "evidence_leak", "release_evidence", "system_evidence"]
 
@@ -115,6 +116,8 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
 def evidence_data(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, Any]) -> StepResult:
     """Profile, worst columns, sample rows (secrets masked), version history and the first version
     with the defect → a diagnosis."""
+    from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
+
     rt = Runtime(ctx)
     s = rt.settings_as(DataSettings)
     t = StepTimer(Step.EVIDENCE)

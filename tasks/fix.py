@@ -32,13 +32,11 @@ from llmedic.actions import (
     SetConcurrencyParams,
     SwitchModelParams,
 )
-from llmedic.adapters.datastore import Producer
 from llmedic.adapters.gpu import host_snapshot
 from llmedic.adapters.netprobe import probe_link
 from llmedic.adapters.pyenv import install_pins, probe_env
 from llmedic.adapters.shell import LocalShell, make_shell, run_template
 from llmedic.analysis.deps import parse_lock
-from llmedic.analysis.repair import apply_operations
 from llmedic.catalog import Risk
 from llmedic.config import NetworkLink
 from llmedic.errors import ApprovalRequired, ControlError
@@ -168,6 +166,9 @@ def _repair_dataset(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, An
     before = rt.store.current(name)
     source, frame = rt.store.read(name, cfg, rt.ctx.version or "current")
     focus = sorted({f.column for f in rt.audit(source.id).breaches(rt.ctx.anomaly) if f.column})
+    from llmedic.adapters.datastore import Producer
+    from llmedic.analysis.repair import apply_operations
+
     repaired, log = apply_operations(frame, cfg, list(p.operations), focus=focus)
     lost = 1 - log.rows_after / log.rows_before
     if lost > p.max_row_loss_share:

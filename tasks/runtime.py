@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from prefect import Task, task
 from prefect.context import TaskRunContext
@@ -26,12 +26,9 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
 from llmedic.adapters.control import ServiceControl, make_control
-from llmedic.adapters.datastore import DataStore
 from llmedic.adapters.endpoint import Endpoint, ProbeResult
 from llmedic.adapters.metrics import MetricsSource, make_source, sample_memory
 from llmedic.adapters.shell import make_shell, run_template
-from llmedic.analysis.data_audit import DataAudit
-from llmedic.auditing import audit_version
 from llmedic.catalog import AnomalyType
 from llmedic.config import (
     DatasetConfig,
@@ -42,11 +39,17 @@ from llmedic.config import (
     load_environment,
 )
 from llmedic.errors import ConfigError
-from llmedic.evaluation import Evaluation
-from llmedic.golden import GoldenItem, Scorecard
 from llmedic.incident import Decision, EvidenceItem, Step, StepResult, utcnow
 from llmedic.models import ModelRegistry
 from llmedic.playbook import Playbook, StepPolicy, load_playbook
+
+if TYPE_CHECKING:
+    # The data and accuracy machinery pulls in pandas and SciPy: imported where it is used, so a
+    # latency or GPU run does not pay for it at start-up (seconds per flow-run process).
+    from llmedic.adapters.datastore import DataStore
+    from llmedic.analysis.data_audit import DataAudit
+    from llmedic.evaluation import Evaluation
+    from llmedic.golden import GoldenItem, Scorecard
 
 
 class _DropThreadTimeoutWarning(logging.Filter):
@@ -139,10 +142,14 @@ class Runtime:
     @cached_property
     def store(self) -> DataStore:
         """The versioned dataset store."""
+        from llmedic.adapters.datastore import DataStore
+
         return DataStore(self.ctx.settings().datasets_dir)
 
     def audit(self, ref: str | None = None, *, fresh: bool = False, reference: bool = True) -> DataAudit:
         """Audit a version of the incident's dataset (default: the pinned one); cached per version."""
+        from llmedic.auditing import audit_version
+
         return audit_version(
             self.store,
             self.ctx.target,
@@ -154,6 +161,8 @@ class Runtime:
 
     def audit_dataset(self, name: str) -> DataAudit:
         """Audit the current version of another declared dataset (e.g. a service's knowledge)."""
+        from llmedic.auditing import audit_version
+
         cfg = self.env.dataset(name)
         self.store.ensure_seeded(name, cfg)
         return audit_version(self.store, name, cfg, "current")
@@ -207,6 +216,7 @@ class Runtime:
     @cached_property
     def evaluation(self) -> Evaluation:
         """The service's golden set, model registry and consumed datasets (accuracy playbook)."""
+        from llmedic.evaluation import Evaluation
         from llmedic.playbook import AccuracySettings
 
         return Evaluation(

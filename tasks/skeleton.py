@@ -18,7 +18,6 @@ from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed
 from pydantic import BaseModel
 
-from llmedic.adapters.datastore import DataStore
 from llmedic.catalog import AnomalyType, Category, anomaly_info
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError, VerificationFailed
@@ -114,6 +113,8 @@ def open_incident(
         # A data incident is about one version of a declared dataset, pinned now: isolation moves
         # the current pointer, and every later step must still look at the version that was bad.
         cfg = env.dataset(target)
+        from llmedic.adapters.datastore import DataStore
+
         store = DataStore(settings.datasets_dir)
         store.ensure_seeded(target, cfg)
         version = store.version(target, alert.labels.get("version") or "current").id

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from llmedic.adapters.endpoint import ProbeResult, summarise_probes
-from llmedic.analysis.leak import detect_leak
 from llmedic.errors import MetricsSourceError
 from llmedic.incident import Step, StepResult, Verification, VerificationCheck
 from llmedic.playbook import LatencySettings, MemoryLeakSettings
@@ -200,6 +199,8 @@ def verify_leak(ctx: StepContext, confirm: dict[str, Any] | None = None) -> Step
         worker.join(30)
     y = series["y"]
     last = float(y[-1]) if y else float("nan")
+    from llmedic.analysis.leak import detect_leak
+
     verdict = detect_leak(
         series["t"],
         y,

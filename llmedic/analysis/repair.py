@@ -11,16 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
 from llmedic.analysis.conformance import MOJIBAKE, as_text, missing_mask, parse_column
 from llmedic.analysis.data_audit import duplicated_rows, effective_schema
 from llmedic.analysis.outliers import fences, outlier_mask
+from llmedic.analysis.repair_ops import (
+    Coerce,
+    Dedupe,
+    DropRows,
+    Impute,
+    NormaliseDates,
+    NormaliseEncoding,
+    Operation,
+    OperationBase,
+    Outliers,
+    Rule,
+    Rules,
+)
 from llmedic.config import ColumnSchema, DatasetConfig
 from llmedic.errors import ControlError
 
@@ -37,102 +49,6 @@ __all__ = [
     "Rule",
     "Rules",
     "apply_operations",
-]
-
-
-class _Op(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    columns: list[str] | None = None
-    """Columns to work on (default: the columns the incident found in breach, or every declared
-    column when the repair runs outside an incident)."""
-
-
-class Impute(_Op):
-    """Fill missing values."""
-
-    op: Literal["impute"]
-    strategy: Literal["mean", "median", "mode", "constant", "knn"] = "median"
-    """For numeric columns; text and category columns always take the mode (or ``value``)."""
-    value: str | float | int | bool | None = None
-    """The constant for ``strategy: constant``."""
-    k: int = Field(5, ge=1, le=50)
-    """Neighbours for ``knn`` (distance over the other numeric columns, standardised)."""
-
-
-class DropRows(_Op):
-    """Drop rows with missing values, but only while they are a small share of the data."""
-
-    op: Literal["drop_rows"]
-    max_share: float = Field(0.05, gt=0, le=1)
-
-
-class Coerce(_Op):
-    """Parse values as the declared type (``to_numeric(errors="coerce")``); what still does not parse
-    becomes missing, or takes the column's median/mean/mode with ``fill``."""
-
-    op: Literal["coerce_types"]
-    strip_thousands: bool = True
-    """Read ``1,234.5`` and ``$1,234`` as numbers before giving up on them."""
-    fill: Literal["missing", "median", "mean", "mode"] = "missing"
-
-
-class NormaliseDates(_Op):
-    """Rewrite dates in any recognised format in the column's canonical (first declared) format."""
-
-    op: Literal["normalise_dates"]
-
-
-class NormaliseEncoding(_Op):
-    """Repair text that was UTF-8 decoded as cp1252 (mojibake); strip replacement characters."""
-
-    op: Literal["normalise_encoding"]
-
-
-class Rule(BaseModel):
-    """One correction rule on one column."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    column: str
-    match: str | None = None
-    """Regular expression; matching values are rewritten with ``replace`` (``\\1`` groups allowed)."""
-    replace: str = ""
-    map: dict[str, str] = Field(default_factory=dict)
-    """Exact value → replacement."""
-    strip: bool = False
-    case: Literal["lower", "upper", "title"] | None = None
-
-
-class Rules(_Op):
-    """Rule-based corrections; also snaps values that differ from an allowed value only by case or
-    surrounding spaces onto that value, and blanks values still outside the allowed set or range."""
-
-    op: Literal["rules"]
-    rules: list[Rule] = Field(default_factory=list)
-    snap_allowed: bool = True
-    invalid_to_missing: bool = True
-
-
-class Outliers(_Op):
-    """Remove, cap (winsorise at the fences) or flag outliers."""
-
-    op: Literal["outliers"]
-    method: Literal["iqr", "robust_z", "sigma3"] | None = None
-    """Default: the dataset's ``thresholds.outlier_method``."""
-    treatment: Literal["remove", "cap", "flag"] = "cap"
-
-
-class Dedupe(_Op):
-    """Drop exact duplicate rows, and (``by: key``) rows repeating a key; the first row is kept."""
-
-    op: Literal["dedupe"]
-    by: Literal["rows", "key"] = "rows"
-
-
-Operation = Annotated[
-    Impute | DropRows | Coerce | NormaliseDates | NormaliseEncoding | Rules | Outliers | Dedupe,
-    Field(discriminator="op"),
 ]
 
 
@@ -181,7 +97,10 @@ def _render(values: pd.Series, col: ColumnSchema, like: pd.Series) -> pd.Series:
 
 
 def _targets(
-    frame: pd.DataFrame, schema: dict[str, ColumnSchema], op: _Op, pred: Callable[[ColumnSchema], bool]
+    frame: pd.DataFrame,
+    schema: dict[str, ColumnSchema],
+    op: OperationBase,
+    pred: Callable[[ColumnSchema], bool],
 ) -> list[str]:
     names = op.columns if op.columns is not None else list(schema)
     unknown = [c for c in names if c not in frame.columns or c not in schema]
