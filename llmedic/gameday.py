@@ -38,6 +38,7 @@ from llmedic.monitoring import MonitoringStack, binaries
 from llmedic.orchestration import PrefectServer, prefect_env, read_run, stop_process, stop_runner
 from llmedic.playbook import load_playbook
 from llmedic.receiver.server import ensure_token_file
+from llmedic.sandbox.data_faults import DataFault
 from llmedic.sandbox.faultproxy import FaultProxy
 from llmedic.sandbox.pyenv import BAD_DEPLOY, BrokenEnv
 from llmedic.yamlfile import load_model
@@ -77,17 +78,7 @@ class DatasetFault(_Strict):
 
     kind: Literal["dataset"]
     dataset: str
-    fault: Literal[
-        "blank",
-        "null_token",
-        "wrong_type",
-        "shuffle",
-        "duplicate",
-        "mojibake",
-        "date_format",
-        "shift",
-        "outliers",
-    ]
+    fault: DataFault
     column: str | None = None
     share: float = Field(0.1, gt=0, le=1)
     seed: int = 0
@@ -335,14 +326,13 @@ class GameDay:
 
     def start(self) -> None:
         """Fleet, Prefect server, deployment runner and receiver; returns once all answer."""
-        from llmedic.sandbox.fleet import FleetSpec, free_port, run_fleet
+        from llmedic.sandbox.fleet import FleetSpec, free_port, start_fleet
 
         self.home.mkdir(parents=True, exist_ok=True)
         logs = self.home / "logs"
         logs.mkdir(exist_ok=True)
         base = self.home / "sandbox"
         self.config = base / "llmedic.yaml"
-        self.config.unlink(missing_ok=True)
         spec = FleetSpec(
             instances=3,
             standby=1,
@@ -354,17 +344,7 @@ class GameDay:
             log_dir=base / "logs",
             admin_token=self.admin_token,
         )
-        self.fleet_thread = threading.Thread(
-            target=run_fleet, args=(spec, self.config, self.fleet_stop), name="sandbox-fleet", daemon=True
-        )
-        self.fleet_thread.start()
-        deadline = time.monotonic() + 60
-        while not self.config.exists():
-            if time.monotonic() > deadline or not self.fleet_thread.is_alive():
-                raise OrchestrationError("the sandbox fleet did not start")
-            time.sleep(0.05)
-        svc = yaml.safe_load(self.config.read_text())["services"][0]
-        self.urls = {i["name"]: i["url"] for i in svc["instances"] + svc["standby"]}
+        self.fleet_thread, self.urls = start_fleet(spec, self.config, self.fleet_stop)
         self.log(f"sandbox fleet: {', '.join(self.urls)} ({self.config})")
         self._extend_sandbox(base)
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from llmedic.sandbox.fleet import FleetSpec, run_fleet, write_healthy_gpus
+from llmedic.sandbox.fleet import FleetSpec, start_fleet, write_healthy_gpus
 from llmedic.sandbox.knowledge import shipped_path
 from tests.sshd import Sshd, running_sshd
 
@@ -75,14 +73,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         gpu_scenario=base / "gpu" / "gpu.json",
         log_dir=base / "logs",
     )
-    thread = threading.Thread(target=run_fleet, args=(spec, config, stop), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not config.exists():
-        assert time.monotonic() < deadline, "sandbox fleet did not start"
-        time.sleep(0.05)
-    svc = yaml.safe_load(config.read_text())["services"][0]
-    urls = {i["name"]: i["url"] for i in svc["instances"] + svc["standby"]}
+    thread, urls = start_fleet(spec, config, stop, timeout=30)
     yield Fleet(config, urls, base / "published" / "knowledge.jsonl", base / "gpu" / "gpu.json")
     stop.set()
     thread.join(10)

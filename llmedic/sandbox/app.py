@@ -135,7 +135,14 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
                         {"error": "heap profiling is off: start the sandbox with --trace-memory"},
                         status_code=409,
                     )
-                stats = tracemalloc.take_snapshot().statistics("lineno")[:15]
+                # Allocations of the import machinery are modules loading, not a leak.
+                snapshot = tracemalloc.take_snapshot().filter_traces(
+                    (
+                        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+                        tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+                    )
+                )
+                stats = snapshot.statistics("lineno")[:15]
                 return JSONResponse(
                     {
                         "kind": "tracemalloc",

@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +23,7 @@ import httpx
 import uvicorn
 import yaml
 
+from llmedic.errors import OrchestrationError
 from llmedic.sandbox.app import create_app
 from llmedic.sandbox.instance import SandboxInstance
 from llmedic.sandbox.knowledge import (
@@ -40,6 +42,7 @@ __all__ = [
     "free_port",
     "knowledge_dataset",
     "run_fleet",
+    "start_fleet",
     "write_healthy_gpus",
 ]
 
@@ -348,3 +351,23 @@ def run_fleet(spec: FleetSpec, config_out: Path | None = None, stop: threading.E
     """Serve the fleet until SIGINT/SIGTERM (or ``stop`` is set); writes ``config_out`` once every
     instance listens."""
     asyncio.run(_serve(spec, config_out, stop))
+
+
+def start_fleet(
+    spec: FleetSpec, config_out: Path, stop: threading.Event, timeout: float = 60.0
+) -> tuple[threading.Thread, dict[str, str]]:
+    """Serve the fleet in a background thread until ``stop`` is set; once every instance listens,
+    return the thread and the URL of each instance (standbys included), by name."""
+    config_out.unlink(missing_ok=True)
+    thread = threading.Thread(
+        target=run_fleet, args=(spec, config_out, stop), name="sandbox-fleet", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not config_out.exists():
+        if time.monotonic() > deadline or not thread.is_alive():
+            stop.set()
+            raise OrchestrationError(f"the sandbox fleet did not start within {timeout:g}s")
+        time.sleep(0.05)
+    svc = yaml.safe_load(config_out.read_text())["services"][0]
+    return thread, {i["name"]: i["url"] for i in svc["instances"] + svc["standby"]}
