@@ -29,7 +29,7 @@ gameday: $(STAMP) tools  ## Every shipped game-day scenario through the whole st
 
 soak: $(STAMP) tools  ## The long fault and security suite (15,000 fuzzed payloads, 60 s outages, storms)
 	LLMEDIC_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests/test_receiver.py -k fuzz
-	$(BIN)/python -m pytest -q -s -m soak tests/test_soak.py
+	$(BIN)/python -m pytest -q -s -m soak tests/test_soak.py tests/test_receiver_e2e.py
 
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
