@@ -17,7 +17,8 @@ from llmedic.analysis.data_audit import DataAudit, audit_frame
 from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
 from llmedic.analysis.drift import choose_method, column_drift, psi
 from llmedic.analysis.outliers import fences
-from llmedic.analysis.repair import (
+from llmedic.analysis.repair import apply_operations
+from llmedic.analysis.repair_ops import (
     Coerce,
     Dedupe,
     DropRows,
@@ -27,7 +28,6 @@ from llmedic.analysis.repair import (
     Outliers,
     Rule,
     Rules,
-    apply_operations,
 )
 from llmedic.catalog import AnomalyType
 from llmedic.config import DatasetConfig, DataThresholds

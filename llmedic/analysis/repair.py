@@ -27,29 +27,14 @@ from llmedic.analysis.repair_ops import (
     Impute,
     NormaliseDates,
     NormaliseEncoding,
-    Operation,
     OperationBase,
     Outliers,
-    Rule,
     Rules,
 )
 from llmedic.config import ColumnSchema, DatasetConfig
 from llmedic.errors import ControlError
 
-__all__ = [
-    "Coerce",
-    "Dedupe",
-    "DropRows",
-    "Impute",
-    "NormaliseDates",
-    "NormaliseEncoding",
-    "Operation",
-    "Outliers",
-    "RepairLog",
-    "Rule",
-    "Rules",
-    "apply_operations",
-]
+__all__ = ["RepairLog", "apply_operations"]  # the operations themselves: llmedic.analysis.repair_ops
 
 
 @dataclass
