@@ -16,13 +16,16 @@ Two families, so callers can tell "fix your file" from "something outside failed
         ├── ControlError          drain / restart / scale actions refused or failed
         ├── RemoteCommandError    a shell command (local or SSH) failed or timed out
         ├── OrchestrationError    the Prefect API refused or is unreachable
+        │   └── FlowRunNotFound   the Prefect server has no such flow run (deleted, or another server)
         ├── OutboxError           the receiver's outbox (SQLite / PostgreSQL) cannot be used
         ├── DataStoreError        the versioned dataset store cannot be read or written
         ├── ModelRegistryError    the model registry cannot be read or written
         │   └── UpdatesFrozen     a release or data change refused while an incident froze updates
         ├── ApprovalError         an approval cannot be given (run not waiting, not an approver, ...)
         │   └── ApprovalRequired  a risky fix was about to run without an approval
-        └── VerificationFailed    a fix did not bring the service back within its criteria
+        ├── VerificationFailed    a fix did not bring the service back within its criteria
+        ├── StepFailed            a step raised an error llmedic does not translate (timeout, bug)
+        └── RunEnded              a flow run ended (failed, crashed, cancelled, gone) with its incident open
 
 Every error carries a stable ``code`` (documented in ``docs/errors.md``; a test keeps the two
 identical) and, where it can, a ``hint`` that says how to fix the problem. Third-party errors are
@@ -43,6 +46,7 @@ __all__ = [
     "DataStoreError",
     "DatasetError",
     "EndpointError",
+    "FlowRunNotFound",
     "GoldenSetError",
     "LlmedicError",
     "MetricsSourceError",
@@ -52,6 +56,8 @@ __all__ = [
     "OutboxError",
     "PlaybookError",
     "RemoteCommandError",
+    "RunEnded",
+    "StepFailed",
     "UnknownAnomalyType",
     "UpdatesFrozen",
     "VerificationFailed",
@@ -156,6 +162,12 @@ class OrchestrationError(OperationalError):
     code = "orchestration-failed"
 
 
+class FlowRunNotFound(OrchestrationError):
+    """The Prefect server answered that it has no such flow run (deleted, or asked the wrong server)."""
+
+    code = "flow-run-not-found"
+
+
 class OutboxError(OperationalError):
     """The receiver's durable outbox cannot be read or written right now."""
 
@@ -198,6 +210,20 @@ class VerificationFailed(OperationalError):
     """A fix did not bring the service back within the playbook's verification criteria."""
 
     code = "verification-failed"
+
+
+class StepFailed(OperationalError):
+    """A step raised an error that is not an llmedic error (a task timeout, a library's exception,
+    a bug); the incident escalated with the error's type and message."""
+
+    code = "step-failed"
+
+
+class RunEnded(OperationalError):
+    """A flow run ended (failed, crashed, cancelled, or deleted from the Prefect server) while its
+    incident was still open; the run's state hook or the reconciler closed the incident escalated."""
+
+    code = "run-ended"
 
 
 def all_error_codes() -> list[str]:

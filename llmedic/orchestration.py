@@ -25,7 +25,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from llmedic.alerts import Alert
 from llmedic.catalog import anomaly_info
-from llmedic.errors import OrchestrationError
+from llmedic.errors import FlowRunNotFound, OrchestrationError
 
 __all__ = [
     "Dispatched",
@@ -252,12 +252,13 @@ def dispatch_alerts(alerts: Sequence[Alert], *, dry_run: bool = False) -> list[D
 
 
 def read_run(run_id: str | uuid.UUID) -> FlowRun:
-    """The flow run, from the API."""
+    """The flow run, from the API (:class:`FlowRunNotFound` when the server has no such run, the
+    plain :class:`OrchestrationError` when the API cannot be asked)."""
     try:
         with get_client(sync_client=True) as client:
             return client.read_flow_run(uuid.UUID(str(run_id)))
     except ObjectNotFound:
-        raise OrchestrationError(f"no flow run {run_id} on this Prefect server") from None
+        raise FlowRunNotFound(f"no flow run {run_id} on this Prefect server") from None
     except (httpx.HTTPError, OSError) as exc:
         raise OrchestrationError(f"cannot reach the Prefect API ({type(exc).__name__})") from exc
 
