@@ -22,6 +22,7 @@ from tasks.accuracy import (
     reproduce_accuracy,
     verify_accuracy,
 )
+from tasks.finalize import end_incident
 from tasks.skeleton import ResponsePlan, respond, to_state
 
 __all__ = ["ACCURACY_PLAN", "accuracy_drop"]
@@ -42,6 +43,9 @@ ACCURACY_PLAN = ResponsePlan(
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def accuracy_drop(request: IncidentRequest) -> State[Any]:
     """Handle an accuracy-drop incident end to end."""

@@ -20,6 +20,7 @@ from llmedic.incident import IncidentRequest
 from tasks.assess import assess_data
 from tasks.confirm import confirm_data
 from tasks.evidence import evidence_data
+from tasks.finalize import end_incident
 from tasks.isolate import quarantine_batch, release_quarantine
 from tasks.reproduce import reproduce_data
 from tasks.skeleton import ResponsePlan, respond, to_state
@@ -43,6 +44,9 @@ DATA_PLAN = ResponsePlan(
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def data_missing(request: IncidentRequest) -> State[Any]:
     """Missing values in a dataset version: drop a few rows, impute, or roll back."""
@@ -54,6 +58,9 @@ def data_missing(request: IncidentRequest) -> State[Any]:
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def data_format(request: IncidentRequest) -> State[Any]:
     """Wrong types, mixed date formats, bad encoding: coerce, normalise, apply rules, or roll back."""
@@ -65,6 +72,9 @@ def data_format(request: IncidentRequest) -> State[Any]:
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def data_quality(request: IncidentRequest) -> State[Any]:
     """Outliers, duplicates, invalid values, drift: clean into a new version, or roll back."""

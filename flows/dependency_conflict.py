@@ -14,6 +14,7 @@ from prefect.client.schemas.objects import State
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
 from tasks.deps import assess_deps, confirm_deps, evidence_deps, isolate_deps, reproduce_deps, verify_deps
+from tasks.finalize import end_incident
 from tasks.isolate import release_isolation
 from tasks.skeleton import ResponsePlan, respond, to_state
 
@@ -35,6 +36,9 @@ DEPENDENCY_PLAN = ResponsePlan(
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def dependency_conflict(request: IncidentRequest) -> State[Any]:
     """Handle a dependency-conflict incident end to end."""

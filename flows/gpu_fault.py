@@ -13,6 +13,7 @@ from prefect.client.schemas.objects import State
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
+from tasks.finalize import end_incident
 from tasks.gpu import assess_gpu, confirm_gpu, evidence_gpu, isolate_gpu, reproduce_gpu, verify_gpu
 from tasks.isolate import release_isolation
 from tasks.skeleton import ResponsePlan, respond, to_state
@@ -35,6 +36,9 @@ GPU_PLAN = ResponsePlan(
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def gpu_fault(request: IncidentRequest) -> State[Any]:
     """Handle a GPU-fault incident end to end."""

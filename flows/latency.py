@@ -13,6 +13,7 @@ from llmedic.incident import IncidentRequest
 from tasks.assess import assess_latency
 from tasks.confirm import confirm_latency
 from tasks.evidence import evidence_latency
+from tasks.finalize import end_incident
 from tasks.isolate import isolate_instance, release_isolation
 from tasks.reproduce import reproduce_latency
 from tasks.skeleton import ResponsePlan, respond, to_state
@@ -36,6 +37,9 @@ LATENCY_PLAN = ResponsePlan(
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def latency(request: IncidentRequest) -> State[Any]:
     """Handle a latency incident end to end."""

@@ -15,6 +15,7 @@ from llmedic.incident import IncidentRequest
 from tasks.assess import assess_leak
 from tasks.confirm import confirm_leak
 from tasks.evidence import evidence_leak
+from tasks.finalize import end_incident
 from tasks.isolate import isolate_leaking, release_isolation
 from tasks.reproduce import reproduce_leak
 from tasks.skeleton import ResponsePlan, respond, to_state
@@ -38,6 +39,9 @@ MEMORY_LEAK_PLAN = ResponsePlan(
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def memory_leak(request: IncidentRequest) -> State[Any]:
     """Handle a memory-leak incident end to end."""

@@ -12,6 +12,7 @@ from prefect.client.schemas.objects import State
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
+from tasks.finalize import end_incident
 from tasks.network import (
     assess_network,
     confirm_network,
@@ -41,6 +42,9 @@ NETWORK_PLAN = ResponsePlan(
     description=__doc__,
     log_prints=True,
     persist_result=True,
+    on_failure=[end_incident],
+    on_crashed=[end_incident],
+    on_cancellation=[end_incident],
 )
 def network_interruption(request: IncidentRequest) -> State[Any]:
     """Handle a network-interruption incident end to end."""

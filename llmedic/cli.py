@@ -396,6 +396,32 @@ def incidents_show(incident_id: str, as_json: Annotated[bool, typer.Option("--js
         sys.stdout.write(render_markdown(inc))
 
 
+@incidents_app.command("reconcile")
+def incidents_reconcile(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Close, escalated, every open incident whose flow run ended or is gone (archive, notify).
+
+    ``llmedic up`` does this every ``approval_sweep_seconds``; runs that are live (scheduled,
+    running, waiting at a gate) are never touched, and nothing is closed when the Prefect API
+    cannot be reached (exit 1).
+    """
+    from llmedic.errors import OrchestrationError
+    from llmedic.reconcile import reconcile
+
+    done = reconcile(settings_from_env())
+    if as_json:
+        out.print_json(done.model_dump_json())
+    else:
+        for item in done.closed:
+            out.print(f"closed {item.incident_id} escalated: flow run {item.flow_run_id} is {item.run_state}")
+        if not done.closed and done.unreachable is None:
+            out.print(f"nothing to close ({done.checked} open incident(s) with a live run)")
+    if done.unreachable is not None:
+        raise OrchestrationError(
+            f"the Prefect API could not be asked, nothing more was closed: {done.unreachable}",
+            hint="start it with `llmedic up`, or set PREFECT_API_URL",
+        )
+
+
 @alert_app.command("send")
 def alert_send(
     file: Annotated[Path, typer.Argument(help="JSON body, or - for standard input.")],

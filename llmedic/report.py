@@ -162,6 +162,16 @@ class KnowledgeBase:
             os.replace(tmp, path)
         return md
 
+    def archive(self, incident: Incident) -> Incident:
+        """Archive a closed incident with its similar past incidents and its report path filled in;
+        returns the archived copy (the record to keep). Every way an incident ends goes through here:
+        the flow's archive step and the closing of an incident whose run ended without it."""
+        final = incident.model_copy(
+            update={"related": self.similar(incident), "report_path": str(self.report_path(incident.id))}
+        )
+        self.write(final)
+        return final
+
     def all(self) -> list[Incident]:
         """Every archived incident, oldest first."""
         out = []

@@ -6,6 +6,7 @@ Stopping it (Ctrl-C / SIGTERM) stops the children gracefully. Runs waiting at an
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -22,8 +23,11 @@ from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import IncidentStore
 from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_process, stop_runner
 from llmedic.receiver.server import ensure_token_file
+from llmedic.reconcile import reconcile
 
 __all__ = ["Stack"]
+
+log = logging.getLogger("llmedic.up")
 
 
 @dataclass
@@ -109,14 +113,32 @@ class Stack:
         )
 
     def sweep_forever(self) -> None:
-        """Reject approvals past their deadline, every ``approval_sweep_seconds``."""
+        """Every ``approval_sweep_seconds`` (15 s by default): reject approvals past their deadline,
+        then close, escalated, the open incidents whose flow run ended or is gone (the reconciler;
+        so no incident stays open more than a minute after its run ended)."""
         store = IncidentStore(self.settings.incidents_dir.resolve())
+        updates: dict[str, object] = {"home": self.home}
+        if self.config_path is not None:
+            updates["config"] = self.config_path.resolve()
+        settings = self.settings.model_copy(update=updates)
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
             while not self.stop_event.wait(self.settings.approval_sweep_seconds):
                 try:
                     sweep_expired(store)
-                except LlmedicError:
+                except LlmedicError as exc:
+                    log.warning("approval sweep: %s: %s", exc.code, exc.message)
+                try:
+                    done = reconcile(settings)
+                except LlmedicError as exc:
+                    log.warning("reconciler: %s: %s", exc.code, exc.message)
                     continue
+                for item in done.closed:
+                    log.warning(
+                        "incident %s closed escalated: flow run %s is %s",
+                        item.incident_id,
+                        item.flow_run_id,
+                        item.run_state,
+                    )
 
     def stop(self) -> None:
         """Stop the runner, then the server."""

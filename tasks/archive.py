@@ -20,14 +20,12 @@ def artifact_key(incident_id: str) -> str:
 def archive_incident(ctx: StepContext, incident: Incident) -> StepResult:
     """Write ``<kb>/<id>.md`` + ``.json`` and publish the report as a Markdown artifact."""
     t = StepTimer(Step.ARCHIVE)
-    kb = KnowledgeBase(ctx.settings().kb_dir)
-    related = kb.similar(incident)
-    path = kb.report_path(incident.id)
-    final = incident.model_copy(update={"related": related, "report_path": str(path)})
-    kb.write(final)
+    final = KnowledgeBase(ctx.settings().kb_dir).archive(incident)
     create_markdown_artifact(
         markdown=render_markdown(final),
         key=artifact_key(incident.id),
         description=f"{incident.anomaly.value} incident on {incident.target}: {incident.outcome.value}",
     )
-    return t.done(f"report {path}", data={"report_path": str(path), "related": related})
+    return t.done(
+        f"report {final.report_path}", data={"report_path": final.report_path, "related": final.related}
+    )

@@ -8,6 +8,7 @@ and calls :func:`respond`; the order, the gate, the compensation and the record 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 from prefect import Task
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
+from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 from pydantic import BaseModel
 
 from llmedic.catalog import AnomalyType, Category, anomaly_info
 from llmedic.config import load_environment, settings_from_env
-from llmedic.errors import ConfigError, LlmedicError, VerificationFailed
+from llmedic.errors import ConfigError, LlmedicError, StepFailed, VerificationFailed
 from llmedic.incident import (
     Decision,
     Incident,
@@ -208,8 +210,20 @@ def to_state(summary: IncidentSummary) -> State[Any]:
     return Completed(message=message, data=summary.model_dump())
 
 
+def log_unexpected(reason: str, exc: BaseException) -> None:
+    """Put an error the response process absorbed, with its traceback, in the flow run's log."""
+    logger = get_run_logger() if FlowRunContext.get() else logging.getLogger("llmedic.skeleton")
+    logger.error("%s", reason, exc_info=exc)
+
+
 def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) -> IncidentSummary:
-    """Run the response process for one incident. Call it from a flow (the gate needs the flow)."""
+    """Run the response process for one incident. Call it from a flow (the gate needs the flow).
+
+    Every way through ends the incident: an llmedic error or any other exception a step raises
+    closes it ``escalated`` with the error on its record (Prefect's pause/suspend signals excepted,
+    they are not errors); what a run cannot see itself (its process killed, a cancellation) is
+    closed by the flows' state hooks and ``llmedic/reconcile.py``.
+    """
     run = FlowRunContext.get()
     flow_run_id = str(run.flow_run.id) if run and run.flow_run else "local"
     settings = settings_from_env()
@@ -230,8 +244,13 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
     policy = playbook.step_policy
     store.save(incident)
 
+    running: list[Step] = []
+    """The step under way, so an unexpected error can say where it happened."""
+
     def step(t: Task[..., StepResult], s: Step, *args: Any, **kwargs: Any) -> StepResult:
+        running[:] = [s]
         result = run_step(t, policy(s), ctx, *args, **kwargs)
+        running.clear()
         incident.apply(result)
         store.save(incident)
         return result
@@ -253,15 +272,42 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
                     reason=f"the alert reported resolved at {incident.resolved_alerts[0]:%H:%M:%S} UTC while the incident was open",
                 )
             )
-        notify(
-            "escalated" if incident.escalated else "closed",
-            f"outcome {outcome.value}" + (f": {escalate}" if escalate else ""),
-        )
-        archived = run_step(archive_incident, policy(Step.ARCHIVE), ctx, incident)
-        incident.apply(archived)
-        incident.report_path = str(archived.data["report_path"])
-        incident.related = list(archived.data.get("related", []))
-        kb.write(incident)
+        # Saved closed before anything else is tried: whatever fails from here on, the incident
+        # does not stay open (an open incident would hold back every later alert for its target).
+        store.save(incident)
+        try:
+            notify(
+                "escalated" if incident.escalated else "closed",
+                f"outcome {outcome.value}" + (f": {escalate}" if escalate else ""),
+            )
+            archived = run_step(archive_incident, policy(Step.ARCHIVE), ctx, incident)
+            incident.apply(archived)
+            incident.report_path = str(archived.data["report_path"])
+            incident.related = list(archived.data.get("related", []))
+            kb.write(incident)
+        except Exception as exc:  # Exception only: Prefect's signals (BaseException) pass through
+            code = exc.code if isinstance(exc, LlmedicError) else StepFailed.code
+            reason = f"finishing the incident failed: {type(exc).__name__}: {exc}"
+            log_unexpected(reason, exc)
+            incident.decisions.append(Decision(topic="error", choice=code, reason=reason))
+            incident.escalate(
+                f"{incident.escalation_reason}; {code}: {reason}"
+                if incident.escalation_reason
+                else f"{code}: {reason}"
+            )
+            try:  # the team hears of the escalation, unless sending is what broke
+                notify("escalated", f"outcome {outcome.value}: {incident.escalation_reason}")
+            except Exception as again:
+                incident.decisions.append(
+                    Decision(topic="notify", choice="failed", reason=f"{type(again).__name__}: {again}")
+                )
+            try:  # the knowledge-base copy without the Prefect artifact, if the disk takes it
+                kept = kb.archive(incident)
+                incident.report_path, incident.related = kept.report_path, kept.related
+            except Exception as again:  # the record below still says the incident ended escalated
+                incident.decisions.append(
+                    Decision(topic="archive", choice="failed", reason=f"{type(again).__name__}: {again}")
+                )
         store.save(incident)
         return _summary(incident)
 
@@ -354,3 +400,12 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
     except LlmedicError as exc:
         incident.decisions.append(Decision(topic="error", choice=exc.code, reason=str(exc)))
         return finish(Outcome.ESCALATED, f"{exc.code}: {exc.message}")
+    except Exception as exc:
+        # Anything else a step raised (a task past its timeout, a library's exception, a bug) ends
+        # the incident the same way. Exception, never BaseException: Prefect's Pause (a suspended
+        # gate), Abort, TerminationSignal and its CancelledError must reach the engine untouched.
+        where = f"step {running[0].value}" if running else "the response process"
+        reason = f"{where} raised {type(exc).__name__}: {exc}"
+        log_unexpected(reason, exc)
+        incident.decisions.append(Decision(topic="error", choice=StepFailed.code, reason=reason))
+        return finish(Outcome.ESCALATED, f"{StepFailed.code}: {reason}")
