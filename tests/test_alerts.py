@@ -1,11 +1,21 @@
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from llmedic.alerts import Alert, labels_fingerprint, parse_alertmanager, parse_generic, parse_grafana
+from llmedic.alerts import (
+    Alert,
+    labels_fingerprint,
+    parse_alertmanager,
+    parse_generic,
+    parse_grafana,
+    read_alertmanager,
+    read_generic,
+    target_matcher,
+)
 from llmedic.catalog import AnomalyType
-from llmedic.config import AlertRule
+from llmedic.config import AlertRule, EnvironmentFile
 from llmedic.errors import AlertPayloadError
 
 LABELS = {"alertname": "VLLMHighP99Latency", "instance": "10.0.0.5:8000", "severity": "critical"}
@@ -42,6 +52,21 @@ AM_BODY: dict[str, Any] = {
     ],
 }
 RULES = [AlertRule(match={"alertname": "VLLMHighP99Latency"}, anomaly=AnomalyType.LATENCY)]
+ENV = EnvironmentFile.model_validate(
+    {
+        "services": [
+            {
+                "name": "chat",
+                "instances": [
+                    {"name": "sandbox-0", "url": "http://127.0.0.1:8100"},
+                    {"name": "gpu-1", "url": "http://gpu-节点-1:8000"},
+                ],
+            }
+        ],
+        "datasets": {"kb": {"path": "/tmp/kb.csv", "consumers": ["chat"]}},
+        "network": {"links": {"upstream": {"url": "http://10.0.0.9:9000"}}},
+    }
+)
 
 
 def test_alertmanager_group_becomes_one_alert_per_entry() -> None:
@@ -103,31 +128,108 @@ def _am(**alert: Any) -> dict[str, Any]:
             id="no-alerts",
         ),
         pytest.param(
-            _am(status="burning"),
-            "alertmanager payload: 1 problem\n  alertmanager payload: alerts[0].status: Input should be 'firing' or 'resolved' (got 'burning')",
-            id="status",
+            [AM_BODY],
+            "alertmanager payload: 1 problem\n  alertmanager payload: (top level): Input should be a valid dictionary or instance of AlertmanagerGroup",
+            id="a-list",
         ),
         pytest.param(
-            _am(labels={"alertname": "X", "severity": "critical"}, fingerprint=""),
-            "alerts[0]: no target label",
-            id="no-target",
-        ),
-        pytest.param(
-            _am(labels={**LABELS, "anomaly": "slowness"}),
-            "alerts[0].labels.anomaly: unknown anomaly type 'slowness'",
-            id="anomaly",
-        ),
-        pytest.param(
-            _am(labels={**LABELS, "instance": "host; rm -rf /"}),
-            "alerts[0]: 1 problem\n  alerts[0]: target: String should match pattern",
-            id="unsafe-target",
+            {k: v for k, v in AM_BODY.items() if k != "alerts"},
+            "alertmanager payload: 1 problem\n  alertmanager payload: alerts: Field required",
+            id="no-alerts-list",
         ),
     ],
 )
-def test_bad_alertmanager_bodies(body: dict[str, Any], message: str) -> None:
+def test_a_body_that_is_not_a_v4_webhook_is_refused_whole(body: Any, message: str) -> None:
     with pytest.raises(AlertPayloadError) as exc:
+        read_alertmanager(body, RULES)
+    assert exc.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("alert", "problem"),
+    [
+        pytest.param(
+            {"status": "burning"},
+            "status: Input should be 'firing' or 'resolved' (got 'burning')",
+            id="status",
+        ),
+        pytest.param(
+            {"labels": {"alertname": "X", "severity": "critical"}, "fingerprint": ""},
+            "no target label",
+            id="no-target",
+        ),
+        pytest.param(
+            {"labels": {**LABELS, "anomaly": "slowness"}},
+            "labels.anomaly: unknown anomaly type 'slowness'",
+            id="anomaly",
+        ),
+        pytest.param(
+            {"startsAt": "yesterday"},
+            "startsAt: Input should be a valid datetime or date, input is too short (got 'yesterday')",
+            id="starts-at",
+        ),
+        pytest.param(
+            {"labels": {**LABELS, "note": "x" * 4097}},
+            "labels: label 'note' is longer than 4096 characters",
+            id="label-too-long",
+        ),
+        pytest.param(
+            {"labels": {**LABELS, "instance": "bidi\u202egnp.exe"}},
+            "target: target has a control or invisible character (got 'bidi\\u202egnp.exe')",
+            id="invisible-target",
+        ),
+        pytest.param(
+            {"labels": {**LABELS, "instance": "h" * 257}},
+            "target: String should have at most 256 characters (got 'hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh...)",
+            id="target-too-long",
+        ),
+    ],
+)
+def test_each_alert_of_a_group_is_judged_alone(alert: dict[str, Any], problem: str) -> None:
+    bad = {**AM_BODY["alerts"][0], **alert}
+    body = {**AM_BODY, "alerts": [bad, AM_BODY["alerts"][0]]}
+    first, second = read_alertmanager(body, RULES)
+    assert (first.alert, first.problem, first.where) == (None, problem, "alerts[0]")
+    assert json.loads(first.raw) == bad  # kept as received
+    assert second.problem is None and second.alert == parse_alertmanager(AM_BODY, RULES)[0]
+    with pytest.raises(AlertPayloadError) as exc:  # `llmedic alert send` acts on a body as a whole
         parse_alertmanager(body, RULES)
-    assert exc.value.message.startswith(message)
+    assert exc.value.message == f"alerts[0]: {problem}"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["x; rm -rf /", "$(reboot)", "gpu-节点-1:8000", "サーバー", "' OR 1=1 --", "../../etc/passwd"],
+)
+def test_a_target_in_any_script_or_with_metacharacters_is_data(target: str) -> None:
+    body = {**AM_BODY, "alerts": [{**AM_BODY["alerts"][0], "labels": {**LABELS, "instance": target}}]}
+    (got,) = read_alertmanager(body, RULES)
+    assert got.alert is not None and got.alert.target == target
+    assert got.alert.labels["instance"] == target and json.loads(got.raw)["labels"]["instance"] == target
+    assert target in got.raw  # stored as sent, not \u-escaped
+
+
+@pytest.mark.parametrize(
+    ("env", "target", "known"),
+    [
+        (ENV, "sandbox-0", True),  # instance name
+        (ENV, "127.0.0.1:8100", True),  # host:port
+        (ENV, "http://127.0.0.1:8100", True),  # URL
+        (ENV, "gpu-节点-1:8000", True),  # an internationalised host as written ...
+        (ENV, "xn--gpu--1-6f8nh25i:8000", True),  # ... and as the URL stores it
+        (ENV, "chat", True),  # service
+        (ENV, "kb", True),  # dataset
+        (ENV, "upstream", True),  # network link
+        (ENV, "127.0.0.1:8100; rm -rf /", False),
+        (ENV, "sandbox", False),
+        (ENV, "gpu-节点-2:8000", False),
+        (EnvironmentFile(), "sandbox-0", False),
+    ],
+)
+def test_targets_match_names_of_the_environment_file_exactly(
+    env: EnvironmentFile, target: str, known: bool
+) -> None:
+    assert target_matcher(env)(target) is known
 
 
 def test_grafana_body() -> None:
@@ -187,3 +289,38 @@ def test_generic_rejects_unknown_fields() -> None:
     with pytest.raises(AlertPayloadError) as exc:
         parse_generic({"target": "a", "anomoly": "latency"})
     assert "anomoly: Extra inputs are not permitted" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "problems"),
+    [
+        (
+            [{"anomaly": "latency", "target": "a"}, {"target": "b", "anomoly": "x"}],
+            [None, "anomoly: Extra inputs are not permitted"],
+        ),
+        (
+            [{"anomaly": "latency", "target": "a"}, "just text"],
+            [
+                None,
+                "(top level): Input should be a valid dictionary or instance of GenericAlert (got 'just text')",
+            ],
+        ),
+        ([{"anomaly": "nope", "target": "a"}], ["anomaly: unknown anomaly type 'nope'"]),
+    ],
+)
+def test_generic_list_items_are_judged_alone(body: list[Any], problems: list[str | None]) -> None:
+    assert [r.problem for r in read_generic(body, RULES)] == problems
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "a generic alert body must be an alert object or a non-empty list of them, not []"),
+        ("x", "a generic alert body must be an alert object or a non-empty list of them, not 'x'"),
+        ({"anomaly": "latency"}, "alert: target: Field required"),
+    ],
+)
+def test_a_generic_body_that_is_no_alert_is_refused_whole(body: Any, message: str) -> None:
+    with pytest.raises(AlertPayloadError) as exc:
+        read_generic(body, RULES)
+    assert exc.value.message == message

@@ -3,9 +3,11 @@
 ``POST /alerts/alertmanager`` (payload v4), ``POST /alerts/grafana`` (v1, optional HMAC),
 ``POST /alerts`` (generic), ``GET /healthz``, ``GET /metrics``, ``GET /openapi.json``.
 
-Answers: **202** once every alert of the body is in the outbox; **400** bad JSON or schema (the
-message names the field); **401** bad credentials or signature; **413** body too large; **415** not
-JSON; **503** only when the outbox cannot be written (transient: Alertmanager retries 5xx).
+Answers: **202** once every alert of the body is in the outbox — an alert that cannot be used is
+stored too (``invalid`` with its reason, or ``unknown-target``), so one bad alert never costs its
+neighbours; **400** only when the body is not JSON or not the endpoint's shape at all (the message
+names the field); **401** bad credentials or signature; **413** body too large; **415** not JSON;
+**503** only when the outbox cannot be written (transient: Alertmanager retries 5xx).
 """
 
 from __future__ import annotations
@@ -27,19 +29,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from llmedic.alerts import (
-    Alert,
     AlertmanagerPayload,
     GenericAlert,
     GrafanaPayload,
-    parse_alertmanager,
-    parse_generic,
-    parse_grafana,
+    Received,
+    read_alertmanager,
+    read_generic,
+    read_grafana,
 )
 from llmedic.config import AlertRule
 from llmedic.errors import AlertPayloadError, OutboxError
 from llmedic.exporter import IncidentCollector
 from llmedic.incident import IncidentStore
-from llmedic.receiver.outbox import Outbox
+from llmedic.receiver.outbox import Intake, Outbox
 
 __all__ = ["ReceiverAuth", "ReceiverMetrics", "create_receiver_app", "openapi"]
 
@@ -92,7 +94,11 @@ class ReceiverMetrics:
             "llmedic_receiver_accepted", "Alerts written to the outbox.", ["endpoint"], registry=r
         )
         self.rejected = Counter(
-            "llmedic_receiver_rejected", "Requests rejected, by reason.", ["reason"], registry=r
+            "llmedic_receiver_rejected",
+            "Requests refused (reason: unauthorized, json, schema, ...) and stored alerts that cannot be "
+            "acted on (invalid_alert, unknown_target), by reason.",
+            ["reason"],
+            registry=r,
         )
         self.deduplicated = Counter(
             "llmedic_receiver_deduplicated",
@@ -154,8 +160,13 @@ def openapi() -> dict[str, Any]:
                 "security": [{"bearer": []}, {"basic": []}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
                 "responses": {
-                    "202": {"description": "every alert of the body is in the durable outbox"},
-                    "400": {"description": "bad JSON or schema; the message names the field"},
+                    "202": {
+                        "description": "every alert of the body is in the durable outbox; `alerts` "
+                        "gives each one's key, state (pending, unrouted, invalid, unknown-target) and reason"
+                    },
+                    "400": {
+                        "description": "not JSON, or not the endpoint's shape; the message names the field"
+                    },
                     "401": {"description": "missing or wrong credentials / signature"},
                     "413": {"description": "body too large"},
                     "415": {"description": "not application/json"},
@@ -199,15 +210,22 @@ def create_receiver_app(
     metrics: ReceiverMetrics | None = None,
     max_body_bytes: int = 1_048_576,
     dispatcher_alive: Callable[[], bool] = lambda: True,
+    known_target: Callable[[str], bool] | None = None,
 ) -> Starlette:
-    """The ASGI app."""
+    """The ASGI app.
+
+    ``known_target`` says whether an alert's target names something of ``llmedic.yaml``
+    (:func:`llmedic.alerts.target_matcher`); alerts about anything else are stored
+    ``unknown-target`` and never dispatched. Without it every target is taken as known.
+    """
     m = metrics or ReceiverMetrics(outbox)
     spec = openapi()
-    parsers: dict[str, Callable[[Any, list[AlertRule]], list[Alert]]] = {
-        "alertmanager": parse_alertmanager,
-        "grafana": parse_grafana,
-        "generic": parse_generic,
+    readers: dict[str, Callable[[Any, list[AlertRule]], list[Received]]] = {
+        "alertmanager": read_alertmanager,
+        "grafana": read_grafana,
+        "generic": read_generic,
     }
+    known = known_target or (lambda target: True)
 
     async def intake(request: Request, endpoint: str) -> Response:
         if not auth.check(request.headers.get("authorization", "")):
@@ -240,12 +258,13 @@ def create_receiver_app(
         except (ValueError, UnicodeDecodeError) as exc:
             return _problem(400, "json", f"body is not JSON: {exc}", m)
         try:
-            alerts = parsers[endpoint](data, rules)
+            received = readers[endpoint](data, rules)
         except AlertPayloadError as exc:
             return _problem(400, "schema", exc.message, m, exc.hint)
-        m.received.labels(endpoint=endpoint).inc(len(alerts))
+        m.received.labels(endpoint=endpoint).inc(len(received))
+        items = [Intake.judge(r, known) for r in received]
         try:
-            stored = outbox.accept(alerts)
+            fresh = outbox.accept(items)
         except OutboxError as exc:
             m.rejected.labels(reason="outbox").inc()
             return JSONResponse(
@@ -253,24 +272,37 @@ def create_receiver_app(
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
-        m.accepted.labels(endpoint=endpoint).inc(len(alerts))
-        repeats = sum(1 for _, new in stored if not new)
-        unrouted = sum(1 for a, new in stored if new and a.anomaly is None)
+        m.accepted.labels(endpoint=endpoint).inc(len(items))
+
+        def new_in(state: str) -> int:
+            # Counted once per notification: a sender's retry of the same body is a repeat.
+            return sum(1 for item, new in zip(items, fresh, strict=True) if new and item.state == state)
+
+        repeats = fresh.count(False)
+        unrouted, invalid, unknown = new_in("unrouted"), new_in("invalid"), new_in("unknown-target")
         m.deduplicated.inc(repeats)
         m.unrouted.inc(unrouted)
+        if invalid:
+            m.rejected.labels(reason="invalid_alert").inc(invalid)
+        if unknown:
+            m.rejected.labels(reason="unknown_target").inc(unknown)
         return JSONResponse(
             {
-                "accepted": len(alerts),
-                "new": len(alerts) - repeats,
+                "accepted": len(items),
+                "new": len(items) - repeats,
                 "repeats": repeats,
                 "unrouted": unrouted,
+                "invalid": invalid,
+                "unknown_target": unknown,
                 "alerts": [
                     {
-                        "key": Outbox.notification_key(a),
-                        "anomaly": a.anomaly.value if a.anomaly else None,
+                        "key": item.key,
+                        "state": item.state,
+                        "reason": item.reason,
+                        "anomaly": item.anomaly,
                         "new": new,
                     }
-                    for a, new in stored
+                    for item, new in zip(items, fresh, strict=True)
                 ],
             },
             status_code=202,

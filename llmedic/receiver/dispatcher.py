@@ -2,37 +2,51 @@
 
 For each pending notification, in order of arrival:
 
-* ``resolved``: attached to the open incident of the same (anomaly, target, fingerprint);
-* ``firing`` whose (anomaly, target) already has an open incident: ``duplicate`` (a second rule about
-  the same instance joins the open incident rather than racing it);
+* ``resolved``: attached to the incident of the same (anomaly, target, fingerprint);
+* ``firing`` whose (anomaly, target) has a *live* run — one that is not in a terminal state and whose
+  incident is still open: ``duplicate`` (a second rule about the same instance joins the live
+  incident rather than racing it). A run that ended, or is gone from the Prefect server, never
+  suppresses, whatever its incident record still says;
 * past the target's run budget (``receiver.max_runs_per_target_per_hour``): ``throttled`` — the team
   is told instead of another run starting (circuit breaker);
 * otherwise a deployment run is started with the alert's idempotency key (the last line of dedup).
 
-While the Prefect API is unreachable, rows back off exponentially (1 s … 60 s) and stay pending:
-nothing accepted is lost, runs are only delayed.
+While the Prefect API is unreachable (to start a run, or to tell whether the last one is live),
+rows back off exponentially (1 s … 60 s) and stay pending. A row that fails
+``receiver.max_dispatch_attempts`` times goes ``dead``: kept with its last error, the ops team is
+told, ``llmedic alerts retry KEY`` re-queues it. Every failure is logged (logger
+``llmedic.receiver``) with the row it happened on.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
+from llmedic.catalog import Team, anomaly_info
 from llmedic.config import EnvironmentFile
-from llmedic.errors import OrchestrationError
+from llmedic.errors import FlowRunNotFound, OrchestrationError
 from llmedic.incident import IncidentStore, Outcome, utcnow
-from llmedic.notify import notify_team_of
+from llmedic.notify import notify_team
 from llmedic.orchestration import Dispatched, dispatch_alerts, read_run
 from llmedic.receiver.outbox import Outbox, OutboxRow
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "Liveness"]
+
+log = logging.getLogger("llmedic.receiver")
+
+Liveness = Literal["live", "ended", "unknown"]
+"""Whether a flow run still handles its incident: ``unknown`` when the Prefect API cannot say."""
 
 
 @dataclass
 class Dispatcher:
-    """Moves rows from ``pending`` to ``started`` / ``duplicate`` / ``attached`` / ``throttled``."""
+    """Moves rows from ``pending`` to ``started`` / ``duplicate`` / ``attached`` / ``throttled`` /
+    ``dead``."""
 
     outbox: Outbox
     store: IncidentStore
@@ -40,51 +54,89 @@ class Dispatcher:
     dispatch: Callable[[list], list[Dispatched]] = dispatch_alerts  # type: ignore[type-arg]
     on_event: Callable[[str, OutboxRow, float], None] | None = None
     """Called with (state, row, seconds since received) after each row is handled (metrics)."""
+    notify: Callable[[EnvironmentFile, Team, str], str] = notify_team
+    """How a team is told (throttled targets, dead rows)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
-    def _open(self, flow_run_id: str) -> bool:
+    def liveness(self, flow_run_id: str) -> Liveness:
+        """Does this run still handle an open incident? Asks the Prefect API: an incident record
+        says OPEN until something closes it, which a killed or cancelled run never does."""
         inc = self.store.find_by_run(flow_run_id)
-        if inc is not None:
-            return inc.outcome == Outcome.OPEN
+        if inc is not None and inc.outcome != Outcome.OPEN:
+            return "ended"
         try:
             run = read_run(flow_run_id)
+        except FlowRunNotFound:
+            return "ended"
         except OrchestrationError:
-            return True  # cannot tell: do not start a second run
-        return not (run.state and run.state.is_final())
+            return "unknown"
+        # No state yet means just created: live. PAUSED / SUSPENDED (an approval gate) are live.
+        return "ended" if run.state is not None and run.state.is_final() else "live"
 
     def handle(self, row: OutboxRow) -> str:
-        """Handle one row; return its new state (or ``pending`` when it must be retried)."""
+        """Handle one row; return its new state (``pending`` when it must be retried)."""
         alert = row.alert
+        if alert is None:  # an invalid row is never pending; refuse rather than guess
+            raise ValueError(f"outbox row {row.id} has no alert to dispatch (state {row.state})")
         if alert.status == "resolved":
             previous = self.outbox.last_run_for(row.dedup_key)
             if previous:
                 self.store.attach_resolved(previous, alert.ends_at or utcnow())
             self.outbox.mark(row.id, "attached", flow_run_id=previous)
             return "attached"
-        # One open incident per (anomaly, target): a second rule firing about the same slow
+        # One live incident per (anomaly, target): a second rule firing about the same slow
         # instance (p99 and TTFT, say) joins the incident instead of racing it with a second run.
         previous = self.outbox.last_run_for_target(row.anomaly or "", row.target)
-        if previous and self._open(previous):
-            self.outbox.mark(row.id, "duplicate", flow_run_id=previous)
-            return "duplicate"
+        if previous:
+            live = self.liveness(previous)
+            if live == "live":
+                self.outbox.mark(row.id, "duplicate", flow_run_id=previous)
+                return "duplicate"
+            if live == "unknown":  # cannot tell: never risk a second run; ask again later
+                return self._failed(row, f"cannot tell whether run {previous} of this target is still live")
         budget = self.env.receiver.max_runs_per_target_per_hour
         if alert.anomaly and self.outbox.runs_since(alert.target, time.time() - 3600) >= budget:
-            notify_team_of(
+            said = self.notify(
                 self.env,
-                alert.anomaly,
+                anomaly_info(alert.anomaly).team,
                 f"[llmedic] [throttled] {alert.anomaly.value} on {alert.target}: {budget} remediation runs "
                 f"in the last hour; not starting another — a human should look ({alert.alertname})",
             )
+            log.warning("outbox row %d (%s): throttled; %s", row.id, row.key, said)
             self.outbox.mark(row.id, "throttled", error=f"budget of {budget} runs/hour reached")
             return "throttled"
         try:
             (result,) = self.dispatch([alert])
         except OrchestrationError as exc:
-            self.outbox.retry_later(row.id, exc.message)
-            return "pending"
+            return self._failed(row, exc.message)
         state = "started" if result.status in ("started", "duplicate") else result.status
         self.outbox.mark(row.id, state, flow_run_id=result.flow_run_id)
         return state
+
+    def _failed(self, row: OutboxRow, error: str) -> str:
+        """Count a failed attempt: back off, or at the limit mark the row dead and tell ops."""
+        limit = self.env.receiver.max_dispatch_attempts
+        delay = self.outbox.retry_later(row.id, error, max_attempts=limit)
+        if delay is not None:
+            log.warning(
+                "outbox row %d (%s): attempt %d failed: %s; retrying in %.0f s",
+                row.id,
+                row.key,
+                row.attempts + 1,
+                error,
+                delay,
+            )
+            return "pending"
+        log.error("outbox row %d (%s): dead after %d attempts: %s", row.id, row.key, limit, error)
+        said = self.notify(
+            self.env,
+            Team.OPS,
+            f"[llmedic] [dead alert] {row.anomaly or 'unrouted'} on {row.target}: no run could be started "
+            f"after {limit} attempts (last error: {error}); the alert is kept — "
+            f"`llmedic alerts retry {row.key}` re-queues it",
+        )
+        log.warning("outbox row %d (%s): %s", row.id, row.key, said)
+        return "dead"
 
     def drain_once(self, limit: int = 100) -> int:
         """Handle every due row once; returns how many were handled."""
@@ -93,18 +145,22 @@ class Dispatcher:
             try:
                 state = self.handle(row)
             except Exception as exc:
-                self.outbox.retry_later(row.id, f"{type(exc).__name__}: {exc}")
-                state = "pending"
+                # A bug or an unexpected library error on one row must not stop the others; it
+                # counts as a failed attempt, so a row that always fails ends dead, not retried for ever.
+                log.exception("outbox row %d (%s): dispatch raised", row.id, row.key)
+                state = self._failed(row, f"{type(exc).__name__}: {exc}")
             if self.on_event:
                 self.on_event(state, row, time.time() - row.received_at)
         return len(rows)
 
     def run_forever(self, idle: float = 0.2) -> None:
-        """Drain until :attr:`stop_event` is set."""
+        """Drain until :attr:`stop_event` is set; an outbox that cannot be read is logged and
+        tried again after ``idle`` seconds."""
         while not self.stop_event.is_set():
             try:
                 handled = self.drain_once()
             except Exception:
+                log.exception("draining the outbox %s failed", self.outbox.where)
                 handled = 0
             if not handled:
                 self.stop_event.wait(idle)

@@ -1,28 +1,47 @@
-"""The durable outbox: every accepted alert is written here (SQLite, WAL, synchronous=FULL) before
-the receiver answers 2xx; the dispatcher drains it into Prefect runs.
+"""The durable outbox: every alert of an accepted body is written here (SQLite, WAL,
+synchronous=FULL) before the receiver answers 2xx; the dispatcher drains it into Prefect runs.
 
 One row per *notification key* (the alert's idempotency key plus its status), so Alertmanager's
 retries and HA duplicates of one notification never make a second row, and a crash between the 2xx
-and the dispatch only delays the run: pending rows are replayed on restart.
+and the dispatch only delays the run: pending rows are replayed on restart. Alerts that cannot be
+acted on are rows too, never dropped: ``invalid`` (kept as received, with the reason) and
+``unknown-target`` (a target ``llmedic.yaml`` does not declare). A row whose dispatch keeps failing
+goes ``dead`` after ``receiver.max_dispatch_attempts`` and waits for ``llmedic alerts retry``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmedic.alerts import Alert
+from llmedic.alerts import Alert, Received
 from llmedic.config import Settings
-from llmedic.errors import OutboxError
+from llmedic.errors import ConfigError, OutboxError
 
-__all__ = ["Outbox", "OutboxRow"]
+__all__ = ["RETRYABLE", "STATES", "Intake", "Outbox", "OutboxRow"]
+
+STATES = (
+    "pending",
+    "started",
+    "duplicate",
+    "attached",
+    "throttled",
+    "unrouted",
+    "invalid",
+    "unknown-target",
+    "dead",
+)
+"""Every state of a row. ``pending`` waits for the dispatcher; the others are where it ended."""
+RETRYABLE = ("dead", "throttled", "unknown-target")
+"""States ``llmedic alerts retry`` re-queues (an ``invalid`` row has no alert to dispatch)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -32,20 +51,75 @@ CREATE TABLE IF NOT EXISTS outbox (
     target        TEXT NOT NULL,
     anomaly       TEXT,
     status        TEXT NOT NULL,      -- firing | resolved (what the alert said)
-    state         TEXT NOT NULL,      -- pending | started | duplicate | attached | unrouted | throttled
-    alert         TEXT NOT NULL,      -- the normalised Alert as JSON
+    state         TEXT NOT NULL,      -- one of STATES
+    alert         TEXT NOT NULL,      -- the normalised Alert as JSON ('' for an invalid alert)
     received_at   DOUBLE PRECISION NOT NULL,
     seen          INTEGER NOT NULL DEFAULT 1,
     attempts      INTEGER NOT NULL DEFAULT 0,
     next_attempt  DOUBLE PRECISION NOT NULL DEFAULT 0,
     flow_run_id   TEXT,
     dispatched_at DOUBLE PRECISION,
-    error         TEXT
+    error         TEXT,               -- why it is invalid / unknown-target / dead, or the last retry's error
+    raw           TEXT                -- the alert's JSON as received (NULL in rows older than the column)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt);
 CREATE INDEX IF NOT EXISTS outbox_dedup ON outbox (dedup_key, state);
 CREATE INDEX IF NOT EXISTS outbox_target ON outbox (target, state, dispatched_at);
 """
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One alert of a body as the outbox stores it, with the state the receiver judged."""
+
+    key: str
+    dedup_key: str
+    target: str
+    anomaly: str | None
+    status: str
+    state: str
+    alert: Alert | None
+    raw: str
+    reason: str | None
+
+    @classmethod
+    def judge(cls, received: Received, known_target: Callable[[str], bool]) -> Intake:
+        """``invalid`` (unusable), ``unrouted`` (no anomaly type), ``unknown-target`` (nothing in
+        ``llmedic.yaml`` has that name) or ``pending`` (to dispatch)."""
+        alert = received.alert
+        if alert is None:
+            # No alert, so no idempotency key: the JSON itself is the identity, so a sender's retry
+            # of the same body bumps ``seen`` instead of adding a row.
+            digest = hashlib.sha256(received.raw.encode()).hexdigest()[:32]
+            key = f"invalid:{received.source}:{digest}"
+            return cls(
+                key,
+                key,
+                received.target,
+                None,
+                received.status,
+                "invalid",
+                None,
+                received.raw,
+                received.problem,
+            )
+        state, reason = "pending", None
+        if alert.anomaly is None:
+            state = "unrouted"
+        elif not known_target(alert.target):
+            state = "unknown-target"
+            reason = f"target {alert.target!r} is not an instance, service, dataset or network link of llmedic.yaml"
+        return cls(
+            Outbox.notification_key(alert),
+            alert.dedup_key,
+            alert.target,
+            alert.anomaly.value if alert.anomaly else None,
+            alert.status,
+            state,
+            alert,
+            received.raw,
+            reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -59,12 +133,15 @@ class OutboxRow:
     anomaly: str | None
     status: str
     state: str
-    alert: Alert
+    alert: Alert | None
+    """The normalised alert; ``None`` for an ``invalid`` row (see :attr:`raw`)."""
     received_at: float
     seen: int
     attempts: int
     flow_run_id: str | None
     error: str | None
+    raw: str | None
+    """The alert's JSON as received (``None`` in rows written before the receiver kept it)."""
 
 
 class Outbox:
@@ -89,6 +166,17 @@ class Outbox:
             for statement in _SCHEMA.format(id_column=id_column).split(";"):
                 if statement.strip():
                     self._exec(db, statement)
+            self._upgrade(db)
+
+    def _upgrade(self, db: Any) -> None:
+        """Add the columns later versions use to an outbox created before them."""
+        if self.postgres:
+            # IF NOT EXISTS: several receivers may start at once on one database.
+            self._exec(db, "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS raw TEXT")
+            return
+        columns = {r[1] for r in self._exec(db, "PRAGMA table_info(outbox)").fetchall()}
+        if "raw" not in columns:
+            self._exec(db, "ALTER TABLE outbox ADD COLUMN raw TEXT")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Outbox:
@@ -139,31 +227,34 @@ class Outbox:
         """Same alert, same firing, same status → same key."""
         return f"{alert.idempotency_key}:{alert.status}"
 
-    def accept(self, alerts: list[Alert]) -> list[tuple[Alert, bool]]:
-        """Store alerts in one transaction; return (alert, is_new) — repeats only bump ``seen``."""
+    def accept(self, items: Sequence[Intake]) -> list[bool]:
+        """Store a body's alerts in one transaction; return whether each is new — a repeat of a
+        notification only bumps its row's ``seen``."""
         now = time.time()
-        out: list[tuple[Alert, bool]] = []
+        out: list[bool] = []
         with self._conn() as db:
             self._exec(db, "BEGIN" if self.postgres else "BEGIN IMMEDIATE")
             try:
-                for alert in alerts:
-                    key = self.notification_key(alert)
+                for item in items:
                     self._exec(
                         db,
-                        "INSERT INTO outbox (key, dedup_key, target, anomaly, status, state, alert, received_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET seen = outbox.seen + 1",
+                        "INSERT INTO outbox (key, dedup_key, target, anomaly, status, state, alert, received_at, "
+                        "error, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET seen = outbox.seen + 1",
                         (
-                            key,
-                            alert.dedup_key,
-                            alert.target,
-                            alert.anomaly.value if alert.anomaly else None,
-                            alert.status,
-                            "pending" if alert.anomaly else "unrouted",
-                            alert.model_dump_json(),
+                            item.key,
+                            item.dedup_key,
+                            item.target,
+                            item.anomaly,
+                            item.status,
+                            item.state,
+                            item.alert.model_dump_json() if item.alert else "",
                             now,
+                            item.reason,
+                            item.raw,
                         ),
                     )
-                    out.append((alert, self._fresh(db, key)))
+                    out.append(self._fresh(db, item.key))
                 self._exec(db, "COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -175,24 +266,28 @@ class Outbox:
         row = self._exec(db, "SELECT seen FROM outbox WHERE key = ?", (key,)).fetchone()
         return bool(row and row[0] == 1)
 
-    _COLUMNS = "id, key, dedup_key, target, anomaly, status, state, alert, received_at, seen, attempts, flow_run_id, error"
+    _COLUMNS = (
+        "id, key, dedup_key, target, anomaly, status, state, alert, received_at, seen, attempts, "
+        "flow_run_id, error, raw"
+    )
 
     @staticmethod
     def _row(r: Any) -> OutboxRow:
         return OutboxRow(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            Alert.model_validate_json(r[7]),
-            r[8],
-            r[9],
-            r[10],
-            r[11],
-            r[12],
+            id=r[0],
+            key=r[1],
+            dedup_key=r[2],
+            target=r[3],
+            anomaly=r[4],
+            status=r[5],
+            state=r[6],
+            alert=Alert.model_validate_json(r[7]) if r[7] else None,
+            received_at=r[8],
+            seen=r[9],
+            attempts=r[10],
+            flow_run_id=r[11],
+            error=r[12],
+            raw=r[13],
         )
 
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[OutboxRow]:
@@ -234,10 +329,28 @@ class Outbox:
                 (state, flow_run_id, error, time.time(), row_id),
             )
 
-    def retry_later(self, row_id: int, error: str, base: float = 1.0, cap: float = 60.0) -> float:
-        """Back off exponentially (``base`` × 2^attempts, at most ``cap``); returns the delay."""
+    def retry_later(
+        self,
+        row_id: int,
+        error: str,
+        base: float = 1.0,
+        cap: float = 60.0,
+        *,
+        max_attempts: int | None = None,
+    ) -> float | None:
+        """Count a failed attempt and back off exponentially (``base`` × 2^attempts, at most
+        ``cap``); return the delay. At ``max_attempts`` failed attempts the row goes ``dead`` with
+        ``error`` instead, and ``None`` is returned."""
         with self._conn() as db:
             (attempts,) = self._exec(db, "SELECT attempts FROM outbox WHERE id = ?", (row_id,)).fetchone()
+            if max_attempts is not None and attempts + 1 >= max_attempts:
+                self._exec(
+                    db,
+                    "UPDATE outbox SET attempts = attempts + 1, state = 'dead', error = ?, dispatched_at = ? "
+                    "WHERE id = ?",
+                    (error, time.time(), row_id),
+                )
+                return None
             delay = min(cap, base * (2**attempts))
             self._exec(
                 db,
@@ -245,6 +358,33 @@ class Outbox:
                 (time.time() + delay, error, row_id),
             )
         return float(delay)
+
+    def requeue(self, key: str) -> OutboxRow:
+        """Put a ``dead``, ``throttled`` or ``unknown-target`` row back to ``pending`` with no
+        attempts counted (``llmedic alerts retry``); return it as it is now."""
+        with self._conn() as db:
+            found = self._exec(db, "SELECT state FROM outbox WHERE key = ?", (key,)).fetchone()
+            if found is None:
+                raise ConfigError(
+                    f"no alert with key {key!r} in the outbox {self.where}",
+                    hint="`llmedic alerts list --state dead` shows the keys",
+                )
+            if found[0] not in RETRYABLE:
+                raise ConfigError(
+                    f"alert {key!r} is {found[0]}; only {', '.join(RETRYABLE)} alerts can be retried",
+                    hint="an invalid alert cannot be dispatched: fix the sender and let it send again"
+                    if found[0] == "invalid"
+                    else None,
+                )
+            self._exec(
+                db,
+                # Guarded by the state read above: a row the dispatcher moved meanwhile is left alone.
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt = 0, error = NULL "
+                "WHERE key = ? AND state = ?",
+                (key, found[0]),
+            )
+        (row,) = self._rows("WHERE key = ?", (key,))
+        return row
 
     def last_run_for(self, dedup_key: str) -> str | None:
         """The flow run started for this (anomaly, target, fingerprint), if any."""

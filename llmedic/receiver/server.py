@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from llmedic.alerts import target_matcher
 from llmedic.config import EnvironmentFile, Settings
 from llmedic.errors import ConfigError
 from llmedic.incident import IncidentStore
@@ -40,6 +42,18 @@ def auth_from_settings(settings: Settings, *, insecure: bool = False) -> Receive
         grafana_hmac_secret=hmac_secret,
         grafana_timestamp_header=settings.grafana_timestamp_header,
     )
+
+
+def _log_to_stderr() -> None:
+    """The dispatcher's log lines (failed attempts, dead rows) with a time, on the process's stderr
+    (``llmedic up`` sends it to ``logs/receiver.log``)."""
+    logger = logging.getLogger("llmedic.receiver")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def ensure_token_file(path: Path) -> Path:
@@ -85,11 +99,13 @@ class Receiver:
             metrics=metrics,
             max_body_bytes=self.settings.receiver_max_body_bytes,
             dispatcher_alive=alive,
+            known_target=target_matcher(self.env),
         )
         return outbox, dispatcher, metrics, app
 
     def serve(self) -> None:
         """Serve until SIGINT/SIGTERM; pending rows stay in the outbox for the next start."""
+        _log_to_stderr()
         _, dispatcher, _, app = self.build()
         if self.dispatch:
             self._thread = threading.Thread(target=dispatcher.run_forever, name="dispatcher", daemon=True)
