@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from llmedic.cli_gameday import gameday
 from llmedic.cli_models import golden_app, model_app
@@ -127,9 +128,9 @@ def alerts_unrouted(as_json: Annotated[bool, typer.Option("--json")] = False) ->
     data = [
         {
             "received": r.received_at,
-            "alertname": r.alert.alertname,
+            "alertname": r.alert.alertname if r.alert else "",
             "target": r.target,
-            "labels": r.alert.labels,
+            "labels": r.alert.labels if r.alert else {},
             "seen": r.seen,
         }
         for r in rows
@@ -139,8 +140,10 @@ def alerts_unrouted(as_json: Annotated[bool, typer.Option("--json")] = False) ->
         return
     table = Table("alertname", "target", "seen", "labels")
     for d in data:
+        # Text(): labels are shown as sent, never read as rich markup ("[bold]" stays "[bold]").
         table.add_row(
-            str(d["alertname"]), str(d["target"]), str(d["seen"]), json.dumps(d["labels"], sort_keys=True)
+            *(Text(str(d[k])) for k in ("alertname", "target", "seen")),
+            Text(json.dumps(d["labels"], sort_keys=True, ensure_ascii=False)),
         )
     out.print(table if data else "no unrouted alerts")
 
@@ -148,16 +151,24 @@ def alerts_unrouted(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 @alerts_app.command("list")
 def alerts_list(
     state: Annotated[
-        str | None, typer.Option(help="pending, started, duplicate, attached, throttled, unrouted")
+        str | None,
+        typer.Option(
+            help="pending, started, duplicate, attached, throttled, unrouted, invalid, unknown-target, dead"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """What the receiver did with each notification (newest first)."""
-    from llmedic.receiver.outbox import Outbox
+    """What the receiver did with each notification (newest first); ``reason`` says why an alert
+    is invalid, unknown-target or dead, ``raw`` (with --json) is the alert as it was sent."""
+    from llmedic.errors import ConfigError
+    from llmedic.receiver.outbox import STATES, Outbox
 
+    if state is not None and state not in STATES:
+        raise ConfigError(f"unknown --state {state!r}", hint=f"use one of {', '.join(STATES)}")
     rows = Outbox.from_settings(settings_from_env()).rows(state)
     data = [
         {
+            "key": r.key,
             "state": r.state,
             "anomaly": r.anomaly,
             "target": r.target,
@@ -165,22 +176,42 @@ def alerts_list(
             "seen": r.seen,
             "flow_run_id": r.flow_run_id,
             "attempts": r.attempts,
-            "error": r.error,
+            "reason": r.error,
+            "raw": r.raw,
         }
         for r in rows
     ]
     if as_json:
-        out.print_json(json.dumps(data))
+        out.print_json(json.dumps(data, ensure_ascii=False))
         return
-    table = Table("state", "anomaly", "target", "status", "seen", "flow run", "error")
+    table = Table("state", "anomaly", "target", "status", "seen", "flow run", "reason", "key")
     for d in data:
         table.add_row(
             *(
-                str(d[k] or "")
-                for k in ("state", "anomaly", "target", "status", "seen", "flow_run_id", "error")
+                Text(str(d[k] or ""))
+                for k in ("state", "anomaly", "target", "status", "seen", "flow_run_id", "reason", "key")
             )
         )
     out.print(table if data else "no alerts received")
+
+
+@alerts_app.command("retry")
+def alerts_retry(
+    keys: Annotated[list[str] | None, typer.Argument(help="Keys from `llmedic alerts list`.")] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead alert (after a long outage).")] = False,
+) -> None:
+    """Put dead, throttled or unknown-target alerts back in the queue (pending, no attempts counted);
+    the running receiver's dispatcher picks them up."""
+    from llmedic.errors import ConfigError
+    from llmedic.receiver.outbox import Outbox
+
+    outbox = Outbox.from_settings(settings_from_env())
+    chosen = list(keys or []) + ([r.key for r in outbox.rows("dead", limit=1_000_000)] if dead else [])
+    if not chosen:
+        raise ConfigError("name the alerts to retry", hint="pass KEY ... or --dead")
+    for key in dict.fromkeys(chosen):
+        row = outbox.requeue(key)
+        out.print(f"{row.state:8} {row.key}", markup=False, highlight=False)
 
 
 @app.command()

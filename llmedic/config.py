@@ -519,10 +519,14 @@ class SmtpConfig(_Strict):
 
 
 class ReceiverConfig(_Strict):
-    """How the alert receiver throttles."""
+    """How the alert receiver throttles and gives up."""
 
     max_runs_per_target_per_hour: int = Field(6, ge=1)
     """Past this many remediation runs for one target in an hour, escalate instead of starting more."""
+    max_dispatch_attempts: int = Field(20, ge=1)
+    """Failed tries to start an alert's run (backing off 1 s, 2 s, … 60 s: about 15 minutes at the
+    default) before its outbox row goes ``dead`` and the ops team is told; ``llmedic alerts retry``
+    re-queues it."""
 
 
 class ScheduleConfig(_Strict):
@@ -772,7 +776,13 @@ class EnvironmentFile(_Strict):
         for svc in self.services:
             for inst in [*svc.instances, *svc.standby]:
                 netloc = inst.base_url.split("://", 1)[-1]
-                if target in (inst.name, netloc, inst.base_url):
+                names = {inst.name, netloc, inst.base_url}
+                # The URL keeps an internationalised host in its ASCII form (xn--…); alerts name it
+                # as written (gpu-节点-1:8000), so both forms match.
+                host, shown = inst.url.host or "", inst.url.unicode_host() or ""
+                if shown and shown != host:
+                    names |= {netloc.replace(host, shown, 1), inst.base_url.replace(host, shown, 1)}
+                if target in names:
                     return svc, inst
         return None
 
