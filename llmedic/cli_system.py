@@ -42,16 +42,33 @@ def host_check(
 
 @gpu_app.command("snapshot")
 def gpu_snapshot(
-    scenario: Annotated[Path | None, typer.Option(help="Read a fake-NVML scenario instead of NVML.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Read another object with pynvml's interface (module:factory) instead of NVML, "
+            "e.g. the sandbox's llmedic.sandbox.fake_nvml:FakeNvml."
+        ),
+    ] = None,
+    scenario: Annotated[Path | None, typer.Option(help="Passed to the --backend factory.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Machine-readable (what remote hosts print).")
     ] = False,
 ) -> None:
     """Every GPU of this host with its health and diagnosis; says so when there is no GPU or driver."""
-    from llmedic.adapters.gpu import FakeNvml, NvmlReader
+    from llmedic.adapters.gpu import NvmlReader, load_nvml
     from llmedic.analysis.gpu_health import diagnose_gpu
+    from llmedic.config import NvmlBackend
+    from llmedic.errors import ConfigError
+    from llmedic.yamlfile import validate_model
 
-    snap = (NvmlReader(FakeNvml(scenario)) if scenario else NvmlReader()).snapshot()
+    nvml = (
+        validate_model(
+            NvmlBackend, {"backend": backend, "scenario": scenario}, source="--backend", error=ConfigError
+        )
+        if backend
+        else None
+    )
+    snap = (NvmlReader(load_nvml(nvml)) if nvml else NvmlReader()).snapshot()
     if as_json:
         out.print_json(json.dumps(snap.as_dict()))
         return
@@ -66,14 +83,3 @@ def gpu_snapshot(
             f"throttle {d.throttle_reasons or 'none'}, ECC unc {d.ecc_uncorrected_volatile}, "
             f"remap {d.remapped_rows}, recovery {d.recovery_action} → {diag.diagnosis}"
         )
-
-
-@gpu_app.command("fake-reset", hidden=True)
-def gpu_fake_reset(
-    scenario: Annotated[Path, typer.Option(help="The fake-NVML scenario file.")],
-    gpu: Annotated[int, typer.Option(min=0, help="GPU index.")],
-) -> None:
-    """The sandbox's stand-in for ``nvidia-smi -r -i GPU``."""
-    from llmedic.adapters.gpu import fake_reset
-
-    out.print(fake_reset(scenario, gpu))

@@ -17,15 +17,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from llmedic.actions import actions_for
 from llmedic.catalog import AnomalyType, Risk, parse_anomaly
 from llmedic.config import Settings
+from llmedic.diagnoses import diagnoses_of
 from llmedic.errors import PlaybookError
 from llmedic.incident import Step
 from llmedic.yamlfile import format_loc, load_model, validate_model
 
 __all__ = [
+    "DEFAULT_PROBE_PROMPT",
+    "NEVER_RETRIED",
+    "REMOVED_KEYS",
     "AccuracySettings",
     "ApprovalPolicy",
     "DataSettings",
@@ -43,6 +48,39 @@ __all__ = [
 ]
 
 
+NEVER_RETRIED: frozenset[Step] = frozenset({Step.FIX, Step.ROLLBACK})
+"""Steps that change production. A retry after a half-applied change could apply it twice (and
+Prefect's retries cannot know what the first attempt did), so these run once whatever a playbook
+says: a playbook asking for retries is refused, and ``tasks/runtime.py::run_step`` forces 0."""
+
+DEFAULT_PROBE_PROMPT = "Reply with the single word: ok."
+"""The synthetic request every probe and canary sends unless the playbook names another: neutral,
+so that no service-specific content is built into llmedic (set ``probe_prompt`` / ``canary_prompt``
+to a short request typical of your domain)."""
+
+REMOVED_KEYS: dict[str, str] = {
+    "evidence": "the top-level `evidence:` list was removed (nothing read it: each flow collects "
+    "the evidence its steps need); delete the key",
+    "settings.change_window_hours": "accuracy_drop `change_window_hours` was removed (nothing read "
+    "it: suspects are the releases and dataset versions since the baseline); delete the key",
+    "settings.retry_attempts": "network_interruption `retry_attempts` was removed (nothing read it); "
+    "delete it and set `attempts` in the params of the retry_with_backoff / resume_sync fix",
+    "settings.retry_backoff_seconds": "network_interruption `retry_backoff_seconds` was removed "
+    "(nothing read it); delete it and set `backoff_seconds` in the params of the "
+    "retry_with_backoff / resume_sync fix",
+}
+"""Keys earlier playbook versions had, with what to do instead (shown when a file still has one)."""
+
+
+def _nested_error(kind: str, message: str, loc: tuple[int | str, ...], value: Any) -> ValidationError:
+    # A ValidationError raised inside a field validator keeps its locations under the field's, so
+    # the file:line of the error points at the offending entry, not at the top of the section.
+    return ValidationError.from_exception_data(
+        "Playbook",
+        [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)],
+    )
+
+
 class _Strict(BaseModel):
     # Field docstrings become descriptions: error messages, JSON schema and the generated reference.
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
@@ -52,6 +90,8 @@ class StepPolicy(_Strict):
     """Retries and timeout of one step's task."""
 
     retries: int = Field(1, ge=0, le=10)
+    """Retries after a failed attempt (default 1; ``fix`` and ``rollback`` are never retried and
+    refuse any value but 0)."""
     retry_delay_seconds: float = Field(2.0, ge=0, le=3600)
     timeout_seconds: float = Field(120.0, gt=0, le=86400)
 
@@ -80,7 +120,11 @@ class ApprovalPolicy(_Strict):
     timeout_minutes: float = Field(30.0, gt=0, le=7 * 24 * 60)
     """A gate without a decision by then is rejected and escalated."""
     approvers: list[str] = Field(default_factory=list)
-    """Names allowed to approve; empty means anyone who can reach the Prefect API."""
+    """Names allowed to decide, each verified: a token proof (CLI, HTTP) or the one-time code sent to
+    their own route (Prefect UI). Empty: any name counts, recorded unverified."""
+    max_attempts: int = Field(10, ge=1, le=100)
+    """Refused decisions (wrong, reused or expired code or proof, a name outside ``approvers``) a gate
+    takes before it rejects the fix and escalates; a refused one never rejects it by itself."""
 
     def needs_approval(self, risk: Risk) -> bool:
         """Does a fix of this risk need a human decision?"""
@@ -101,8 +145,9 @@ class LatencySettings(_Strict):
     reproduce_probes: int = Field(12, ge=1, le=500)
     verify_probes: int = Field(20, ge=3, le=1000)
     probe_concurrency: int = Field(4, ge=1, le=64)
-    probe_prompt: str = "What is the main risk of combining warfarin with aspirin?"
-    """The synthetic request used to probe the service (domain-typical, short)."""
+    probe_prompt: str = DEFAULT_PROBE_PROMPT
+    """The synthetic request used to probe the service (short; a request typical of your domain
+    measures what users see)."""
     probe_max_tokens: int = Field(16, ge=1, le=4096)
     probe_timeout_seconds: float = Field(30.0, gt=0)
     queue_threshold: float = Field(2.0, ge=0)
@@ -156,6 +201,8 @@ class MemoryLeakSettings(_Strict):
     min_healthy_instances: int = Field(1, ge=0)
     reproduce_requests: int = Field(20, ge=1, le=10_000)
     """Requests sent to the drained instance while its memory is sampled."""
+    probe_prompt: str = DEFAULT_PROBE_PROMPT
+    """The request sent to reproduce the leak and exercise the instance during verification."""
     verify_seconds: float = Field(30, gt=0)
     baseline_tolerance: float = Field(0.1, ge=0, le=1)
     """After the fix, memory must be within this share above the baseline fitted before the leak."""
@@ -181,8 +228,6 @@ class AccuracySettings(_Strict):
     """More failed requests than this share: the score is refused (an availability problem)."""
     worst_items: int = Field(10, ge=0, le=200)
     """Newly wrong items shown in the evidence, with the question, expected and given answers."""
-    change_window_hours: float = Field(168, gt=0)
-    """Model releases and dataset versions this recent are suspects."""
     prompt_sample: int = Field(500, ge=0, le=2000)
     """Recent user prompts compared with the golden questions for drift (0: skip)."""
     reproduce_repeats: int = Field(2, ge=1, le=10)
@@ -192,7 +237,7 @@ class AccuracySettings(_Strict):
 class GpuSettings(_Strict):
     """Thresholds of the GPU-fault playbook (the XID table is in llmedic/analysis/gpu_health.py)."""
 
-    canary_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+    canary_prompt: str = DEFAULT_PROBE_PROMPT
     """The completion asked of the canary after the fix: it must answer, and answer in time."""
     canary_requests: int = Field(3, ge=1, le=100)
     """Completions sent to the instance to see whether it still serves."""
@@ -210,7 +255,7 @@ class DependencySettings(_Strict):
     check_torch_cuda: bool = False
     """Compare ``torch.version.cuda`` with the driver's CUDA (imports torch: slow)."""
     min_healthy_instances: int = Field(1, ge=0)
-    canary_prompt: str = "What is the main risk of combining warfarin with aspirin?"
+    canary_prompt: str = DEFAULT_PROBE_PROMPT
     """The completion asked of the canary after the fix: it must answer, and answer in time."""
 
 
@@ -223,9 +268,6 @@ class NetworkSettings(_Strict):
     loss_threshold: float = Field(0.2, ge=0, lt=1)
     """This share of failed tries (or more) is an interruption."""
     latency_threshold_seconds: float = Field(1.0, gt=0)
-    retry_attempts: int = Field(5, ge=1, le=20)
-    retry_backoff_seconds: float = Field(1.0, gt=0, le=60)
-    """First pause of the exponential backoff (doubling)."""
 
 
 # Anomaly-specific settings models; an anomaly without one takes a free-form mapping.
@@ -254,8 +296,8 @@ class Playbook(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
     """Thresholds and knobs of the anomaly type; checked against its settings model (below)."""
     steps: dict[Step, StepPolicy] = Field(default_factory=dict)
-    evidence: list[str] = Field(default_factory=list)
-    """Extra evidence collectors to run, by name."""
+    """Retries and timeout per step; a step left out gets the defaults (``fix`` and ``rollback``:
+    never retried)."""
     fixes: list[FixOption] = Field(min_length=1)
     approval: ApprovalPolicy = ApprovalPolicy()
     isolate: bool = True
@@ -269,6 +311,21 @@ class Playbook(_Strict):
         if dup:
             raise ValueError(f"fix names must be unique; repeated: {sorted(dup)}")
         return fixes
+
+    @field_validator("steps")
+    @classmethod
+    def _changes_are_not_retried(cls, steps: dict[Step, StepPolicy]) -> dict[Step, StepPolicy]:
+        for step in sorted(NEVER_RETRIED):
+            policy = steps.get(step)
+            if policy is not None and policy.retries:
+                raise _nested_error(
+                    "never_retried",
+                    f"{step.value} is never retried (a retry could apply a change twice); set "
+                    "retries: 0 or leave it out",
+                    (step.value, "retries"),
+                    policy.retries,
+                )
+        return steps
 
     @field_validator("settings")
     @classmethod
@@ -300,9 +357,30 @@ class Playbook(_Strict):
             raise ValueError("; ".join(problems))
         return fixes
 
+    @field_validator("fixes")
+    @classmethod
+    def _known_diagnoses(cls, fixes: list[FixOption], info: ValidationInfo) -> list[FixOption]:
+        anomaly = info.data.get("anomaly")
+        if anomaly is None:
+            return fixes
+        valid = diagnoses_of(anomaly)
+        for i, fix in enumerate(fixes):
+            for j, name in enumerate(fix.when):
+                if name not in valid:
+                    # A name the flow cannot produce would leave the fix unreachable: refuse it.
+                    raise _nested_error(
+                        "unknown_diagnosis",
+                        f"{name!r} is not a diagnosis of {anomaly.value} (valid: {', '.join(valid)})",
+                        (i, "when", j),
+                        name,
+                    )
+        return fixes
+
     def step_policy(self, step: Step) -> StepPolicy:
-        """Retries/timeout for a step (defaults when the playbook says nothing)."""
-        return self.steps.get(step, StepPolicy())
+        """Retries/timeout for a step (defaults when the playbook says nothing; no retries for the
+        steps that change production)."""
+        default = StepPolicy(retries=0) if step in NEVER_RETRIED else StepPolicy()
+        return self.steps.get(step, default)
 
     def typed_settings(self, model: type[Any]) -> Any:
         """The settings as their anomaly's model."""
@@ -320,15 +398,24 @@ def _sub_errors(model: type[BaseModel], data: Any, where: str) -> list[str]:
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return [
-            f"{where}{format_loc(e['loc'])}: {e['msg']}"
-            + ("" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})")
-            for e in exc.errors(include_url=False)
-        ]
+        out: list[str] = []
+        for e in exc.errors(include_url=False):
+            loc = format_loc(e["loc"])
+            removed = REMOVED_KEYS.get(f"settings.{loc}") if e["type"] == "extra_forbidden" else None
+            msg = f"{e['msg']} ({removed})" if removed else e["msg"]
+            got = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
+            out.append(f"{where}{loc}: {msg}{got}")
+        return out
     return []
 
 
 def _hints(path: str, kind: str) -> str | None:
+    if kind == "extra_forbidden" and path in REMOVED_KEYS:
+        return REMOVED_KEYS[path]
+    if kind == "unknown_diagnosis":
+        return "list only diagnoses the anomaly type produces (docs/playbooks.md, Diagnoses)"
+    if kind == "never_retried":
+        return "fixes and rollbacks run once; verification decides whether they worked"
     if path.startswith("fixes") and kind == "value_error":
         return "see docs/playbooks.md for the actions each anomaly type may use"
     if path.startswith("steps"):

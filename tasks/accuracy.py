@@ -23,6 +23,7 @@ from llmedic.analysis.accuracy import DropVerdict, compare_runs, wilson_interval
 from llmedic.analysis.drift import column_drift
 from llmedic.catalog import AnomalyType, Risk
 from llmedic.config import DataThresholds
+from llmedic.diagnoses import AccuracyDiagnosis
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.golden import GoldenItem, Scorecard, sample_items
 from llmedic.incident import ActionRecord, Step, StepResult, VerificationCheck, utcnow
@@ -392,7 +393,9 @@ def evidence_accuracy(ctx: StepContext, confirm: dict[str, Any], assess: dict[st
     if data_ds and (data_share >= 0.5 or not model_changed):
         entry = changed[data_ds]
         corrupted = bool(entry["breaches"])
-        diagnosis = "knowledge_corrupted" if corrupted else "knowledge_changed"
+        diagnosis = (
+            AccuracyDiagnosis.KNOWLEDGE_CORRUPTED if corrupted else AccuracyDiagnosis.KNOWLEDGE_CHANGED
+        )
         reason = (
             f"{data_ds} moved {entry['baseline_version']} → {entry['current']} since the baseline; "
             f"{explained[data_ds]} of {len(newly_wrong)} newly wrong items are rows that changed"
@@ -418,20 +421,20 @@ def evidence_accuracy(ctx: StepContext, confirm: dict[str, Any], assess: dict[st
                     "handoff", f"data incident {anomaly.value}", f"{data_ds}@{entry['current']}: {opened}"
                 )
     elif model_changed and current:
-        diagnosis = "model_regression"
+        diagnosis = AccuracyDiagnosis.MODEL_REGRESSION
         reason = (
             f"{svc} serves {current.version} since {current.at:%Y-%m-%d %H:%M} UTC; the baseline of "
             f"{ref_version} answered these items right"
             + (f"; configuration changed ({', '.join(str(d['key']) for d in diff)})" if diff else "")
         )
     elif drift and drift.get("drifted"):
-        diagnosis = "prompt_drift"
+        diagnosis = AccuracyDiagnosis.PROMPT_DRIFT
         reason = (
             f"no model or data change since the baseline, but user prompts drifted (in-domain words "
             f"{drift['mean_domain_share']:.0%} vs {drift['reference_domain_share']:.0%} in the golden set)"
         )
     else:
-        diagnosis = "unexplained"
+        diagnosis = AccuracyDiagnosis.UNEXPLAINED
         reason = "no model release, data version or prompt drift since the baseline explains the drop"
     system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)

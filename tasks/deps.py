@@ -16,6 +16,7 @@ from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.gpu import host_snapshot
 from llmedic.adapters.pyenv import probe_env, try_lock_env
 from llmedic.analysis.deps import broken_requirements, cuda_mismatch, diff_lock, import_failures, parse_lock
+from llmedic.diagnoses import DependencyDiagnosis
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.playbook import DependencySettings
@@ -145,19 +146,19 @@ def evidence_deps(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
             {"import_errors": fails},
         )
     if report["cuda_mismatch"] and not report["broken"] and report["lock_clean"]:
-        diagnosis, reason = "cuda_mismatch", str(report["cuda_mismatch"])
+        diagnosis, reason = DependencyDiagnosis.CUDA_MISMATCH, str(report["cuda_mismatch"])
     elif not report["lock_clean"] or report["broken"]:
-        diagnosis = "drift_from_lock"
+        diagnosis = DependencyDiagnosis.DRIFT_FROM_LOCK
         reason = "the environment drifted from its lock: " + "; ".join(
             (report["lock_diff"] + report["broken"])[:4]
         )
     elif report["failed_imports"]:
-        diagnosis = "import_failure"
+        diagnosis = DependencyDiagnosis.IMPORT_FAILURE
         reason = "modules fail to import although the lock is matched: " + "; ".join(
             report["failed_imports"].values()
         )
     else:
-        diagnosis, reason = "unknown", "nothing in the environment explains the alert"
+        diagnosis, reason = DependencyDiagnosis.UNKNOWN, "nothing in the environment explains the alert"
     system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     return t.done(
@@ -173,7 +174,7 @@ def isolate_deps(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
     return drain_if(
         ctx,
         evidence.get("diagnosis"),
-        "drift_from_lock",
+        DependencyDiagnosis.DRIFT_FROM_LOCK,
         int(evidence.get("healthy_others", 0)),
         s.min_healthy_instances,
         "the lock is matched; re-pinning would change nothing",

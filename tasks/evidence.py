@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.latency import InstanceLatency, diagnose_latency
 from llmedic.analysis.logaudit import audit_log
+from llmedic.diagnoses import MemoryLeakDiagnosis
 from llmedic.errors import LlmedicError
 from llmedic.hostcheck import host_report, problems
 from llmedic.incident import IncidentStore, Step, StepResult
@@ -70,7 +71,7 @@ def evidence_latency(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
         rt.service.control.kind,
         f"{rt.instance.name}: healthy={state.healthy} drained={state.drained} "
         f"limit={state.concurrency_limit} model={state.model_version} restarts={state.restarts}",
-        {k: v for k, v in state.as_dict().items() if k != "faults"},
+        state.as_dict(),
     )
     me = fleet[rt.instance.name]
     t.add(
@@ -229,10 +230,10 @@ def evidence_leak(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
     versions = sorted({st.model_version or "?" for st in states.values()})
     release_evidence(rt, t, served={n: st.model_version or "unknown" for n, st in states.items()})
     if len(fleet) > 1 and share >= s.fleet_share_threshold:
-        diagnosis = "fleet_leak"
+        diagnosis = MemoryLeakDiagnosis.FLEET_LEAK
         reason = f"{len(leaking)} of {len(fleet)} instances leak (model versions {versions}): the release leaks, not one process"
     else:
-        diagnosis = "instance_leak"
+        diagnosis = MemoryLeakDiagnosis.INSTANCE_LEAK
         hours = mine.get("hours_to_limit")
         reason = (
             f"{rt.instance.name} grows {float(mine.get('slope_per_hour', 0)) / 2**20:.0f} MiB/h"

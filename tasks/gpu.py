@@ -14,12 +14,13 @@ from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.gpu import GpuSnapshot, dcgm_gpus, host_snapshot, kernel_log
 from llmedic.analysis.gpu_health import (
     GpuAction,
-    GpuDiagnosis,
+    GpuVerdict,
     XidEvent,
     diagnose_gpu,
     parse_kernel_log,
     same_pci,
 )
+from llmedic.diagnoses import GpuDiagnosis
 from llmedic.errors import LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.playbook import GpuSettings
@@ -142,7 +143,7 @@ def _cuda_errors(rt: Runtime, s: GpuSettings) -> str | None:
     return msg if "CUDA" in msg else None
 
 
-def _diagnoses(snap: GpuSnapshot, xids: list[XidEvent]) -> list[GpuDiagnosis]:
+def _diagnoses(snap: GpuSnapshot, xids: list[XidEvent]) -> list[GpuVerdict]:
     return [
         diagnose_gpu(d.as_dict(), [x for x in xids if same_pci(x.pci, d.pci_bus_id)]) for d in snap.devices
     ]
@@ -238,13 +239,13 @@ def evidence_gpu(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, An
     )
     if sick:
         worst = max(sick, key=lambda d: _RANK.index(GpuAction(d["action"])))
-        diagnosis = str(worst["diagnosis"])
+        diagnosis = GpuDiagnosis(worst["diagnosis"])
         reason = f"GPU {worst['index']}: " + "; ".join(worst["reasons"])
     elif confirm.get("cuda_error"):
-        diagnosis = "app_error"
+        diagnosis = GpuDiagnosis.APP_ERROR
         reason = f"the GPUs read healthy but the worker answers {confirm['cuda_error']!r}: restart it"
     else:
-        diagnosis, reason = "unknown", "nothing on the GPUs or in the service explains the alert"
+        diagnosis, reason = GpuDiagnosis.UNKNOWN, "nothing on the GPUs or in the service explains the alert"
     system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     healthy_others = len(assess.get("serving") or [])
@@ -263,7 +264,9 @@ def isolate_gpu(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
     return drain_if(
         ctx,
         diagnosis,
-        diagnosis if diagnosis in ("app_error", "gpu_reset_needed") else "app_error|gpu_reset_needed",
+        diagnosis
+        if diagnosis in (GpuDiagnosis.APP_ERROR, GpuDiagnosis.GPU_RESET_NEEDED)
+        else "app_error|gpu_reset_needed",
         int(evidence.get("healthy_others", 0)),
         s.min_healthy_instances,
         "the fix drains the node itself, or the GPU only throttles (load is shed instead)",

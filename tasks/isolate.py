@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmedic.catalog import Risk
+from llmedic.diagnoses import LatencyDiagnosis, MemoryLeakDiagnosis
 from llmedic.incident import ActionRecord, Step, StepResult, utcnow
 from llmedic.playbook import LatencySettings, MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
@@ -60,7 +61,7 @@ def isolate_instance(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
     return drain_if(
         ctx,
         evidence.get("diagnosis"),
-        "instance_degraded",
+        LatencyDiagnosis.INSTANCE_DEGRADED,
         int(evidence.get("healthy_others", 0)),
         s.min_healthy_instances,
         "draining would only push the load onto the other instances",
@@ -75,7 +76,7 @@ def isolate_leaking(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
     return drain_if(
         ctx,
         evidence.get("diagnosis"),
-        "instance_leak",
+        MemoryLeakDiagnosis.INSTANCE_LEAK,
         int(evidence.get("healthy_others", 0)),
         s.min_healthy_instances,
         "every instance leaks; draining one would only load the others",

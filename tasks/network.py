@@ -9,6 +9,7 @@ from typing import Any
 from llmedic.adapters.netprobe import LinkProbe, probe_link
 from llmedic.adapters.shell import make_shell, run_template
 from llmedic.config import NetworkLink
+from llmedic.diagnoses import NetworkDiagnosis
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.network import active_url
@@ -132,24 +133,25 @@ def evidence_network(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
     rt = Runtime(ctx)
     t = StepTimer(Step.EVIDENCE)
     link = _link(rt)
-    diagnosis = str(confirm.get("diagnosis"))
+    hop = str(confirm.get("diagnosis"))  # the probe's verdict on the first failing hop
     art = confirm.get("artifact")
-    if diagnosis == "healthy" and art is not None and not art["verified"]:
+    diagnosis: NetworkDiagnosis
+    if hop == "healthy" and art is not None and not art["verified"]:
         diagnosis, reason = (
-            "sync_interrupted",
+            NetworkDiagnosis.SYNC_INTERRUPTED,
             f"{art['dest']} is not in place ({art['partial_bytes']} bytes received)",
         )
-    elif diagnosis in ("dns_failure", "tcp_refused", "tcp_unreachable", "http_failure"):
+    elif hop in ("dns_failure", "tcp_refused", "tcp_unreachable", "http_failure"):
         hosts = _host_probes(rt, t)
         if hosts and all(hosts.values()):
             reason = (
-                f"llmedic cannot reach the link ({diagnosis}) but every consumer host can "
+                f"llmedic cannot reach the link ({hop}) but every consumer host can "
                 f"({sorted(hosts)}): the path from the orchestrator is broken, not the endpoint"
             )
-            diagnosis = "orchestrator_path"
+            diagnosis = NetworkDiagnosis.ORCHESTRATOR_PATH
         else:
             reason = (
-                f"the far end is unreachable ({diagnosis})"
+                f"the far end is unreachable ({hop})"
                 + (
                     f"; from the hosts too ({sorted(h for h, ok in hosts.items() if not ok)})"
                     if hosts
@@ -157,12 +159,12 @@ def evidence_network(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
                 )
                 + ("; a backup endpoint is declared" if link.backup_url else "; no backup endpoint")
             )
-            diagnosis = "endpoint_down"
-    elif diagnosis in ("packet_loss", "slow_link"):
-        reason = f"the link degrades ({diagnosis}) but answers: retry with backoff"
-        diagnosis = "link_degraded"
+            diagnosis = NetworkDiagnosis.ENDPOINT_DOWN
+    elif hop in ("packet_loss", "slow_link"):
+        reason = f"the link degrades ({hop}) but answers: retry with backoff"
+        diagnosis = NetworkDiagnosis.LINK_DEGRADED
     else:
-        reason = "the link answers and its artifact is in place"
+        diagnosis, reason = NetworkDiagnosis.HEALTHY, "the link answers and its artifact is in place"
     t.decide("diagnosis", diagnosis, reason)
     return t.done(f"{diagnosis}: {reason}", data={"diagnosis": diagnosis, "reason": reason})
 

@@ -71,13 +71,12 @@ def reproduce_leak(ctx: StepContext) -> StepResult:
     process that keeps what each request allocated shows it here, with no other traffic."""
     rt = Runtime(ctx)
     s = rt.settings_as(MemoryLeakSettings)
-    lat = rt.playbook.settings
     t = StepTimer(Step.REPRODUCE)
     before = rt.memory([rt.instance], 0, 1)[rt.instance.name]["y"]
     with rt.endpoint(timeout=30) as ep:
         results = ep.burst(
             s.reproduce_requests,
-            prompt=str(lat.get("probe_prompt", "What is the main risk of combining warfarin with aspirin?")),
+            prompt=s.probe_prompt,
             concurrency=4,
             max_tokens=16,
         )

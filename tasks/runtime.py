@@ -41,7 +41,7 @@ from llmedic.config import (
 from llmedic.errors import ConfigError
 from llmedic.incident import Decision, EvidenceItem, Step, StepResult, utcnow
 from llmedic.models import ModelRegistry
-from llmedic.playbook import Playbook, StepPolicy, load_playbook
+from llmedic.playbook import NEVER_RETRIED, Playbook, StepPolicy, load_playbook
 
 if TYPE_CHECKING:
     # The data and accuracy machinery pulls in pandas and SciPy: imported where it is used, so a
@@ -64,10 +64,22 @@ class _DropThreadTimeoutWarning(logging.Filter):
 for _name in ("prefect.task_runs", "prefect.task_engine"):
     logging.getLogger(_name).addFilter(_DropThreadTimeoutWarning())
 
-__all__ = ["Runtime", "StepContext", "StepTimer", "run_scoped_key", "run_step", "step_task"]
+__all__ = [
+    "Runtime",
+    "StepContext",
+    "StepTimer",
+    "configured_step",
+    "run_scoped_key",
+    "run_step",
+    "step_task",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# The step of every task made by step_task, by task name: run_step reads it to refuse retries for
+# the steps that change production, whatever policy it is handed.
+_STEP_OF: dict[str, Step] = {}
 
 
 class StepContext(BaseModel):
@@ -318,21 +330,32 @@ def step_task(step: Step, name: str | None = None) -> Callable[[Callable[P, R]],
     call is skipped. Runs are still found by flow name and the flow run's tags."""
 
     def wrap(fn: Callable[P, R]) -> Task[P, R]:
+        task_name = name or fn.__name__.replace("_", "-")
+        _STEP_OF[task_name] = step
         return task(
-            name=name or fn.__name__.replace("_", "-"),
+            name=task_name,
             description=f"step {step.value}: {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else fn.__name__}",
             cache_key_fn=run_scoped_key,
             persist_result=True,
+            # Retries come from run_step (the playbook's policy) only: explicit 0 here, so that
+            # Prefect's PREFECT_TASKS_DEFAULT_RETRIES cannot retry a fix called any other way.
+            retries=0,
         )(fn)
 
     return wrap
 
 
-def run_step(t: Task[P, R], policy: StepPolicy, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Call a step task with the retries and timeout its playbook sets."""
-    configured = t.with_options(
-        retries=policy.retries,
-        retry_delay_seconds=policy.retry_delay_seconds,
+def configured_step(t: Task[P, R], policy: StepPolicy) -> Task[P, R]:
+    """The task with the retries and timeout its playbook sets; a fix or a rollback gets no retry
+    whatever ``policy`` says (playbooks refuse it at load; this holds for any other caller too)."""
+    never = _STEP_OF.get(t.name) in NEVER_RETRIED
+    return t.with_options(
+        retries=0 if never else policy.retries,
+        retry_delay_seconds=0 if never else policy.retry_delay_seconds,
         timeout_seconds=policy.timeout_seconds,
     )
-    return configured(*args, **kwargs)
+
+
+def run_step(t: Task[P, R], policy: StepPolicy, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call a step task with the retries and timeout its playbook sets (see :func:`configured_step`)."""
+    return configured_step(t, policy)(*args, **kwargs)

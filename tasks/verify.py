@@ -168,9 +168,7 @@ def verify_leak(ctx: StepContext, confirm: dict[str, Any] | None = None) -> Step
     s = rt.settings_as(MemoryLeakSettings)
     t = StepTimer(Step.VERIFY)
     baseline = float((confirm or {}).get("fleet", {}).get(rt.instance.name, {}).get("baseline", 0.0))
-    prompt = str(
-        rt.playbook.settings.get("probe_prompt", "What is the main risk of combining warfarin with aspirin?")
-    )
+    prompt = s.probe_prompt
     stop = threading.Event()
 
     def exercise() -> None:

@@ -17,6 +17,7 @@ import yaml
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType
 from llmedic.incident import IncidentRequest, Outcome, utcnow
+from llmedic.sandbox.fleet import FAKE_NVML_BACKEND
 from tests.conftest import Fleet
 from tests.flowrun import approve, run_flow
 
@@ -105,7 +106,11 @@ def test_a_gpu_off_the_bus_drains_its_node(
     node_b.write_text(json.dumps({"devices": [{"lost": True, "pci": "00000000:11:00.0"}]}))
     (node_b.with_name("kern.log")).write_text(XID.format(xid=79, detail="GPU has fallen off the bus."))
     env["hosts"].append(
-        {"name": "node-b", "gpu": "fake", "gpu_scenario": str(node_b), "kernel_log": "kernel_log_b"}
+        {
+            "name": "node-b",
+            "nvml": {"backend": FAKE_NVML_BACKEND, "scenario": str(node_b)},
+            "kernel_log": "kernel_log_b",
+        }
     )
     env["commands"]["kernel_log_b"] = {"template": f"cat {node_b.with_name('kern.log')}"}
     inst = next(i for i in env["services"][0]["instances"] if i["name"] == "sandbox-1")

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from llmedic.adapters.gpu import FakeNvml, NvmlReader
+from llmedic.adapters.gpu import NvmlReader
 from llmedic.analysis.gpu_health import GpuAction, decode_throttle, diagnose_gpu, parse_kernel_log
+from llmedic.sandbox.fake_nvml import FakeNvml
 
 HEALTHY: dict[str, Any] = {
     "name": "NVIDIA H100 80GB HBM3",

@@ -63,25 +63,25 @@ def _override_dir(tmp_path: Path, old: str, new: str) -> Settings:
         pytest.param(
             "isolate: true",
             "isolate: true\nisolation: true",
-            "latency.yaml:38: isolation: Extra inputs are not permitted",
+            "latency.yaml:36: isolation: Extra inputs are not permitted",
             id="typo-key",
         ),
         pytest.param(
             "risk: high",
             "risk: extreme",
-            "latency.yaml:49: fixes[1].risk: Input should be 'none', 'low', 'medium' or 'high' (got 'extreme')",
+            "latency.yaml:47: fixes[1].risk: Input should be 'none', 'low', 'medium' or 'high' (got 'extreme')",
             id="bad-risk",
         ),
         pytest.param(
             "action: scale_out",
             "action: reboot_cluster",
-            "latency.yaml:39: fixes: [3] (scale_out): action 'reboot_cluster' is not available to latency playbooks",
+            "latency.yaml:37: fixes: [3] (scale_out): action 'reboot_cluster' is not available to latency playbooks",
             id="unknown-action",
         ),
         pytest.param(
             "params: {replicas: 1}",
             "params: {replicas: 0}",
-            "latency.yaml:39: fixes: [3].params.replicas: Input should be greater than or equal to 1 (got 0)",
+            "latency.yaml:37: fixes: [3].params.replicas: Input should be greater than or equal to 1 (got 0)",
             id="bad-params",
         ),
         pytest.param(

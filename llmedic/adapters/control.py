@@ -33,7 +33,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class InstanceState:
-    """What the control plane knows about an instance."""
+    """What the control plane knows about an instance: only what a real fleet's control plane
+    could tell too (the sandbox's admin API also lists its injected faults; they are never read,
+    so they cannot reach evidence, decisions or archives)."""
 
     name: str
     healthy: bool
@@ -41,11 +43,10 @@ class InstanceState:
     concurrency_limit: int | None = None
     model_version: str | None = None
     restarts: int | None = None
-    faults: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
-        return {**self.__dict__, "faults": list(self.faults)}
+        return dict(self.__dict__)
 
 
 class ServiceControl(Protocol):
@@ -128,7 +129,6 @@ class SandboxControl:
             concurrency_limit=s.get("concurrency_limit"),
             model_version=s.get("model_version"),
             restarts=s.get("restarts"),
-            faults=tuple(f["kind"] for f in s.get("faults", [])),
         )
 
     def drain(self, instance: InstanceConfig) -> None:

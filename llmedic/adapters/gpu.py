@@ -1,20 +1,20 @@
-"""GPU health through NVML (nvidia-ml-py, ``import pynvml``), with a scenario-driven fake behind
-the same interface.
+"""GPU health through NVML (nvidia-ml-py, ``import pynvml``).
 
 :class:`NvmlReader` reads everything the gpu_fault playbook needs from an object with pynvml's
-interface — the real module, or :class:`FakeNvml`, which serves a JSON scenario file with the same
-functions, constants and error classes — so the code that runs on a GPU machine is the code the
-tests run. Where there is no driver or no GPU it returns a snapshot that says so; NVML errors are
+interface — the real module, or the backend a host names in ``llmedic.yaml`` (``nvml: {backend:
+module:factory, scenario: PATH}``; the sandbox's scenario-driven fake is
+``llmedic.sandbox.fake_nvml:FakeNvml``) — so the code that runs on a GPU machine is the code the
+tests run. This module never imports the sandbox: a backend is imported by name when a host asks
+for it. Where there is no driver or no GPU it returns a snapshot that says so; NVML errors are
 translated here and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -23,10 +23,10 @@ import pynvml
 from llmedic.adapters.http import translate_http_errors
 from llmedic.adapters.shell import make_shell, run_template
 from llmedic.analysis.gpu_health import decode_throttle
-from llmedic.config import EnvironmentFile
-from llmedic.errors import MetricsSourceError, RemoteCommandError
+from llmedic.config import EnvironmentFile, NvmlBackend
+from llmedic.errors import ConfigError, MetricsSourceError, RemoteCommandError
 
-__all__ = ["RECOVERY_ACTIONS", "DeviceHealth", "FakeNvml", "GpuSnapshot", "NvmlReader"]
+__all__ = ["RECOVERY_ACTIONS", "DeviceHealth", "GpuSnapshot", "NvmlReader", "load_nvml"]
 
 RECOVERY_ACTIONS = {0: "NONE", 1: "GPU_RESET", 2: "NODE_REBOOT", 3: "DRAIN_P2P", 4: "DRAIN_AND_RESET"}
 
@@ -219,116 +219,17 @@ def _why_unavailable(exc: Exception) -> str:
     return f"NVML could not start: {type(exc).__name__}: {exc}"
 
 
-class FakeNvml:
-    """pynvml's interface over a JSON scenario file (re-read at every ``nvmlInit``), for tests and
-    the sandbox. Scenario keys: ``no_driver``, ``driver``, ``cuda``, ``old_driver`` (no clock-event
-    call: the deprecated throttle call answers) and ``devices``: a list of objects with ``name``,
-    ``util``, ``memory_used``, ``memory_total``, ``temperature``, ``slowdown``, ``shutdown``,
-    ``power_mw``, ``power_limit_mw``, ``sm_clock``, ``mem_clock``, ``throttle`` (bitmask),
-    ``ecc_corrected``, ``ecc_uncorrected``, ``remapped`` ([corr, unc, pending, failure]),
-    ``retired_pending``, ``recovery_action``, ``processes`` ([[pid, bytes]]), ``lost``."""
-
-    NVMLError = pynvml.NVMLError
-
-    def __init__(self, scenario: Path) -> None:
-        self.scenario = scenario
-        self.data: dict[str, Any] = {}
-
-    def _dev(self, h: int) -> dict[str, Any]:
-        dev: dict[str, Any] = self.data["devices"][h]
-        if dev.get("lost"):
-            raise pynvml.NVMLError_GpuIsLost(pynvml.NVML_ERROR_GPU_IS_LOST)
-        return dev
-
-    def nvmlInit(self) -> None:
-        self.data = json.loads(self.scenario.read_text("utf-8"))
-        if self.data.get("no_driver"):
-            raise pynvml.NVMLError_LibraryNotFound(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
-
-    def nvmlShutdown(self) -> None:
-        return None
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return str(self.data.get("driver", "550.54.15"))
-
-    def nvmlSystemGetCudaDriverVersion(self) -> int:
-        return int(self.data.get("cuda", 12040))
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.data.get("devices", []))
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        return i
-
-    def nvmlDeviceGetName(self, h: int) -> str:
-        return str(self.data["devices"][h].get("name", "NVIDIA H100 80GB HBM3"))
-
-    def nvmlDeviceGetUUID(self, h: int) -> str:
-        return str(self.data["devices"][h].get("uuid", f"GPU-fake-{h}"))
-
-    def nvmlDeviceGetPciInfo(self, h: int) -> Any:
-        return SimpleNamespace(busId=str(self.data["devices"][h].get("pci", f"00000000:{16 + h:02X}:00.0")))
-
-    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
-        d = self._dev(h)
-        return SimpleNamespace(gpu=d.get("util", 0), memory=d.get("mem_util", 0))
-
-    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
-        d = self._dev(h)
-        total, used = d.get("memory_total", 85_899_345_920), d.get("memory_used", 0)
-        return SimpleNamespace(total=total, used=used, free=total - used)
-
-    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
-        return [SimpleNamespace(pid=p, usedGpuMemory=b) for p, b in self._dev(h).get("processes", [])]
-
-    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
-        return int(self._dev(h).get("temperature", 45))
-
-    def nvmlDeviceGetTemperatureThreshold(self, h: int, kind: int) -> int:
-        d = self._dev(h)
-        return int(
-            d.get("slowdown", 87)
-            if kind == pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
-            else d.get("shutdown", 92)
-        )
-
-    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
-        return int(self._dev(h).get("power_mw", 150_000))
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
-        return int(self._dev(h).get("power_limit_mw", 700_000))
-
-    def nvmlDeviceGetClockInfo(self, h: int, clock: int) -> int:
-        d = self._dev(h)
-        return int(d.get("sm_clock", 1980) if clock == pynvml.NVML_CLOCK_SM else d.get("mem_clock", 2619))
-
-    def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
-        # pynvml raises FunctionNotFound when the driver's library lacks the symbol (old drivers).
-        if self.data.get("old_driver"):
-            raise pynvml.NVMLError_FunctionNotFound(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-        return int(self._dev(h).get("throttle", 0))
-
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: int) -> int:
-        return int(self._dev(h).get("throttle", 0))
-
-    def nvmlDeviceGetTotalEccErrors(self, h: int, kind: int, counter: int) -> int:
-        d = self._dev(h)
-        return int(
-            d.get("ecc_uncorrected", 0)
-            if kind == pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
-            else d.get("ecc_corrected", 0)
-        )
-
-    def nvmlDeviceGetRemappedRows(self, h: int) -> tuple[int, int, int, int]:
-        r = self._dev(h).get("remapped", [0, 0, 0, 0])
-        return int(r[0]), int(r[1]), int(r[2]), int(r[3])
-
-    def nvmlDeviceGetRetiredPagesPendingStatus(self, h: int) -> int:
-        return int(self._dev(h).get("retired_pending", 0))
-
-    def nvmlDeviceGetFieldValues(self, h: int, ids: list[int]) -> list[Any]:
-        value = int(self._dev(h).get("recovery_action", 0))
-        return [SimpleNamespace(fieldId=i, nvmlReturn=0, value=SimpleNamespace(uiVal=value)) for i in ids]
+def load_nvml(backend: NvmlBackend) -> Any:
+    """The object a host's ``nvml.backend`` (``module.path:factory``) makes, given its scenario."""
+    module_name, _, attr = backend.backend.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"nvml backend {backend.backend!r} cannot be loaded ({type(exc).__name__}: {exc})",
+            hint="name an importable module:callable, e.g. llmedic.sandbox.fake_nvml:FakeNvml",
+        ) from None
+    return factory(backend.scenario)
 
 
 def _snapshot_from(data: dict[str, Any]) -> GpuSnapshot:
@@ -343,14 +244,13 @@ def _snapshot_from(data: dict[str, Any]) -> GpuSnapshot:
 
 
 def host_snapshot(env: EnvironmentFile, host: str) -> GpuSnapshot:
-    """The GPUs of ``host``: NVML here, the fake scenario, or ``llmedic gpu snapshot --json`` run on
-    an SSH host through its ``gpu_snapshot`` command."""
+    """The GPUs of ``host``: NVML here (or the host's declared NVML backend), or ``llmedic gpu
+    snapshot --json`` run on an SSH host through its ``gpu_snapshot`` command."""
     cfg = env.host(host)
     if cfg.gpu == "none":
         return GpuSnapshot(False, f"host {host!r} is declared without GPUs (gpu: none)")
-    if cfg.gpu == "fake":
-        assert cfg.gpu_scenario is not None  # guaranteed by HostConfig validation
-        return NvmlReader(FakeNvml(cfg.gpu_scenario)).snapshot()
+    if cfg.nvml is not None:
+        return NvmlReader(load_nvml(cfg.nvml)).snapshot()
     if cfg.kind == "local":
         return NvmlReader().snapshot()
     if cfg.gpu_snapshot is None:
@@ -373,25 +273,6 @@ def kernel_log(env: EnvironmentFile, host: str) -> str | None:
     if cfg.kernel_log is None:
         return None
     return run_template(make_shell(cfg), env.commands, cfg.kernel_log, {}).stdout
-
-
-def fake_reset(scenario: Path, gpu: int) -> str:
-    """What ``nvidia-smi -r`` does to a fake device: volatile ECC counters cleared, pending remaps
-    and page retirements applied, the recovery action cleared. A lost GPU cannot be reset."""
-    data = json.loads(scenario.read_text("utf-8"))
-    dev = data["devices"][gpu]
-    if dev.get("lost"):
-        raise RemoteCommandError(f"GPU {gpu} is lost (fallen off the bus): a reset cannot reach it")
-    dev["ecc_uncorrected"] = 0
-    dev["ecc_corrected"] = 0
-    remap = dev.get("remapped", [0, 0, 0, 0])
-    dev["remapped"] = [remap[0], remap[1], 0, remap[3]]
-    dev["retired_pending"] = 0
-    dev["recovery_action"] = 0
-    tmp = scenario.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(scenario)
-    return f"GPU {gpu} reset"
 
 
 def dcgm_gpus(url: str, timeout: float = 5.0) -> dict[str, dict[str, float]]:

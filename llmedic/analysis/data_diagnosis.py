@@ -17,23 +17,31 @@ from typing import TypeVar
 
 from llmedic.analysis.data_audit import DataAudit, Finding
 from llmedic.catalog import AnomalyType
+from llmedic.diagnoses import DataFormatDiagnosis, DataMissingDiagnosis, DataQualityDiagnosis
 
-__all__ = ["bisect_first_bad", "diagnose_data", "rows_hit"]
+__all__ = ["DataDiagnosis", "bisect_first_bad", "diagnose_data", "rows_hit"]
 
 T = TypeVar("T")
 
+DataDiagnosis = DataMissingDiagnosis | DataFormatDiagnosis | DataQualityDiagnosis
+
 _FORMAT_DIAGNOSIS = {
-    "encoding": "bad_encoding",
-    "date_format": "mixed_date_formats",
-    "type": "type_mismatch",
-    "pattern": "pattern_violations",
+    "encoding": DataFormatDiagnosis.BAD_ENCODING,
+    "date_format": DataFormatDiagnosis.MIXED_DATE_FORMATS,
+    "type": DataFormatDiagnosis.TYPE_MISMATCH,
+    "pattern": DataFormatDiagnosis.PATTERN_VIOLATIONS,
 }
 _QUALITY_DIAGNOSIS = {
-    "duplicate_rows": "duplicates",
-    "duplicate_keys": "duplicates",
-    "outliers": "outliers",
-    "range": "invalid_values",
-    "allowed": "invalid_values",
+    "duplicate_rows": DataQualityDiagnosis.DUPLICATES,
+    "duplicate_keys": DataQualityDiagnosis.DUPLICATES,
+    "outliers": DataQualityDiagnosis.OUTLIERS,
+    "range": DataQualityDiagnosis.INVALID_VALUES,
+    "allowed": DataQualityDiagnosis.INVALID_VALUES,
+}
+_NONE: dict[AnomalyType, DataDiagnosis] = {
+    AnomalyType.DATA_MISSING: DataMissingDiagnosis.NONE,
+    AnomalyType.DATA_FORMAT: DataFormatDiagnosis.NONE,
+    AnomalyType.DATA_QUALITY: DataQualityDiagnosis.NONE,
 }
 
 
@@ -53,37 +61,40 @@ def diagnose_data(
     rollback_row_share: float,
     drop_max_share: float,
     no_impute: frozenset[str] = frozenset(),
-) -> tuple[str, str]:
+) -> tuple[DataDiagnosis, str]:
     """(diagnosis, reason) for a confirmed data anomaly. ``no_impute``: columns whose missing
     values may not be invented (too many of them → the batch is broken)."""
     breaches = audit.breaches(anomaly)
     if not breaches:
-        return "none", f"no {anomaly.value} breach in {audit.version}"
+        return _NONE[anomaly], f"no {anomaly.value} breach in {audit.version}"
     share = rows_hit(audit, anomaly)
     worst: Finding = max(breaches, key=lambda f: f.share)
     if anomaly == AnomalyType.DATA_MISSING:
         if worst.share > rollback_row_share or share > rollback_row_share:
-            return "batch_broken", (
+            return DataMissingDiagnosis.BATCH_BROKEN, (
                 f"{worst.column} is {worst.share:.1%} missing and {share:.1%} of rows have gaps "
                 f"(> {rollback_row_share:.0%}): the batch is broken, not sparse"
             )
         if share <= drop_max_share:
             return (
-                "sparse_missing",
+                DataMissingDiagnosis.SPARSE_MISSING,
                 f"{audit.rows_with_missing} rows ({share:.2%} ≤ {drop_max_share:.0%}) have missing values",
             )
         guarded = sorted({f.column for f in breaches if f.column in no_impute})
         if guarded:
-            return "batch_broken", (
+            return DataMissingDiagnosis.BATCH_BROKEN, (
                 f"{share:.1%} of rows (> {drop_max_share:.0%}) have gaps in {guarded}, whose values "
                 "cannot be imputed: roll back rather than invent them"
             )
         cols = ", ".join(f"{f.column} {f.share:.1%}" for f in breaches)
-        return "column_missing", f"missing values concentrated in columns: {cols}; {share:.1%} of rows hit"
+        return (
+            DataMissingDiagnosis.COLUMN_MISSING,
+            f"missing values concentrated in columns: {cols}; {share:.1%} of rows hit",
+        )
     if anomaly == AnomalyType.DATA_FORMAT:
         if share > rollback_row_share:
             return (
-                "batch_broken",
+                DataFormatDiagnosis.BATCH_BROKEN,
                 f"{share:.1%} of rows have badly formatted values (> {rollback_row_share:.0%})",
             )
         by_kind: dict[str, int] = {}
@@ -96,14 +107,17 @@ def diagnose_data(
         return _FORMAT_DIAGNOSIS[kind], detail
     drift = next((f for f in breaches if f.kind == "drift"), None)
     if drift is not None:
-        return "drift", drift.message + ": " + "; ".join(drift.patterns)
+        return DataQualityDiagnosis.DRIFT, drift.message + ": " + "; ".join(drift.patterns)
     if share > rollback_row_share:
-        return "batch_broken", f"{share:.1%} of rows have quality problems (> {rollback_row_share:.0%})"
-    by_kind = {}
+        return (
+            DataQualityDiagnosis.BATCH_BROKEN,
+            f"{share:.1%} of rows have quality problems (> {rollback_row_share:.0%})",
+        )
+    by_quality: dict[DataQualityDiagnosis, int] = {}
     for f in breaches:
         d = _QUALITY_DIAGNOSIS[f.kind]
-        by_kind[d] = by_kind.get(d, 0) + f.count
-    diagnosis = max(by_kind, key=lambda k: by_kind[k])
+        by_quality[d] = by_quality.get(d, 0) + f.count
+    diagnosis = max(by_quality, key=lambda k: by_quality[k])
     return diagnosis, "; ".join(f.message for f in breaches)
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from llmedic.diagnoses import GpuDiagnosis
+
 __all__ = [
     "THROTTLE_BITS",
     "XID_TABLE",
     "GpuAction",
-    "GpuDiagnosis",
+    "GpuVerdict",
     "XidEvent",
     "XidInfo",
     "decode_throttle",
@@ -185,12 +187,12 @@ def decode_throttle(mask: int) -> list[str]:
 
 
 @dataclass(frozen=True)
-class GpuDiagnosis:
+class GpuVerdict:
     """What is wrong with a GPU and what it calls for."""
 
     index: int
     action: GpuAction
-    diagnosis: str
+    diagnosis: GpuDiagnosis
     reasons: tuple[str, ...]
 
     @property
@@ -203,14 +205,14 @@ def _worse(a: GpuAction, b: GpuAction) -> GpuAction:
     return a if _ORDER.index(a) >= _ORDER.index(b) else b
 
 
-def diagnose_gpu(device: dict[str, Any], xids: list[XidEvent]) -> GpuDiagnosis:
+def diagnose_gpu(device: dict[str, Any], xids: list[XidEvent]) -> GpuVerdict:
     """Judge one device's snapshot (see ``llmedic.adapters.gpu.DeviceHealth.as_dict``) and the XIDs
     seen for it; the worst finding decides the action."""
     idx = int(device.get("index", 0))
     action, reasons, names = GpuAction.NONE, [], []
     if device.get("lost"):
-        return GpuDiagnosis(
-            idx, GpuAction.DRAIN_NODE, "gpu_lost", (f"GPU {idx} is lost: {device.get('error')}",)
+        return GpuVerdict(
+            idx, GpuAction.DRAIN_NODE, GpuDiagnosis.GPU_LOST, (f"GPU {idx} is lost: {device.get('error')}",)
         )
     for ev in xids:
         info = ev.info
@@ -253,12 +255,14 @@ def diagnose_gpu(device: dict[str, Any], xids: list[XidEvent]) -> GpuDiagnosis:
             f"clocks held back: {', '.join(throttles) or 'none reported'}"
             + (f"; {temp} °C at or above the {slow} °C slowdown threshold" if hot else "")
         )
-        names.append("thermal_throttle" if thermal else "power_throttle")
+        names.append(GpuDiagnosis.THERMAL_THROTTLE if thermal else GpuDiagnosis.POWER_THROTTLE)
     diagnosis = {
-        GpuAction.NONE: "healthy",
-        GpuAction.RESTART_APP: "app_error",
-        GpuAction.REDUCE_LOAD: next((n for n in names if n.endswith("_throttle")), "throttle"),
-        GpuAction.RESET_GPU: "gpu_reset_needed",
-        GpuAction.DRAIN_NODE: "node_failure",
+        GpuAction.NONE: GpuDiagnosis.HEALTHY,
+        GpuAction.RESTART_APP: GpuDiagnosis.APP_ERROR,
+        GpuAction.REDUCE_LOAD: next(
+            (GpuDiagnosis(n) for n in names if n.endswith("_throttle")), GpuDiagnosis.THROTTLE
+        ),
+        GpuAction.RESET_GPU: GpuDiagnosis.GPU_RESET_NEEDED,
+        GpuAction.DRAIN_NODE: GpuDiagnosis.NODE_FAILURE,
     }[action]
-    return GpuDiagnosis(idx, action, diagnosis, tuple(reasons))
+    return GpuVerdict(idx, action, diagnosis, tuple(reasons))

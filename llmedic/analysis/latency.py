@@ -8,10 +8,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from llmedic.diagnoses import LatencyDiagnosis
+
 __all__ = [
     "Bucket",
     "InstanceLatency",
-    "LatencyDiagnosis",
+    "LatencyVerdict",
     "bucket_delta",
     "diagnose_latency",
     "histogram_quantile",
@@ -100,12 +102,10 @@ class InstanceLatency:
 
 
 @dataclass(frozen=True)
-class LatencyDiagnosis:
+class LatencyVerdict:
     """Why latency is high, and the figures behind the verdict."""
 
-    diagnosis: str
-    """``instance_degraded``, ``kv_cache_pressure``, ``queueing``, ``slow_decode``, ``fleet_overload``
-    or ``unknown``."""
+    diagnosis: LatencyDiagnosis
     reason: str
     scope: str
     """``instance`` or ``fleet``."""
@@ -123,7 +123,7 @@ def diagnose_latency(
     kv_cache_threshold: float,
     fleet_share_threshold: float,
     itl_p99_threshold: float = math.inf,
-) -> LatencyDiagnosis:
+) -> LatencyVerdict:
     """Classify a latency incident on ``target`` given every in-rotation instance of its service.
 
     Order matters: a fleet-wide problem is not cured on one instance; KV-cache pressure and queueing
@@ -141,8 +141,8 @@ def diagnose_latency(
     )
     me = fleet.get(target)
 
-    def verdict(diagnosis: str, reason: str, scope: str = "instance") -> LatencyDiagnosis:
-        return LatencyDiagnosis(diagnosis, reason, scope, over, round(share, 3), others_ok)
+    def verdict(diagnosis: LatencyDiagnosis, reason: str, scope: str = "instance") -> LatencyVerdict:
+        return LatencyVerdict(diagnosis, reason, scope, over, round(share, 3), others_ok)
 
     if len(active) > 1 and share >= fleet_share_threshold:
         slow = [active[n] for n in over]
@@ -157,38 +157,38 @@ def diagnose_latency(
         ):
             worst = max(float(i.itl_p99 or 0) for i in slow)
             return verdict(
-                "slow_decode",
+                LatencyDiagnosis.SLOW_DECODE,
                 f"{len(over)} of {len(active)} instances are over the {slo_p99_seconds:g}s SLO with no queue and "
                 f"no KV-cache pressure, and inter-token latency p99 up to {worst * 1000:.0f} ms "
                 f"(> {itl_p99_threshold * 1000:.0f} ms): decoding is compute-bound",
                 "fleet",
             )
         return verdict(
-            "fleet_overload",
+            LatencyDiagnosis.FLEET_OVERLOAD,
             f"{len(over)} of {len(active)} instances are over the {slo_p99_seconds:g}s p99 SLO "
             f"(share {share:.0%} ≥ {fleet_share_threshold:.0%})",
             "fleet",
         )
     if me is None:
-        return verdict("unknown", f"no figures for {target}", "instance")
+        return verdict(LatencyDiagnosis.UNKNOWN, f"no figures for {target}", "instance")
     if me.kv_cache_usage >= kv_cache_threshold:
         return verdict(
-            "kv_cache_pressure",
+            LatencyDiagnosis.KV_CACHE_PRESSURE,
             f"KV-cache usage {me.kv_cache_usage:.0%} ≥ {kv_cache_threshold:.0%}: requests contend "
             "for cache and get preempted",
             "instance",
         )
     if me.waiting >= queue_threshold:
         return verdict(
-            "queueing",
+            LatencyDiagnosis.QUEUEING,
             f"{me.waiting:.1f} requests waiting (≥ {queue_threshold:g}) with {me.running:.0f} running",
             "instance",
         )
     if me.p99_seconds is not None and me.p99_seconds > slo_p99_seconds:
         return verdict(
-            "instance_degraded",
+            LatencyDiagnosis.INSTANCE_DEGRADED,
             f"p99 {me.p99_seconds:.2f}s over the {slo_p99_seconds:g}s SLO without queueing or KV-cache "
             f"pressure, while {others_ok} other instance(s) are within it: the instance itself is slow",
             "instance",
         )
-    return verdict("unknown", "no rule matched the figures; a human should look", "instance")
+    return verdict(LatencyDiagnosis.UNKNOWN, "no rule matched the figures; a human should look", "instance")

@@ -36,6 +36,7 @@ from llmedic.sandbox.knowledge import (
 )
 
 __all__ = [
+    "FAKE_NVML_BACKEND",
     "KNOWLEDGE_DATASET",
     "FleetSpec",
     "environment_for",
@@ -45,6 +46,9 @@ __all__ = [
     "start_fleet",
     "write_healthy_gpus",
 ]
+
+FAKE_NVML_BACKEND = "llmedic.sandbox.fake_nvml:FakeNvml"
+"""The NVML backend a sandbox host names in ``llmedic.yaml`` (imported by name, only when read)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -168,8 +172,7 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
             "hosts": [
                 {
                     "name": "local",
-                    "gpu": "fake",
-                    "gpu_scenario": str(spec.gpu_scenario),
+                    "nvml": {"backend": FAKE_NVML_BACKEND, "scenario": str(spec.gpu_scenario)},
                     "kernel_log": "kernel_log",
                     "dcgm_url": f"http://{spec.host}:{ports[spec.names()[0][0]]}/dcgm/metrics",
                 }
@@ -180,8 +183,8 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
                     "description": "the host's kernel log",
                 },
                 "reset_gpu": {
-                    "template": f"{shlex.quote(sys.executable)} -m llmedic gpu fake-reset --scenario "
-                    f"{shlex.quote(str(spec.gpu_scenario))} --gpu {{gpu}}",
+                    "template": f"{shlex.quote(sys.executable)} -m llmedic.sandbox.fake_nvml reset "
+                    f"--scenario {shlex.quote(str(spec.gpu_scenario))} --gpu {{gpu}}",
                     "params": {"gpu": {"pattern": r"^[0-9]{1,2}$"}},
                     "description": "reset one GPU (nvidia-smi -r -i {gpu} on a real host)",
                 },

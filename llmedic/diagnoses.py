@@ -1,0 +1,151 @@
+"""The diagnoses each anomaly type can reach: one enum per type, the names a playbook's
+``fixes[].when`` may use.
+
+The evidence step of each flow ends with exactly one member of its type's enum; the playbook maps
+it to a fix, and a diagnosis no fix lists escalates to a human. Because the set is closed, a
+``when:`` entry naming anything else is refused when the playbook loads (a typo would otherwise
+leave a fix that can never be chosen).
+
+Every enum includes the "nothing explains it" value its producer can return (``unknown``,
+``unexplained``, ``none``, ``healthy``): they are diagnoses too, and the shipped playbooks let them
+escalate on purpose.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from llmedic.catalog import AnomalyType
+
+__all__ = [
+    "DIAGNOSES",
+    "AccuracyDiagnosis",
+    "DataFormatDiagnosis",
+    "DataMissingDiagnosis",
+    "DataQualityDiagnosis",
+    "DependencyDiagnosis",
+    "GpuDiagnosis",
+    "LatencyDiagnosis",
+    "MemoryLeakDiagnosis",
+    "NetworkDiagnosis",
+    "diagnoses_of",
+]
+
+
+class DataMissingDiagnosis(StrEnum):
+    """``llmedic.analysis.data_diagnosis.diagnose_data`` for missing values."""
+
+    SPARSE_MISSING = "sparse_missing"
+    """Few rows hit: drop them."""
+    COLUMN_MISSING = "column_missing"
+    """Gaps concentrated in columns that may be imputed."""
+    BATCH_BROKEN = "batch_broken"
+    """Too much is missing (or in columns that may not be imputed): roll back."""
+    NONE = "none"
+    """The audit finds no breach of this kind (the confirm step and the audit disagree)."""
+
+
+class DataFormatDiagnosis(StrEnum):
+    """``diagnose_data`` for badly formatted values (the commonest kind of bad cell wins)."""
+
+    BAD_ENCODING = "bad_encoding"
+    MIXED_DATE_FORMATS = "mixed_date_formats"
+    TYPE_MISMATCH = "type_mismatch"
+    PATTERN_VIOLATIONS = "pattern_violations"
+    BATCH_BROKEN = "batch_broken"
+    NONE = "none"
+
+
+class DataQualityDiagnosis(StrEnum):
+    """``diagnose_data`` for low-quality values."""
+
+    DRIFT = "drift"
+    DUPLICATES = "duplicates"
+    OUTLIERS = "outliers"
+    INVALID_VALUES = "invalid_values"
+    BATCH_BROKEN = "batch_broken"
+    NONE = "none"
+
+
+class AccuracyDiagnosis(StrEnum):
+    """``tasks/accuracy.py::evidence_accuracy``: the change that explains the newly wrong items."""
+
+    KNOWLEDGE_CORRUPTED = "knowledge_corrupted"
+    KNOWLEDGE_CHANGED = "knowledge_changed"
+    MODEL_REGRESSION = "model_regression"
+    PROMPT_DRIFT = "prompt_drift"
+    """Users ask other things than the golden set: a human decides (no rollback cures it)."""
+    UNEXPLAINED = "unexplained"
+
+
+class LatencyDiagnosis(StrEnum):
+    """``llmedic.analysis.latency.diagnose_latency``."""
+
+    INSTANCE_DEGRADED = "instance_degraded"
+    KV_CACHE_PRESSURE = "kv_cache_pressure"
+    QUEUEING = "queueing"
+    SLOW_DECODE = "slow_decode"
+    FLEET_OVERLOAD = "fleet_overload"
+    UNKNOWN = "unknown"
+
+
+class MemoryLeakDiagnosis(StrEnum):
+    """``tasks/evidence.py::evidence_leak``."""
+
+    INSTANCE_LEAK = "instance_leak"
+    FLEET_LEAK = "fleet_leak"
+
+
+class GpuDiagnosis(StrEnum):
+    """``llmedic.analysis.gpu_health.diagnose_gpu`` per device, and ``tasks/gpu.py::evidence_gpu``."""
+
+    HEALTHY = "healthy"
+    """Per device only: a healthy GPU never becomes an incident's diagnosis."""
+    APP_ERROR = "app_error"
+    THERMAL_THROTTLE = "thermal_throttle"
+    POWER_THROTTLE = "power_throttle"
+    THROTTLE = "throttle"
+    """Load must be shed for a reason NVML does not name (an XID that calls for it)."""
+    GPU_RESET_NEEDED = "gpu_reset_needed"
+    NODE_FAILURE = "node_failure"
+    GPU_LOST = "gpu_lost"
+    UNKNOWN = "unknown"
+
+
+class DependencyDiagnosis(StrEnum):
+    """``tasks/deps.py::evidence_deps``."""
+
+    CUDA_MISMATCH = "cuda_mismatch"
+    DRIFT_FROM_LOCK = "drift_from_lock"
+    IMPORT_FAILURE = "import_failure"
+    UNKNOWN = "unknown"
+
+
+class NetworkDiagnosis(StrEnum):
+    """``tasks/network.py::evidence_network``: the failing hop, from llmedic and from the hosts."""
+
+    SYNC_INTERRUPTED = "sync_interrupted"
+    ORCHESTRATOR_PATH = "orchestrator_path"
+    """Only llmedic's own path is broken: nothing is failed over for it."""
+    ENDPOINT_DOWN = "endpoint_down"
+    LINK_DEGRADED = "link_degraded"
+    HEALTHY = "healthy"
+
+
+DIAGNOSES: dict[AnomalyType, type[StrEnum]] = {
+    AnomalyType.DATA_MISSING: DataMissingDiagnosis,
+    AnomalyType.DATA_FORMAT: DataFormatDiagnosis,
+    AnomalyType.DATA_QUALITY: DataQualityDiagnosis,
+    AnomalyType.ACCURACY_DROP: AccuracyDiagnosis,
+    AnomalyType.LATENCY: LatencyDiagnosis,
+    AnomalyType.MEMORY_LEAK: MemoryLeakDiagnosis,
+    AnomalyType.GPU_FAULT: GpuDiagnosis,
+    AnomalyType.DEPENDENCY_CONFLICT: DependencyDiagnosis,
+    AnomalyType.NETWORK_INTERRUPTION: NetworkDiagnosis,
+}
+"""Each anomaly type's diagnoses (every type has one; a test checks)."""
+
+
+def diagnoses_of(anomaly: AnomalyType) -> list[str]:
+    """The diagnosis names an anomaly type can produce, in declaration order."""
+    return [d.value for d in DIAGNOSES[anomaly]]
