@@ -41,6 +41,7 @@ __all__ = [
     "HostConfig",
     "InstanceConfig",
     "MetricsConfig",
+    "NvmlBackend",
     "ReceiverConfig",
     "ScheduleConfig",
     "ServiceConfig",
@@ -245,6 +246,18 @@ class MetricsConfig(_Strict):
         return self
 
 
+class NvmlBackend(_Strict):
+    """Another object with pynvml's interface read in place of the NVML library (the sandbox's
+    scenario-driven fake, or a test double)."""
+
+    backend: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+    """``module.path:factory``, imported when the host's GPUs are read: a callable taking ``scenario``
+    (a path, or None) and returning the object. The sandbox's is
+    ``llmedic.sandbox.fake_nvml:FakeNvml``."""
+    scenario: Path | None = None
+    """Passed to the factory (for the sandbox's fake: its JSON scenario file)."""
+
+
 class HostConfig(_Strict):
     """A machine commands can run on."""
 
@@ -263,11 +276,12 @@ class HostConfig(_Strict):
     """``known_hosts`` file that pins the host key (or ``host_key_fingerprint``)."""
     host_key_fingerprint: str | None = None
     """Pinned ``SHA256:...`` fingerprint; unknown host keys are refused otherwise."""
-    gpu: Literal["nvml", "fake", "none"] = "nvml"
-    """How its GPUs are read: NVML (locally, or over SSH through the ``gpu_snapshot`` command),
-    a scenario file (``fake``: tests and the sandbox), or not at all."""
-    gpu_scenario: Path | None = None
-    """The fake NVML scenario (``gpu: fake``)."""
+    gpu: Literal["nvml", "none"] = "nvml"
+    """How its GPUs are read: NVML (locally, or over SSH through the ``gpu_snapshot`` command), or
+    not at all."""
+    nvml: NvmlBackend | None = None
+    """Read this host's GPUs through another object with pynvml's interface (``gpu: nvml``, local
+    hosts): the sandbox and the tests use a fake; unset on real hosts."""
     dcgm_url: AnyHttpUrl | None = None
     """The host's DCGM exporter (``http://host:9400/metrics``), read alongside NVML."""
     kernel_log: Name | None = None
@@ -282,8 +296,8 @@ class HostConfig(_Strict):
     def _ssh_needs_address(self) -> HostConfig:
         if self.kind == "ssh" and not self.address:
             raise ValueError("an ssh host needs an address")
-        if self.gpu == "fake" and self.gpu_scenario is None:
-            raise ValueError("gpu: fake needs gpu_scenario (a JSON scenario file)")
+        if self.nvml is not None and (self.gpu != "nvml" or self.kind != "local"):
+            raise ValueError("nvml: (another NVML backend) applies to a local host with gpu: nvml")
         return self
 
 
@@ -788,6 +802,12 @@ class EnvironmentFile(_Strict):
 
 
 def _hints(path: str, kind: str) -> str | None:
+    if path.startswith("hosts") and path.endswith((".gpu_scenario", ".gpu")):
+        # `gpu: fake` + `gpu_scenario:` were removed: the fake NVML lives with the sandbox now.
+        return (
+            "gpu: fake and gpu_scenario were removed; for a fake NVML write "
+            "`nvml: {backend: llmedic.sandbox.fake_nvml:FakeNvml, scenario: PATH}`"
+        )
     if path.startswith("metrics") and "url" in path:
         return "metrics.url is the Prometheus base URL, e.g. http://127.0.0.1:9090"
     if path.startswith("commands") and kind == "value_error":
