@@ -327,6 +327,12 @@ def _anomaly(labels: Mapping[str, str], rules: Sequence[AlertRule], field: str) 
         raise _Unusable(f"{field}: {exc.message}", exc.hint) from None
 
 
+def _printable(text: str) -> str:
+    # An unusable alert's target is listed, not used: control characters are shown escaped (a NUL
+    # could not even be stored in PostgreSQL), everything else as sent.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _raw(item: Any) -> str:
     # As received: key order and every character kept (no \\u escapes for non-Latin scripts).
     return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
@@ -338,7 +344,7 @@ def _judge(source: Source, where: str, item: Any, build: Callable[[Any], Alert])
     if isinstance(item, dict) and isinstance(item.get("target"), str):
         hints.setdefault("target", item["target"])
     status = item.get("status") if isinstance(item, dict) else None
-    seen = {"source": source, "where": where, "raw": _raw(item), "target": _target(hints)[:256]}
+    seen = {"source": source, "where": where, "raw": _raw(item), "target": _printable(_target(hints))[:256]}
     try:
         alert = build(item)
     except _Unusable as exc:

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
+import threading
 import time
+import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled, Completed, Crashed, Failed, Paused, Pending, Running, Scheduled
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
 from llmedic.alerts import Alert
-from llmedic.catalog import AnomalyType
+from llmedic.catalog import AnomalyType, Team, anomaly_info
+from llmedic.cli import app as cli_app
 from llmedic.config import AlertRule, EnvironmentFile, ReceiverConfig, Settings
-from llmedic.errors import ConfigError, OrchestrationError, OutboxError
-from llmedic.incident import IncidentStore
+from llmedic.errors import ConfigError, FlowRunNotFound, OrchestrationError, OutboxError
+from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
 from llmedic.orchestration import Dispatched
 from llmedic.receiver.app import ReceiverAuth, create_receiver_app, openapi
 from llmedic.receiver.dispatcher import Dispatcher
 from llmedic.receiver.outbox import Outbox
-from llmedic.receiver.server import auth_from_settings, ensure_token_file
+from llmedic.receiver.server import Receiver, auth_from_settings, ensure_token_file
+from llmedic.sandbox.fleet import free_port
 
 TOKEN = "s3cret-token"
 RULES = [AlertRule(match={"alertname": "VLLMHighP99Latency"}, anomaly=AnomalyType.LATENCY)]
@@ -442,3 +454,470 @@ def test_the_latest_run_of_a_target_is_the_latest_dispatched_not_the_newest_row(
     time.sleep(0.01)
     outbox.mark(first.id, "started", flow_run_id="run-of-row-1")
     assert outbox.last_run_for_target(first.anomaly or "", first.target) == "run-of-row-1"
+
+
+# ------------------------------------------------------------------ every alert judged alone (issue 14)
+
+ENV = EnvironmentFile.model_validate(
+    {
+        "services": [
+            {
+                "name": "chat",
+                "instances": [
+                    {"name": "sandbox-0", "url": "http://127.0.0.1:8101"},
+                    {"name": "gpu-1", "url": "http://gpu-节点-1:8000"},
+                ],
+            }
+        ],
+        "alert_rules": [{"match": {"alertname": "VLLMHighP99Latency"}, "anomaly": "latency"}],
+        "receiver": {"max_dispatch_attempts": 3},
+    }
+)
+UNKNOWN = "target {!r} is not an instance, service, dataset or network link of llmedic.yaml"
+
+
+def settings_for(outbox: Outbox, home: Path) -> Settings:
+    """Settings whose outbox is the fixture's (SQLite under ``home``, or its PostgreSQL database)."""
+    if outbox.url is not None:
+        return Settings(home=home, outbox_url=outbox.url)
+    assert outbox.path == home / "outbox.sqlite3"
+    return Settings(home=home)
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """The app on a real HTTP server on 127.0.0.1 (uvicorn in a thread)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the receiver did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def labels_of(row: Any) -> dict[str, str]:
+    return dict(json.loads(row.raw)["labels"])
+
+
+@pytest.mark.fault(
+    tried="one Alertmanager group: a good alert beside one whose instance label holds shell "
+    "metacharacters, hostnames in a non-Latin script (configured and not), an alert without startsAt",
+    survives="202; the good and the configured non-Latin alert dispatched; the others stored as sent "
+    "(unknown-target / invalid with the reason), listed and counted; none refused for a neighbour",
+)
+def test_one_bad_label_never_costs_its_neighbours_over_http(
+    outbox: Outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver(settings_for(outbox, tmp_path), ENV, ReceiverAuth(bearer=TOKEN))
+    _, d, _, app = receiver.build()
+    fake = FakePrefect()
+    d.dispatch = fake
+    no_start = {k: v for k, v in am_alert(instance="127.0.0.1:8101").items() if k != "startsAt"}
+    sent = [
+        am_alert(instance="127.0.0.1:8101"),
+        am_alert(instance="x; rm -rf /"),
+        am_alert(instance="gpu-节点-1:8000"),
+        am_alert(instance="gpu-节点-2:8000"),
+        no_start,
+    ]
+    with serving(app) as url:
+        resp = httpx.post(
+            f"{url}/alerts/alertmanager",
+            json=am_body(*sent),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert {k: body[k] for k in ("accepted", "new", "repeats", "unrouted", "invalid", "unknown_target")} == {
+        "accepted": 5,
+        "new": 5,
+        "repeats": 0,
+        "unrouted": 0,
+        "invalid": 1,
+        "unknown_target": 2,
+    }
+    assert [(a["state"], a["reason"]) for a in body["alerts"]] == [
+        ("pending", None),
+        ("unknown-target", UNKNOWN.format("x; rm -rf /")),
+        ("pending", None),
+        ("unknown-target", UNKNOWN.format("gpu-节点-2:8000")),
+        ("invalid", "startsAt: Field required"),
+    ]
+    for line in (
+        'llmedic_receiver_rejected_total{reason="invalid_alert"} 1.0',
+        'llmedic_receiver_rejected_total{reason="unknown_target"} 2.0',
+        'llmedic_receiver_received_total{endpoint="alertmanager"} 5.0',
+    ):
+        assert line in metrics, line
+    rows = sorted(outbox.rows(), key=lambda r: r.id)
+    assert [labels_of(r) for r in rows] == [a["labels"] for a in sent]  # stored as sent, every script
+    assert [json.loads(r.raw or "") for r in rows] == sent
+    assert [r.alert.labels if r.alert else None for r in rows] == [a["labels"] for a in sent[:4]] + [None]
+    assert [r.target for r in rows] == [
+        "127.0.0.1:8101",
+        "x; rm -rf /",
+        "gpu-节点-1:8000",
+        "gpu-节点-2:8000",
+        "127.0.0.1:8101",
+    ]
+    assert d.drain_once() == 2  # only the two pending rows are dispatched
+    assert [r.state for r in sorted(outbox.rows(), key=lambda r: r.id)] == [
+        "started",
+        "unknown-target",
+        "started",
+        "unknown-target",
+        "invalid",
+    ]
+    assert sorted(a.split(":")[1] for a in fake.runs) == ["127.0.0.1", "gpu-节点-1"]
+
+    # `llmedic alerts list --state invalid|unknown-target` lists them, labels as sent
+    monkeypatch.setenv("LLMEDIC_HOME", str(tmp_path))
+    if outbox.url is not None:
+        monkeypatch.setenv("LLMEDIC_OUTBOX_URL", outbox.url)
+    else:
+        monkeypatch.delenv("LLMEDIC_OUTBOX_URL", raising=False)
+    for state, expected in (("invalid", [rows[4]]), ("unknown-target", [rows[3], rows[1]])):
+        res = CliRunner().invoke(cli_app, ["alerts", "list", "--state", state, "--json"])
+        assert res.exit_code == 0, res.output
+        listed = json.loads(res.output)
+        assert [(x["key"], x["state"], x["reason"], x["raw"]) for x in listed] == [
+            (r.key, state, r.error, r.raw) for r in expected
+        ]
+    res = CliRunner().invoke(cli_app, ["alerts", "list", "--state", "bogus"])
+    assert isinstance(res.exception, ConfigError) and res.exception.message == "unknown --state 'bogus'"
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"labels": {"alertname": "VLLMHighP99Latency"}}, "no target label"),
+        (
+            {"startsAt": "yesterday"},
+            "startsAt: Input should be a valid datetime or date, input is too short (got 'yesterday')",
+        ),
+        (
+            {"labels": {"instance": "a:1", "note": "n" * 4097}},
+            "labels: label 'note' is longer than 4096 characters",
+        ),
+        (
+            {"labels": {"instance": "a:1", "anomaly": "slowness"}},
+            "labels.anomaly: unknown anomaly type 'slowness'",
+        ),
+        ({"status": "burning"}, "status: Input should be 'firing' or 'resolved' (got 'burning')"),
+        (
+            {"labels": {"instance": "a\u0000b"}},
+            "target: target has a control or invisible character (got 'a\\x00b')",
+        ),
+    ],
+    ids=["no-target", "bad-startsAt", "label-too-long", "unknown-anomaly", "bad-status", "nul-in-target"],
+)
+def test_an_invalid_alert_is_stored_with_its_reason_and_its_neighbours_accepted(
+    outbox: Outbox, bad: dict[str, Any], reason: str
+) -> None:
+    invalid = {**am_alert(), **bad}
+    c = client(outbox)
+    body = am_body(am_alert(instance="127.0.0.1:8102"), invalid, am_alert(instance="127.0.0.1:8103"))
+    for _ in range(2):  # Alertmanager's retry of the same notification only bumps `seen`
+        resp = c.post("/alerts/alertmanager", json=body)
+        assert resp.status_code == 202
+        assert [a["state"] for a in resp.json()["alerts"]] == ["pending", "invalid", "pending"]
+        assert resp.json()["alerts"][1]["reason"] == reason
+    rows = sorted(outbox.rows(), key=lambda r: r.id)
+    assert [(r.state, r.seen, r.error) for r in rows] == [
+        ("pending", 2, None),
+        ("invalid", 2, reason),
+        ("pending", 2, None),
+    ]
+    assert json.loads(rows[1].raw or "") == invalid and rows[1].alert is None
+    assert 'llmedic_receiver_rejected_total{reason="invalid_alert"} 1.0' in c.get("/metrics").text
+    assert outbox.depth() == 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "states"),
+    [
+        (
+            "/alerts/grafana",
+            {
+                "version": "1",
+                "status": "firing",
+                "alerts": [am_alert(anomaly="latency"), am_alert(instance="b:2", anomaly="nope")],
+            },
+            [("pending", None), ("invalid", "labels.anomaly: unknown anomaly type 'nope'")],
+        ),
+        (
+            "/alerts",
+            [{"anomaly": "latency", "target": "sandbox-0"}, {"target": "x", "anomoly": "latency"}, 7],
+            [
+                ("pending", None),
+                ("invalid", "anomoly: Extra inputs are not permitted"),
+                (
+                    "invalid",
+                    "(top level): Input should be a valid dictionary or instance of GenericAlert (got 7)",
+                ),
+            ],
+        ),
+    ],
+    ids=["grafana", "generic-list"],
+)
+def test_grafana_groups_and_generic_lists_are_judged_per_alert(
+    outbox: Outbox, endpoint: str, body: Any, states: list[tuple[str, str | None]]
+) -> None:
+    resp = client(outbox).post(endpoint, json=body)
+    assert resp.status_code == 202
+    assert [(a["state"], a["reason"]) for a in resp.json()["alerts"]] == states
+    assert [(r.state, r.error) for r in sorted(outbox.rows(), key=lambda r: r.id)] == states
+
+
+# ------------------------------------------------------------------ dead rows
+
+
+@contextlib.contextmanager
+def captured(name: str) -> Iterator[list[logging.LogRecord]]:
+    """Records of one logger (the suite runs with -p no:logging, so no caplog)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+class Notified:
+    """Captures what the dispatcher tells teams."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Team, str]] = []
+
+    def __call__(self, env: EnvironmentFile, team: Team, text: str) -> str:
+        self.sent.append((team, text))
+        return f"{team.value} ← recorded"
+
+
+@pytest.mark.fault(
+    tried="a dispatch that fails on every attempt (a bug raising RuntimeError; Prefect refusing)",
+    survives="the row goes dead after receiver.max_dispatch_attempts with its last error, ops is told, "
+    "every failure is logged with the row, `llmedic alerts retry KEY` re-queues it",
+)
+@pytest.mark.parametrize(
+    ("exc", "error", "traceback"),
+    [
+        (RuntimeError("boom"), "RuntimeError: boom", True),
+        (OrchestrationError("Prefect refused the run"), "Prefect refused the run", False),
+    ],
+    ids=["bug", "refused"],
+)
+def test_a_row_that_always_fails_goes_dead_and_can_be_retried(
+    outbox: Outbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    exc: Exception,
+    error: str,
+    traceback: bool,
+) -> None:
+    def failing(alerts: list[Alert]) -> list[Dispatched]:
+        raise exc
+
+    notified = Notified()
+    d = Dispatcher(outbox, IncidentStore(tmp_path / "incidents"), ENV, dispatch=failing, notify=notified)
+    c = client(outbox)
+    assert c.post("/alerts/alertmanager", json=am_body(am_alert())).status_code == 202
+    (row,) = outbox.rows()
+    states = []
+    with captured("llmedic.receiver") as records:
+        for _ in range(3):  # max_dispatch_attempts: 3
+            with outbox._conn() as db:  # the backoff has elapsed
+                outbox._exec(db, "UPDATE outbox SET next_attempt = 0")
+            assert d.drain_once() == 1
+            states.append((outbox.rows()[0].state, outbox.rows()[0].attempts))
+    assert states == [("pending", 1), ("pending", 2), ("dead", 3)]
+    assert outbox.due() == [] and outbox.rows()[0].error == error
+    assert notified.sent == [
+        (
+            Team.OPS,
+            f"[llmedic] [dead alert] latency on 127.0.0.1:8101: no run could be started after 3 attempts "
+            f"(last error: {error}); the alert is kept — `llmedic alerts retry {row.key}` re-queues it",
+        )
+    ]
+    mine = records
+    assert all(f"outbox row {row.id} ({row.key})" in r.getMessage() for r in mine)
+    assert [r.exc_info is not None for r in mine if "dispatch raised" in r.getMessage()] == [traceback] * (
+        3 if traceback else 0
+    )
+    assert [
+        r.getMessage().split(": ", 1)[1] for r in mine if r.levelno == logging.ERROR and r.exc_info is None
+    ] == [f"dead after 3 attempts: {error}"]
+
+    monkeypatch.setenv("LLMEDIC_HOME", str(tmp_path))
+    if outbox.url is not None:
+        monkeypatch.setenv("LLMEDIC_OUTBOX_URL", outbox.url)
+    res = CliRunner().invoke(cli_app, ["alerts", "retry", row.key])
+    assert (res.exit_code, res.output) == (0, f"pending  {row.key}\n")
+    again = outbox.rows()[0]
+    assert (again.state, again.attempts, again.error) == ("pending", 0, None)
+    assert [r.id for r in outbox.due()] == [row.id]
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ("started", "alert {key!r} is started; only dead, throttled, unknown-target alerts can be retried"),
+        ("invalid", "alert {key!r} is invalid; only dead, throttled, unknown-target alerts can be retried"),
+        (None, "no alert with key {key!r} in the outbox {where}"),
+    ],
+)
+def test_retry_refuses_what_it_cannot_requeue(outbox: Outbox, state: str | None, message: str) -> None:
+    client(outbox).post("/alerts/alertmanager", json=am_body(am_alert()))
+    (row,) = outbox.rows()
+    key = row.key if state else "nope"
+    if state:
+        outbox.mark(row.id, state)
+    with pytest.raises(ConfigError) as exc:
+        outbox.requeue(key)
+    assert exc.value.message == message.format(key=key, where=outbox.where)
+    assert outbox.rows()[0].state == (state or "pending")
+
+
+def test_an_outbox_from_before_the_raw_column_keeps_working(outbox: Outbox) -> None:
+    # The schema as it was: no `raw` column. Opening it adds the column; old rows read as raw=None.
+    alert = Alert(source="alertmanager", anomaly=AnomalyType.LATENCY, target="a:1", starts_at=None)
+    with outbox._conn() as db:
+        outbox._exec(db, "DROP TABLE outbox")
+        outbox._exec(
+            db,
+            OLD_SCHEMA.format(
+                id_column="BIGSERIAL PRIMARY KEY" if outbox.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+            ),
+        )
+        outbox._exec(
+            db,
+            "INSERT INTO outbox (key, dedup_key, target, anomaly, status, state, alert, received_at) "
+            "VALUES ('k', 'd', 'a:1', 'latency', 'firing', 'pending', ?, 1)",
+            (alert.model_dump_json(),),
+        )
+    reopened = Outbox(url=outbox.url) if outbox.url else Outbox(outbox.path)
+    (old,) = reopened.rows()
+    assert (old.key, old.state, old.alert, old.raw) == ("k", "pending", alert, None)
+    assert client(reopened).post("/alerts/alertmanager", json=am_body(am_alert())).status_code == 202
+    assert [r.raw is not None for r in reopened.rows()] == [True, False]
+    Outbox(url=outbox.url) if outbox.url else Outbox(outbox.path)  # opening twice is harmless
+
+
+OLD_SCHEMA = """
+CREATE TABLE outbox (
+    id {id_column}, key TEXT NOT NULL UNIQUE, dedup_key TEXT NOT NULL, target TEXT NOT NULL,
+    anomaly TEXT, status TEXT NOT NULL, state TEXT NOT NULL, alert TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL, seen INTEGER NOT NULL DEFAULT 1,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
+    flow_run_id TEXT, dispatched_at DOUBLE PRECISION, error TEXT
+)"""
+
+
+# ------------------------------------------------------------------ dedup bounded by liveness
+
+
+def open_incident(store: IncidentStore, run_id: str, outcome: Outcome) -> None:
+    info = anomaly_info(AnomalyType.LATENCY)
+    now = utcnow()
+    store.save(
+        Incident(
+            id=f"latency-{run_id}",
+            anomaly=AnomalyType.LATENCY,
+            category=info.category,
+            team=info.team,
+            title=info.title,
+            target="sandbox-0",
+            alert=Alert(source="manual", anomaly=AnomalyType.LATENCY, target="127.0.0.1:8101", starts_at=now),
+            flow_run_id=run_id,
+            opened_at=now,
+            outcome=outcome,
+        )
+    )
+
+
+GONE, DOWN = (
+    FlowRunNotFound("no flow run run-1 on this Prefect server"),
+    OrchestrationError("cannot reach the Prefect API (ConnectError)"),
+)
+
+
+@pytest.mark.fault(
+    tried="an incident left OPEN by a run that failed, crashed, was cancelled or deleted; the Prefect "
+    "API unreachable while deciding",
+    survives="a stale incident never swallows a new alert (a new run starts); a live run (running, "
+    "paused at a gate, scheduled) still does; an unreachable API starts nothing and retries later",
+)
+@pytest.mark.parametrize(
+    ("incident", "run", "state", "runs"),
+    [
+        (Outcome.OPEN, Completed(), "started", 2),
+        (Outcome.OPEN, Failed(), "started", 2),
+        (Outcome.OPEN, Crashed(), "started", 2),
+        (Outcome.OPEN, Cancelled(), "started", 2),
+        (Outcome.OPEN, GONE, "started", 2),
+        (None, GONE, "started", 2),
+        (Outcome.OPEN, Running(), "duplicate", 1),
+        (Outcome.OPEN, Paused(), "duplicate", 1),
+        (None, Scheduled(), "duplicate", 1),
+        (None, Pending(), "duplicate", 1),
+        (None, None, "duplicate", 1),  # created, no state yet
+        (Outcome.RESOLVED, Running(), "started", 2),  # closed: never suppresses
+        (Outcome.OPEN, DOWN, "pending", 1),
+        (None, DOWN, "pending", 1),
+    ],
+    ids=lambda v: (
+        v.name if isinstance(v, Outcome | State) else type(v).__name__ if isinstance(v, Exception) else str(v)
+    ),
+)
+def test_only_a_live_run_suppresses_a_new_alert(
+    outbox: Outbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    incident: Outcome | None,
+    run: State | Exception | None,
+    state: str,
+    runs: int,
+) -> None:
+    asked: list[str] = []
+
+    def read_run(run_id: str) -> Any:
+        asked.append(run_id)
+        if isinstance(run, Exception):
+            raise run
+        return types.SimpleNamespace(id=run_id, state=run)
+
+    monkeypatch.setattr("llmedic.receiver.dispatcher.read_run", read_run)
+    fake = FakePrefect()
+    d = dispatcher(outbox, tmp_path, fake)
+    c = client(outbox)
+    c.post("/alerts/alertmanager", json=am_body(am_alert()))
+    assert d.drain_once() == 1 and outbox.rows()[0].flow_run_id == "run-1"
+    if incident is not None:
+        open_incident(d.store, "run-1", incident)
+    c.post(
+        "/alerts/alertmanager",
+        json=am_body(am_alert(starts="2026-11-24T11:00:00Z")),
+    )
+    d.drain_once()
+    newest = outbox.rows()[0]
+    assert (newest.state, len(fake.runs)) == (state, runs)
+    assert asked == ([] if incident == Outcome.RESOLVED else ["run-1"])
+    if state == "pending":
+        assert (newest.attempts, newest.error) == (
+            1,
+            "cannot tell whether run run-1 of this target is still live",
+        )
