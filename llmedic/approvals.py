@@ -2,13 +2,17 @@
 
 A decision is the same form the Prefect UI shows (:class:`ApprovalDecision`), sent to the paused or
 suspended run with Prefect's resume API. This module is the one seam where Prefect's resume errors
-become :class:`~llmedic.errors.ApprovalError`.
+become :class:`~llmedic.errors.ApprovalError`. Who may decide and how a decision proves it is in
+:mod:`llmedic.identity`; the flow judges every decision itself (``tasks/approve.py``), because the
+Prefect API can be called without this module.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
@@ -16,12 +20,10 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from llmedic.errors import ApprovalError, OrchestrationError
+from llmedic.identity import TIMEOUT_APPROVER, make_proof, system_key, valid_person
 from llmedic.incident import IncidentStore, utcnow
 
-__all__ = ["TIMEOUT_APPROVER", "ApprovalDecision", "submit_decision", "sweep_expired"]
-
-TIMEOUT_APPROVER = "llmedic-timeout"
-"""The approver name the sweeper uses; people cannot use names starting with ``llmedic``."""
+__all__ = ["TIMEOUT_APPROVER", "ApprovalDecision", "pending_gate", "submit_decision", "sweep_expired"]
 
 
 class ApprovalDecision(RunInput):
@@ -30,6 +32,11 @@ class ApprovalDecision(RunInput):
     approve: bool = Field(False, description="Apply this fix to production?")
     approver: str = Field("", description="Your name (recorded on the incident)")
     comment: str = Field("", description="Why (recorded on the incident)")
+    code: str = Field(
+        "",
+        description="The one-time approval code llmedic sent you when the gate opened "
+        "(needed when the playbook names approvers; `llmedic approve` fills in a token proof instead)",
+    )
 
 
 def _run_id(value: str) -> uuid.UUID:
@@ -55,6 +62,18 @@ def resolve_run(ref: str, store: IncidentStore | None) -> uuid.UUID:
     return _run_id(ref)
 
 
+def pending_gate(run_id: uuid.UUID, store: IncidentStore) -> dict[str, Any]:
+    """The pending approval a run's incident records (action, nonce, deadline, approvers ...)."""
+    for inc in store.pending_approvals():
+        pending = inc.pending_approval or {}
+        if str(pending.get("flow_run_id", inc.flow_run_id)) == str(run_id):
+            return pending
+    raise ApprovalError(
+        f"no incident in {store.directory} is waiting for an approval in flow run {run_id}",
+        hint="`llmedic approvals list` shows the runs that are (a token proof needs the gate's nonce)",
+    )
+
+
 def submit_decision(
     run: str,
     *,
@@ -63,19 +82,38 @@ def submit_decision(
     comment: str = "",
     store: IncidentStore | None = None,
     system: bool = False,
+    token: str | None = None,
+    code: str = "",
+    home: Path | None = None,
 ) -> uuid.UUID:
-    """Resume the run waiting at a gate with a decision; raise :class:`ApprovalError` if it cannot."""
-    who = by.strip()
-    if not who:
-        raise ApprovalError("an approval decision needs the name of who takes it", hint="pass --by NAME")
-    if who.lower().startswith("llmedic") and not system:
-        raise ApprovalError(
-            f"approver names starting with 'llmedic' are reserved ({who!r})", hint="use your own name"
-        )
+    """Resume the run waiting at a gate with a decision; raise :class:`ApprovalError` if it cannot.
+
+    ``token`` (the approver's, see ``llmedic approvers add``) attaches a proof the flow verifies;
+    ``code`` passes a one-time approval code as the UI form would; ``system`` is the sweeper, which
+    signs with llmedic's own key under ``home`` (default: the store's parent). Both need ``store``
+    to find the gate's nonce.
+    """
+    who = TIMEOUT_APPROVER if system else valid_person(by)
     run_id = resolve_run(run, store)
-    decision = ApprovalDecision(approve=approve, approver=who, comment=comment)
+    if token is not None or system:
+        if store is None:
+            raise ApprovalError("a signed decision needs the incident store (for the gate's nonce)")
+        pending = pending_gate(run_id, store)
+        secret: str | bytes = system_key(home or store.directory.parent) if system else token or ""
+        code = make_proof(
+            secret,
+            run_id=str(run_id),
+            action=str(pending.get("action", "")),
+            approver=who,
+            approve=approve,
+            comment=comment,
+            nonce=str(pending.get("nonce", "")),
+        )
+    decision = ApprovalDecision(approve=approve, approver=who, comment=comment, code=code)
+    # An empty code is left out, so a gate opened before the form had the field still accepts it.
+    body = decision.model_dump(exclude={"code"} if not code else set())
     try:
-        resume_flow_run(run_id, run_input=decision.model_dump())
+        resume_flow_run(run_id, run_input=body)
     except NotPausedError:
         raise ApprovalError(
             f"flow run {run_id} is not waiting for an approval",
@@ -99,10 +137,12 @@ def submit_decision(
     return run_id
 
 
-def sweep_expired(store: IncidentStore, now: datetime | None = None) -> list[str]:
+def sweep_expired(store: IncidentStore, now: datetime | None = None, home: Path | None = None) -> list[str]:
     """Reject every approval past its deadline (the flow then records reject + escalate).
 
-    Returns the incident ids swept. Runs that already moved on are skipped silently.
+    Each rejection is signed with llmedic's own key (``<home>/approvals.key``), so a person typing
+    ``llmedic-timeout`` into the form cannot do what the sweeper does. Returns the incident ids
+    swept. Runs that already moved on are skipped silently.
     """
     now = now or utcnow()
     swept: list[str] = []
@@ -117,7 +157,9 @@ def sweep_expired(store: IncidentStore, now: datetime | None = None) -> list[str
                 approve=False,
                 by=TIMEOUT_APPROVER,
                 comment=f"no decision before {deadline:%Y-%m-%d %H:%M:%S} UTC",
+                store=store,
                 system=True,
+                home=home,
             )
         except ApprovalError:
             continue

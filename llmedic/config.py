@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     outbox_url: SecretStr | None = None
     """PostgreSQL URL for the receiver's outbox (``postgresql://user:pass@host/db``); default SQLite."""
 
+    approvers_file: Path | None = None
+    """The approver tokens (``approvers: {NAME: TOKEN}``, mode 0600, written by ``llmedic approvers
+    add``); default ``<home>/approvers.yaml``. A file group or others can read is refused."""
+
+    def approvers_path(self) -> Path:
+        """The approver tokens file this process uses."""
+        return self.approvers_file if self.approvers_file is not None else self.home / "approvers.yaml"
     def config_path(self) -> Path:
         """The environment file this process uses."""
         if self.config is not None:
@@ -704,6 +711,10 @@ class EnvironmentFile(_Strict):
                         f"which is not under hosts: (known: {sorted(hosts)})"
                     )
             if svc.logs is not None and svc.logs not in self.commands:
+    approvers: dict[Name, TeamRoute] = Field(default_factory=dict)
+    """Each approver's own route (name → ``webhook_url`` / ``email``), where the one-time approval
+    code of a gate is sent. An approver without one gets no code (never the team's channel, where
+    others would read it) and decides with the CLI and their token."""
                 raise ValueError(
                     f"service {svc.name!r} names logs command {svc.logs!r}, which is not under commands: "
                     f"(known: {sorted(self.commands)})"

@@ -22,6 +22,7 @@ Two families, so callers can tell "fix your file" from "something outside failed
         ├── ModelRegistryError    the model registry cannot be read or written
         │   └── UpdatesFrozen     a release or data change refused while an incident froze updates
         ├── ApprovalError         an approval cannot be given (run not waiting, not an approver, ...)
+        │   ├── ApprovalRefused   a decision whose author could not be verified; it did not count
         │   └── ApprovalRequired  a risky fix was about to run without an approval
         ├── VerificationFailed    a fix did not bring the service back within its criteria
         ├── StepFailed            a step raised an error llmedic does not translate (timeout, bug)
@@ -39,6 +40,7 @@ from typing import ClassVar
 __all__ = [
     "AlertPayloadError",
     "ApprovalError",
+    "ApprovalRefused",
     "ApprovalRequired",
     "AuthoringError",
     "ConfigError",
@@ -198,6 +200,12 @@ class ApprovalError(OperationalError):
     """An approval decision could not be delivered or is not valid."""
 
     code = "approval-invalid"
+
+
+class ApprovalRefused(ApprovalError):
+    """A decision whose author could not be verified (not an approver, a wrong token); it did not count."""
+
+    code = "approval-refused"
 
 
 class ApprovalRequired(ApprovalError):

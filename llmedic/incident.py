@@ -116,7 +116,7 @@ class Decision(_Record):
 
 
 class ApprovalRecord(_Record):
-    """A human decision at an approval gate."""
+    """A decision at an approval gate: the one that counted, or an attempt that was refused."""
 
     action: str
     risk: Risk
@@ -129,6 +129,14 @@ class ApprovalRecord(_Record):
     flow_run_id: str = ""
 
 
+    verified: bool = False
+    """The decider's identity was checked; False when the playbook names no approvers."""
+    identity: Literal["token", "code", "none", "system"] = "none"
+    """How: a token proof (CLI, HTTP), a one-time code (Prefect UI form), nothing (no approvers
+    configured), or llmedic itself (deadline, too many refused attempts)."""
+    refused: str = ""
+    """Why this attempt did not count (it is kept as a record; the gate went on waiting); empty for
+    the decision that did."""
 class ActionRecord(_Record):
     """A change made (or, in a dry run, that would have been made) and its compensation."""
 

@@ -71,6 +71,11 @@ def require_approval(playbook: Playbook, fix: FixOption, approval: ApprovalRecor
         raise ApprovalRequired(
             f"{approval.by!r} may not approve {fix.name!r} (approvers: {policy.approvers}); it was not run"
         )
+    if policy.approvers and (not approval.verified or approval.refused):
+        # The gate verifies who decided; a record that says it did not is never enough.
+        raise ApprovalRequired(
+            f"the approval of {fix.name!r} by {approval.by!r} was not verified; it was not run"
+        )
 
 
 def _set_concurrency(rt: Runtime, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:

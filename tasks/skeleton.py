@@ -24,6 +24,7 @@ from llmedic.catalog import AnomalyType, Category, anomaly_info
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError, StepFailed, VerificationFailed
 from llmedic.incident import (
+    ApprovalRecord,
     Decision,
     Incident,
     IncidentRequest,

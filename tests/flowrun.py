@@ -24,7 +24,8 @@ def run_flow(
     decide: Callable[[Incident], None] | None = None,
     timeout: float = 120,
 ) -> tuple[Any, Incident]:
-    """The flow's final state and the one incident it recorded."""
+    """The flow's final state and the one incident it recorded (incidents of earlier runs aside)."""
+    before = {i.id for i in store().all()}
     out: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: out.setdefault("state", flow(req, return_state=True)))
     thread.start()
@@ -41,7 +42,7 @@ def run_flow(
         time.sleep(0.3)
     thread.join(10)
     assert not thread.is_alive(), "flow did not finish"
-    incidents = store().all()
+    incidents = [i for i in store().all() if i.id not in before]
     assert len(incidents) == 1
     return out["state"], incidents[0]
 
@@ -50,17 +51,22 @@ def approve(by: str = "alice") -> Callable[[Incident], None]:
     return lambda inc: submit_decision(inc.flow_run_id, approve=True, by=by, comment="looks right")
 
 
-def approve_cli(by: str = "alice") -> Callable[[Incident], None]:
-    """Approve as an operator at a terminal: `llmedic approve RUN --by NAME --comment ...`."""
+def approve_cli(by: str = "alice", token_file: Path | None = None) -> Callable[[Incident], None]:
+    """Approve as an operator at a terminal: `llmedic approve RUN --by NAME --comment ...`
+    (with `--token-file` when given)."""
 
     def decide(inc: Incident) -> None:
         from typer.testing import CliRunner
 
         from llmedic.cli import app
 
-        res = CliRunner().invoke(app, ["approve", inc.flow_run_id, "--by", by, "--comment", "looks right"])
+        more = ["--token-file", str(token_file)] if token_file else []
+        res = CliRunner().invoke(
+            app, ["approve", inc.flow_run_id, "--by", by, "--comment", "looks right", *more]
+        )
         assert res.exit_code == 0, res.output
-        assert res.output.strip() == f"approved flow run {inc.flow_run_id} as {by}"
+        signed = " with a token proof" if token_file else ""
+        assert res.output.strip() == f"approved flow run {inc.flow_run_id} as {by}{signed}"
 
     return decide
 

@@ -30,9 +30,16 @@ SAFE = [
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
 
 
-def approval(action: str, approved: bool, by: str) -> ApprovalRecord:
+def approval(action: str, approved: bool, by: str, verified: bool = False) -> ApprovalRecord:
     return ApprovalRecord(
-        action=action, risk=Risk.HIGH, approved=approved, by=by, requested_at=T0, decided_at=T0
+        action=action,
+        risk=Risk.HIGH,
+        approved=approved,
+        by=by,
+        requested_at=T0,
+        decided_at=T0,
+        verified=verified,
+        identity="token" if verified else "none",
     )
 
 
@@ -71,6 +78,7 @@ def test_there_are_risky_fixes_to_guard() -> None:
         ("rejected", "was rejected by bob; it was not run"),
         ("other-action", "the approval is for 'something_else'"),
         ("not-an-approver", "'mallory' may not approve"),
+        ("unverified", "by 'alice' was not verified; it was not run"),
     ],
 )
 def test_risky_fix_never_runs_without_approval(
@@ -90,6 +98,9 @@ def test_risky_fix_never_runs_without_approval(
     elif decision == "not-an-approver":
         overrides = {"approval": {"approvers": ["alice"]}}
         given = approval(fix.name, True, "mallory")
+    elif decision == "unverified":
+        overrides = {"approval": {"approvers": ["alice"]}}
+        given = approval(fix.name, True, "alice")
     with pytest.raises(ApprovalRequired) as exc:
         apply_fix.fn(ctx(kind, clean_environ, **overrides), fix, given)
     assert message.format(risk=fix.risk.value) in exc.value.message
@@ -103,7 +114,7 @@ def test_risky_fix_runs_with_a_valid_approval(
     result = apply_fix.fn(
         ctx(kind, clean_environ, sandbox, approval={"approvers": ["alice"]}),
         fix,
-        approval(fix.name, True, "alice"),
+        approval(fix.name, True, "alice", verified=True),
     )
     assert executed == [fix.action]
     assert result.actions[0].applied is True
