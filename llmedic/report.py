@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from llmedic.catalog import AnomalyType
-from llmedic.incident import Incident, Outcome
+from llmedic.incident import ApprovalRecord, Incident, Outcome
 
 __all__ = ["KnowledgeBase", "render_markdown"]
 
@@ -30,6 +30,19 @@ _PREVENTION: dict[AnomalyType, str] = {
 
 def _fmt_s(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.1f}s"
+
+
+def _approval_line(a: ApprovalRecord) -> str:
+    """One decision at a gate: who, how they were verified, or why the attempt was refused."""
+    how = f"verified by {a.identity}" if a.verified else "unverified"
+    if a.refused:
+        head = f"- `{a.action}`: attempt by `{a.by}` **refused** ({a.identity}) at {a.decided_at:%H:%M:%S} UTC: {a.refused}"
+    else:
+        head = (
+            f"- `{a.action}` ({a.risk.value} risk): **{'approved' if a.approved else 'rejected'}** by `{a.by}` "
+            f"via {a.via}, {how}, at {a.decided_at:%H:%M:%S} UTC (asked {a.requested_at:%H:%M:%S})"
+        )
+    return head + (f" — “{a.comment}”" if a.comment else "")
 
 
 def render_markdown(incident: Incident) -> str:
@@ -70,12 +83,7 @@ def render_markdown(incident: Incident) -> str:
     lines += ["", "## Decisions", ""]
     lines += [f"- **{d.topic}** → `{d.choice}`: {d.reason}" for d in i.decisions] or ["- none"]
     lines += ["", "## Approvals", ""]
-    lines += [
-        f"- `{a.action}` ({a.risk.value} risk): **{'approved' if a.approved else 'rejected'}** by `{a.by}` via {a.via} "
-        f"at {a.decided_at:%H:%M:%S} UTC (asked {a.requested_at:%H:%M:%S})"
-        + (f" — “{a.comment}”" if a.comment else "")
-        for a in i.approvals
-    ] or ["- none needed"]
+    lines += [_approval_line(a) for a in i.approvals] or ["- none needed"]
     lines += [
         "",
         "## Actions",

@@ -29,6 +29,7 @@ from llmedic.incident import (
     Incident,
     IncidentRequest,
     IncidentStore,
+    NotificationRecord,
     Outcome,
     Step,
     StepRecord,
@@ -343,38 +344,63 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
             return finish(Outcome.DRY_RUN)
         approval = None
         if playbook.approval.needs_approval(fix.risk):
-            gate = step(open_gate, Step.APPROVE, fix, playbook.approval.timeout_minutes)
-            incident.pending_approval = {
+            gate = step(open_gate, Step.APPROVE, fix, playbook.approval)
+            incident.notifications.extend(
+                NotificationRecord.model_validate(n) for n in gate.data.get("code_notifications", [])
+            )
+            pending: dict[str, Any] = {
                 "action": fix.name,
                 "risk": fix.risk.value,
                 "requested_at": gate.data["requested_at"],
                 "deadline": gate.data["deadline"],
                 "flow_run_id": flow_run_id,
+                "nonce": gate.data["gate"]["nonce"],
+                "approvers": list(playbook.approval.approvers),
+                "codes_sent_to": sorted(gate.data["gate"]["code_digests"]),
+                "refused_attempts": 0,
             }
+            incident.pending_approval = dict(pending)
             store.save(incident)
             notify(
                 "approval",
                 f"approve {fix.name} ({fix.risk.value} risk) before {gate.data['deadline']}: "
-                f"llmedic approve {flow_run_id} --by NAME",
+                f"llmedic approve {flow_run_id} --by NAME"
+                + (
+                    " (with your token), or the one-time code sent to you"
+                    if playbook.approval.approvers
+                    else ""
+                ),
             )
-            approval = wait_for_decision(ctx, playbook, incident, fix, gate.data)
+
+            def refused(attempt: ApprovalRecord) -> None:
+                # Recorded and shown, never a rejection: anyone can type garbage into the form.
+                incident.approvals.append(attempt)
+                pending["refused_attempts"] += 1
+                pending["last_refused"] = f"{attempt.by}: {attempt.refused}"
+                incident.pending_approval = dict(pending)
+                store.save(incident)
+
+            approval = wait_for_decision(ctx, playbook, incident, fix, gate.data, refused)
             incident.approvals.append(approval)
             incident.pending_approval = None
+            how = f", verified by {approval.identity}" if approval.verified else ", unverified"
             incident.timeline.append(
                 StepRecord(
                     step=Step.APPROVE,
                     started_at=approval.requested_at,
                     finished_at=approval.decided_at,
                     status="ok",
-                    summary=f"{'approved' if approval.approved else 'rejected'} by {approval.by} via {approval.via}"
+                    summary=f"{'approved' if approval.approved else 'rejected'} by {approval.by} via {approval.via}{how}"
                     + (f": {approval.comment}" if approval.comment else ""),
                 )
             )
             store.save(incident)
             if not approval.approved:
-                reason = (
-                    f"no decision on {fix.name} before the deadline" if approval.via == "timeout" else None
-                )
+                reasons = {
+                    "timeout": f"no decision on {fix.name} before the deadline",
+                    "policy": f"{playbook.approval.max_attempts} refused approval attempts on {fix.name}",
+                }
+                reason = reasons.get(approval.via)
                 if isolated.data.get("isolated"):
                     incident.decisions.append(
                         Decision(
