@@ -41,6 +41,7 @@ __all__ = [
     "HostConfig",
     "InstanceConfig",
     "MetricsConfig",
+    "NotifyConfig",
     "NvmlBackend",
     "ReceiverConfig",
     "ScheduleConfig",
@@ -539,6 +540,20 @@ class SmtpConfig(_Strict):
     timeout_seconds: float = Field(10, gt=0)
 
 
+class NotifyConfig(_Strict):
+    """How hard a notification is tried on each channel (webhook, email) before it is recorded failed."""
+
+    attempts: int = Field(3, ge=1, le=10)
+    """Tries per channel; a non-2xx answer, a timeout or a refused connection is retried (a 4xx other
+    than 408/429, or a permanent SMTP refusal, is not: it would fail the same way)."""
+    backoff_seconds: float = Field(1.0, ge=0, le=60)
+    """Wait before the second try; it doubles before each later one (1 s, 2 s, ...)."""
+    timeout_seconds: float = Field(10, gt=0, le=120)
+    """Longest wait for one webhook answer (email uses ``smtp.timeout_seconds``)."""
+    max_seconds: float = Field(20, gt=0, le=600)
+    """Bound on the time one channel may take, tries and waits together: no try starts past it."""
+
+
 class ReceiverConfig(_Strict):
     """How the alert receiver throttles and gives up."""
 
@@ -686,6 +701,8 @@ class EnvironmentFile(_Strict):
     """Where each team is told (by category: data, algorithm, ops); ``escalation`` also gets every
     escalation (approval timeouts, failed verifications, errors)."""
     smtp: SmtpConfig | None = None
+    notify: NotifyConfig = NotifyConfig()
+    """Retries and time bounds of every notification."""
     alert_rules: list[AlertRule] = Field(default_factory=list)
     receiver: ReceiverConfig = ReceiverConfig()
     schedules: ScheduleConfig = ScheduleConfig()

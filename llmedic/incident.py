@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, Category, Risk, Team
@@ -30,6 +30,8 @@ __all__ = [
     "Incident",
     "IncidentRequest",
     "IncidentStore",
+    "NotificationDelivery",
+    "NotificationRecord",
     "Outcome",
     "Step",
     "StepRecord",
@@ -172,6 +174,76 @@ class Verification(_Record):
     at: datetime = Field(default_factory=utcnow)
 
 
+class NotificationDelivery(_Record):
+    """What happened to one message on one channel of one route."""
+
+    route: str
+    """The team route (``data``, ``ops``, ``escalation`` ...)."""
+    channel: Literal["webhook", "email"] | None = None
+    """None when the route has no channel (the message is only recorded)."""
+    destination: str = ""
+    """Where it went, secrets left out: a webhook's scheme and host (its path is the secret), the
+    email recipients."""
+    status: Literal["delivered", "failed", "skipped"]
+    attempts: int = 0
+    http_status: int | None = None
+    """The webhook's last HTTP status, when it answered."""
+    error: str = ""
+    """Why the last attempt failed or the channel was skipped."""
+    at: datetime = Field(default_factory=utcnow)
+    """When the last attempt ended."""
+
+    def describe(self) -> str:
+        """One phrase, e.g. ``webhook failed after 3 attempts (HTTP 500)``."""
+        if self.channel is None:  # nothing to send through, or sending broke before a channel
+            return f"{'recorded' if self.status == 'skipped' else 'failed'} ({self.error})"
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        detail = self.error or (f"HTTP {self.http_status}" if self.http_status is not None else "")
+        if self.status == "delivered":
+            what = f"{self.channel} delivered to {self.destination} ({tries})"
+            return what + (f"; {detail}" if self.error else "")
+        if self.status == "skipped":
+            return f"{self.channel} skipped ({detail})"
+        return f"{self.channel} to {self.destination} failed after {tries} ({detail})"
+
+
+class NotificationRecord(_Record):
+    """One message llmedic sent about an incident, and what reached whom."""
+
+    kind: str
+    """``opened``, ``approval``, ``closed``, ``escalated``, ``throttled`` ...; ``legacy`` for a line
+    recorded before deliveries were tracked."""
+    text: str
+    """The message as sent (for ``legacy``, the old one-line summary)."""
+    team: str = ""
+    deliveries: list[NotificationDelivery] = Field(default_factory=list)
+    at: datetime | None = None
+    """When sending started (unknown for ``legacy`` records)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_legacy_line(cls, data: Any) -> Any:
+        # Incident files written before delivery records hold one summary string per message.
+        if isinstance(data, str):
+            return {"kind": "legacy", "text": data}
+        return data
+
+    @property
+    def delivered(self) -> bool:
+        """Did the message reach at least one channel?"""
+        return any(d.status == "delivered" for d in self.deliveries)
+
+    def line(self) -> str:
+        """A one-line account: ``ops ← TEXT — ops: webhook delivered to … | escalation: …``."""
+        if self.kind == "legacy":
+            return self.text
+        routes: dict[str, list[str]] = {}
+        for d in self.deliveries:
+            routes.setdefault(d.route, []).append(d.describe())
+        said = " | ".join(f"{route}: " + "; ".join(parts) for route, parts in routes.items())
+        return f"{self.team} ← {self.text} — {said}"
+
+
 class Incident(_Record):
     """Everything llmedic knows about one incident."""
 
@@ -200,8 +272,10 @@ class Incident(_Record):
     actions: list[ActionRecord] = Field(default_factory=list)
     verification: Verification | None = None
     pending_approval: dict[str, Any] | None = None
-    """While waiting at a gate: action, risk, deadline, flow_run_id."""
-    notifications: list[str] = Field(default_factory=list)
+    """While waiting at a gate: action, risk, deadline, flow_run_id, the gate's nonce, approvers,
+    who was sent a code, refused attempts so far and why the last one was refused."""
+    notifications: list[NotificationRecord] = Field(default_factory=list)
+    """Every message sent about the incident and what reached whom (older records hold one line each)."""
     report_path: str | None = None
     related: list[str] = Field(default_factory=list)
     resolved_alerts: list[datetime] = Field(default_factory=list)

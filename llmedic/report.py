@@ -32,6 +32,10 @@ def _fmt_s(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.1f}s"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _approval_line(a: ApprovalRecord) -> str:
     """One decision at a gate: who, how they were verified, or why the attempt was refused."""
     how = f"verified by {a.identity}" if a.verified else "unverified"
@@ -43,6 +47,25 @@ def _approval_line(a: ApprovalRecord) -> str:
             f"via {a.via}, {how}, at {a.decided_at:%H:%M:%S} UTC (asked {a.requested_at:%H:%M:%S})"
         )
     return head + (f" — “{a.comment}”" if a.comment else "")
+
+
+def _notifications(i: Incident) -> list[str]:
+    """What reached whom: one row per route and channel of every message."""
+    if not i.notifications:
+        return ["- none sent"]
+    legacy = [f"- {_cell(n.text)}" for n in i.notifications if n.kind == "legacy"]
+    rows = [
+        f"| {n.kind} | {d.at:%H:%M:%S} | {d.route} | {d.channel or '—'} | {_cell(d.destination) or '—'} "
+        f"| **{d.status}** | {d.attempts} | {_cell(d.error) or (f'HTTP {d.http_status}' if d.http_status else '—')} |"
+        for n in i.notifications
+        for d in n.deliveries
+    ]
+    table = [
+        "| message | at (UTC) | route | channel | destination | status | attempts | detail |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    return (table if rows else []) + ([""] if rows and legacy else []) + legacy
 
 
 def render_markdown(incident: Incident) -> str:
@@ -84,6 +107,7 @@ def render_markdown(incident: Incident) -> str:
     lines += [f"- **{d.topic}** → `{d.choice}`: {d.reason}" for d in i.decisions] or ["- none"]
     lines += ["", "## Approvals", ""]
     lines += [_approval_line(a) for a in i.approvals] or ["- none needed"]
+    lines += ["", "## Notifications", "", *_notifications(i)]
     lines += [
         "",
         "## Actions",

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from llmedic.incident import Step, StepResult
-from llmedic.notify import notify_team_of
+from llmedic.incident import NotificationRecord, Step, StepResult
+from llmedic.notify import deliver_to_team_of
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["notify_team"]
+__all__ = ["notification_of", "notify_team"]
 
 
 @step_task(Step.ASSESS, name="notify-team")
 def notify_team(ctx: StepContext, kind: str, message: str) -> StepResult:
-    """Send ``message`` to the incident's team."""
+    """Send ``message`` to the incident's team; ``data["record"]`` says what reached whom."""
     rt = Runtime(ctx)
     t = StepTimer(Step.ASSESS)
     text = f"[llmedic] [{kind}] {ctx.incident_id} ({ctx.anomaly.value} on {ctx.target}): {message}"
     ui = rt.env.prefect_ui_url
     if ui is not None and ctx.flow_run_id:
         text += f"\nrun: {str(ui).rstrip('/')}/runs/flow-run/{ctx.flow_run_id}"
-    line = notify_team_of(rt.env, ctx.anomaly, text, escalate=kind == "escalated")
-    return t.done(line, data={"line": line})
+    record = deliver_to_team_of(rt.env, ctx.anomaly, text, kind=kind, escalate=kind == "escalated")
+    line = record.line()
+    return t.done(line, data={"line": line, "record": record.model_dump(mode="json")})
+
+
+def notification_of(result: StepResult) -> NotificationRecord:
+    """The delivery record a :func:`notify_team` result carries.
+
+    A run suspended before this version resumes with cached results that hold only the line; those
+    become ``legacy`` records rather than being sent again.
+    """
+    return NotificationRecord.model_validate(
+        result.data.get("record", result.data.get("line", result.summary))
+    )

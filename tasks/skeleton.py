@@ -41,7 +41,7 @@ from llmedic.report import KnowledgeBase
 from tasks.approve import open_gate, wait_for_decision
 from tasks.archive import archive_incident
 from tasks.fix import apply_fix, compensate
-from tasks.notify import notify_team
+from tasks.notify import notification_of, notify_team
 from tasks.runtime import StepContext, run_step, step_task
 
 __all__ = ["IncidentSummary", "ResponsePlan", "open_incident", "respond", "to_state"]
@@ -259,7 +259,7 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
 
     def notify(kind: str, message: str) -> None:
         res = notify_team(ctx, kind, message)
-        incident.notifications.append(str(res.data.get("line", res.summary)))
+        incident.notifications.append(notification_of(res))
 
     def finish(outcome: Outcome, escalate: str | None = None) -> IncidentSummary:
         if escalate:
