@@ -90,6 +90,9 @@ def up(
     out.print(f"llmedic up: {len(env.services)} service(s); state in {stack.home}")
     out.print(f"Prefect UI: http://{host}:{port}  (Ctrl-C to stop; waiting approvals survive a restart)")
     out.print(f"alert receiver: http://{host}:{receiver_port}/alerts/alertmanager")
+    if stack.api_auth() is not None:
+        where = stack.auth_path or "PREFECT_API_AUTH_STRING / PREFECT_SERVER_API_AUTH_STRING"
+        out.print(f"Prefect API: basic auth required; the user:password (the UI's login) is in {where}")
     raise typer.Exit(stack.run_forever())
 
 
@@ -960,7 +963,15 @@ def audit_history(dataset: str, as_json: Annotated[bool, typer.Option("--json")]
 
 def main() -> None:
     """Entry point: run the app; print llmedic errors without a traceback."""
+    import contextlib
+
+    from llmedic.prefect_auth import adopt_api_auth
+
     try:
+        # `llmedic approve` & co. send the installation's Prefect API auth string (if any); a bad
+        # LLMEDIC_* value is reported by the command that reads the settings.
+        with contextlib.suppress(LlmedicError):
+            adopt_api_auth(settings_from_env().home)
         # Without standalone mode click hands back the code of a `typer.Exit` instead of exiting.
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

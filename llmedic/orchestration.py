@@ -22,14 +22,18 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+from prefect.settings.legacy import Setting
 
 from llmedic.alerts import Alert
 from llmedic.catalog import anomaly_info
 from llmedic.errors import FlowRunNotFound, OrchestrationError
+from llmedic.prefect_auth import CLIENT_VAR, SERVER_VAR
 
 __all__ = [
     "Dispatched",
     "PrefectServer",
+    "client_settings",
     "dispatch_alerts",
     "prefect_env",
     "read_run",
@@ -40,16 +44,23 @@ __all__ = [
 
 
 def prefect_env(
-    home: Path, api_url: str | None = None, *, poll_seconds: float | None = None
+    home: Path,
+    api_url: str | None = None,
+    *,
+    poll_seconds: float | None = None,
+    auth_string: str | None = None,
 ) -> dict[str, str]:
-    """Environment for every process of one llmedic installation (server, runner, flow runs)."""
+    """Environment for every process of one llmedic installation (server, runner, flow runs,
+    receiver); ``auth_string`` is the Prefect API's basic authentication every client sends."""
     env = dict(os.environ)
     prefect_home = (home / "prefect").resolve()
     env.update(
         {
             "PREFECT_HOME": str(prefect_home),
             "PREFECT_LOCAL_STORAGE_PATH": str(prefect_home / "storage"),
+            # No telemetry: the server's heartbeat is off, and clients do not even ask it.
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
             "LLMEDIC_HOME": str(home.resolve()),
         }
@@ -58,12 +69,28 @@ def prefect_env(
         env["PREFECT_API_URL"] = api_url
     if poll_seconds is not None:
         env["PREFECT_RUNNER_POLL_FREQUENCY"] = str(max(1, int(poll_seconds)))
+    if auth_string:
+        env[CLIENT_VAR] = auth_string
     return env
+
+
+def client_settings(api_url: str, auth_string: str | None = None) -> dict[Setting, str | None]:
+    """``temporary_settings`` updates for this process's Prefect clients: the API and its auth
+    string. A context does not cross into new threads: enter it in the thread that calls."""
+    updates: dict[Setting, str | None] = {PREFECT_API_URL: api_url}
+    if auth_string:
+        updates[PREFECT_API_AUTH_STRING] = auth_string
+    return updates
 
 
 @dataclass
 class PrefectServer:
-    """A Prefect API server (SQLite under ``<home>/prefect``) run as a child process."""
+    """A Prefect API server (SQLite under ``<home>/prefect``) run as a child process.
+
+    It requires ``auth_string`` (Prefect's basic authentication) from every API client when set,
+    and nothing otherwise: an auth variable inherited from the environment is not passed on, so
+    the server never demands a string its owner does not know.
+    """
 
     home: Path
     host: str = "127.0.0.1"
@@ -71,6 +98,8 @@ class PrefectServer:
     log_path: Path | None = None
     database_url: str | None = None
     """SQLAlchemy URL of the server's database (``postgresql+asyncpg://…``); SQLite under ``home`` if unset."""
+    auth_string: str | None = None
+    """``user:password`` every API request must carry (HTTP basic); None: the API is open."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,6 +111,15 @@ class PrefectServer:
     def ui_url(self) -> str:
         """The UI's URL."""
         return f"http://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The server process's environment (telemetry off; its own auth string or none)."""
+        env = prefect_env(self.home)
+        for var in (SERVER_VAR, CLIENT_VAR):
+            env.pop(var, None)
+        if self.auth_string:
+            env[SERVER_VAR] = env[CLIENT_VAR] = self.auth_string
+        return env
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the server and wait until ``/api/health`` answers."""
@@ -98,7 +136,7 @@ class PrefectServer:
             "--port",
             str(self.port),
         ]
-        env = prefect_env(self.home)
+        env = self.environment()
         # The UI asks the API at PREFECT_SERVER_API_HOST/PORT (4200 by default), not at the port
         # the server was started on: without these, the UI of a server on another port is blank.
         env.update(

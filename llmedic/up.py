@@ -22,6 +22,15 @@ from llmedic.config import Settings
 from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import IncidentStore
 from llmedic.orchestration import PrefectServer, api_healthy, prefect_env, stop_process, stop_runner
+from llmedic.prefect_auth import (
+    CLIENT_VAR,
+    SERVER_VAR,
+    auth_file,
+    configured_auth_string,
+    ensure_auth_file,
+    is_loopback,
+    use_api_auth,
+)
 from llmedic.receiver.server import ensure_token_file
 from llmedic.reconcile import reconcile
 
@@ -47,16 +56,38 @@ class Stack:
     database_url: str | None = None
     api_url: str = ""
     stop_event: threading.Event = field(default_factory=threading.Event)
+    auth_path: Path | None = None
+    """The file the Prefect API auth string was read from or written to (None: from the environment, or none)."""
+    _auth: tuple[str | None] | None = field(default=None, repr=False)
 
     @property
     def home(self) -> Path:
         """State directory."""
         return self.settings.home.resolve()
 
+    def api_auth(self) -> str | None:
+        """The Prefect API's auth string for the server and every client: the operator's
+        (``PREFECT_API_AUTH_STRING`` / ``PREFECT_SERVER_API_AUTH_STRING``), else the one in
+        ``<home>/prefect-api.auth``, which is generated (mode 0600) when the server listens on
+        anything but loopback. None: the API is open (loopback only)."""
+        if self._auth is None:
+            found = configured_auth_string(self.home)
+            if found is None and not os.environ.get("PREFECT_API_URL") and not is_loopback(self.host):
+                ensure_auth_file(self.home)
+                found = configured_auth_string(self.home)
+            if found is not None and not (os.environ.get(CLIENT_VAR) or os.environ.get(SERVER_VAR)):
+                self.auth_path = auth_file(self.home)
+            self._auth = (found,)
+        return self._auth[0]
+
     def start(self) -> None:
         """Start the server (unless PREFECT_API_URL names a running one) and the deployments."""
         logs = self.log_dir or self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        auth = self.api_auth()
+        if auth is not None:
+            # This process's own clients (the sweeper thread, stopping the runner) send it too.
+            use_api_auth(auth)
         external = os.environ.get("PREFECT_API_URL")
         if external:
             if not api_healthy(external):
@@ -71,10 +102,11 @@ class Stack:
                 self.port,
                 log_path=logs / "prefect-server.log",
                 database_url=self.database_url,
+                auth_string=auth,
             )
             self.server.start()
             self.api_url = self.server.api_url
-        env = prefect_env(self.home, self.api_url, poll_seconds=self.poll_seconds)
+        env = prefect_env(self.home, self.api_url, poll_seconds=self.poll_seconds, auth_string=auth)
         config = self.config_path or self.settings.config_path()
         if config.exists():
             env["LLMEDIC_CONFIG"] = str(config.resolve())

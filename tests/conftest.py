@@ -89,11 +89,17 @@ def sandbox(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> Fleet:
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One Prefect test server (SQLite) for the session; heartbeats off (they add ~1 s per flow)."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    """One Prefect test server (SQLite) for the session; heartbeats off (they add ~1 s per flow);
+    no telemetry (the harness passes the settings it runs under to its server process)."""
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
     from prefect.testing.utilities import prefect_test_harness
 
     with (
+        temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False}),
         prefect_test_harness(server_startup_timeout=90),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
