@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ import yaml
 
 from llmedic.errors import OrchestrationError
 from llmedic.orchestration import stop_process
-from llmedic.sandbox.fleet import free_port
 
 __all__ = ["HistoryPrometheus", "MonitoringStack", "binaries", "fast_rules", "wait_ready"]
 
@@ -63,6 +63,13 @@ def wait_ready(urls: list[str], procs: list[subprocess.Popen[bytes]], logs: Path
                     f"{url} did not become ready within {timeout:g}s", hint=f"see {logs}"
                 )
             time.sleep(0.3)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (here, not from the sandbox: production never imports it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass

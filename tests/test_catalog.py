@@ -1,6 +1,9 @@
+import re
+
 import pytest
 
 from llmedic.catalog import CATALOG, AnomalyType, Category, Team, anomaly_info, parse_anomaly
+from llmedic.diagnoses import DIAGNOSES, diagnoses_of
 from llmedic.errors import UnknownAnomalyType
 
 
@@ -43,3 +46,24 @@ def test_unknown_anomaly_names_the_known_ones() -> None:
         parse_anomaly("slowness")
     assert exc.value.message == "unknown anomaly type 'slowness'"
     assert exc.value.hint is not None and "latency" in exc.value.hint and "gpu_fault" in exc.value.hint
+
+
+def test_every_anomaly_type_declares_its_diagnoses() -> None:
+    assert set(DIAGNOSES) == set(AnomalyType)
+    names = {kind: diagnoses_of(kind) for kind in AnomalyType}
+    assert all(v and len(set(v)) == len(v) for v in names.values())
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", d) for v in names.values() for d in v)
+    # Each producer's "nothing explains it" value is a diagnosis too (it escalates).
+    assert {
+        k: [d for d in v if d in ("unknown", "unexplained", "none", "healthy")] for k, v in names.items()
+    } == {
+        AnomalyType.DATA_MISSING: ["none"],
+        AnomalyType.DATA_FORMAT: ["none"],
+        AnomalyType.DATA_QUALITY: ["none"],
+        AnomalyType.ACCURACY_DROP: ["unexplained"],
+        AnomalyType.LATENCY: ["unknown"],
+        AnomalyType.MEMORY_LEAK: [],
+        AnomalyType.GPU_FAULT: ["healthy", "unknown"],
+        AnomalyType.DEPENDENCY_CONFLICT: ["unknown"],
+        AnomalyType.NETWORK_INTERRUPTION: ["healthy"],
+    }

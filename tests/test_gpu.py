@@ -4,15 +4,29 @@ each scenario into a diagnosis and an action."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+import yaml
 
-from llmedic.adapters.gpu import NvmlReader
+from llmedic.adapters.gpu import NvmlReader, host_snapshot, load_nvml
+from llmedic.alerts import Alert
 from llmedic.analysis.gpu_health import GpuAction, decode_throttle, diagnose_gpu, parse_kernel_log
+from llmedic.catalog import AnomalyType
+from llmedic.config import NvmlBackend, load_environment
+from llmedic.errors import ConfigError
+from llmedic.incident import IncidentRequest, utcnow
 from llmedic.sandbox.fake_nvml import FakeNvml
+from llmedic.sandbox.fleet import FAKE_NVML_BACKEND
+from llmedic.sandbox.instance import FaultKind
+from tests.conftest import Fleet
 
 HEALTHY: dict[str, Any] = {
     "name": "NVIDIA H100 80GB HBM3",
@@ -115,3 +129,181 @@ def test_diagnosis_per_scenario(
 
 def test_throttle_bits() -> None:
     assert decode_throttle(0x4 | 0x8 | 0x80) == ["SwPowerCap", "HwSlowdown", "HwPowerBrakeSlowdown"]
+
+
+# --- the production adapters know nothing of the sandbox -------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Modules that start or drive the sandbox, and may import it inside the functions that do: the
+# game-day runner and its CLI, the demo, the CLI's `llmedic sandbox ...` / `data inject` commands and
+# the synthetic-history backfill of `llmedic review`. Nothing else in llmedic/ imports it at all.
+SANDBOX_DRIVERS = {
+    "llmedic/gameday.py",
+    "llmedic/cli_gameday.py",
+    "llmedic/demo.py",
+    "llmedic/cli.py",
+    "llmedic/cli_reviews.py",
+}
+
+
+def _sandbox_imports(path: Path) -> list[tuple[int, str, bool]]:
+    """(line, module, at module level) of every import of llmedic.sandbox in ``path``."""
+    tree = ast.parse(path.read_text("utf-8"))
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out += [(node.lineno, n, id(node) in top) for n in names if n.startswith("llmedic.sandbox")]
+    return out
+
+
+def test_no_production_module_imports_the_sandbox() -> None:
+    found = {
+        str(p.relative_to(ROOT)): _sandbox_imports(p)
+        for p in sorted((ROOT / "llmedic").rglob("*.py"))
+        if "sandbox" not in p.relative_to(ROOT / "llmedic").parts
+    }
+    at_top = {f: [m for _, m, top in imps if top] for f, imps in found.items() if any(t for *_, t in imps)}
+    elsewhere = {f for f, imps in found.items() if imps}
+    # The game-day runner is the sandbox's side of a game day (it injects the faults it scores).
+    # The game-day runner is the sandbox's side of a game day (it injects the faults it scores); the
+    # demo starts a sandbox fleet.
+    assert at_top == {
+        "llmedic/demo.py": ["llmedic.sandbox.fleet"],
+        "llmedic/gameday.py": [
+            "llmedic.sandbox.data_faults",
+            "llmedic.sandbox.faultproxy",
+            "llmedic.sandbox.pyenv",
+        ],
+    }
+    assert elsewhere <= SANDBOX_DRIVERS, elsewhere - SANDBOX_DRIVERS
+
+
+def test_reading_gpus_imports_no_sandbox_module() -> None:
+    code = (
+        "import sys, llmedic.adapters.gpu, llmedic.adapters.control, tasks.gpu, flows.gpu_fault; "
+        "print(sorted(m for m in sys.modules if m.startswith('llmedic.sandbox')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("host", "hint"),
+    [
+        pytest.param(
+            {"name": "h", "gpu": "fake", "gpu_scenario": "/tmp/gpu.json"},
+            "gpu: fake and gpu_scenario were removed",
+            id="removed-fake",
+        ),
+        pytest.param(
+            {"name": "h", "kind": "ssh", "address": "10.0.0.2", "nvml": {"backend": "m:f"}},
+            None,
+            id="nvml-on-ssh-host",
+        ),
+        pytest.param({"name": "h", "nvml": {"backend": "not a path"}}, None, id="bad-backend"),
+    ],
+)
+def test_host_nvml_configuration_is_checked(tmp_path: Path, host: dict[str, Any], hint: str | None) -> None:
+    cfg = tmp_path / "llmedic.yaml"
+    cfg.write_text(yaml.safe_dump({"hosts": [host]}))
+    with pytest.raises(ConfigError) as exc:
+        load_environment(cfg)
+    if hint:
+        assert exc.value.hint is not None and exc.value.hint.startswith(hint)
+
+
+def test_a_backend_is_loaded_by_name_and_read_like_nvml(tmp_path: Path) -> None:
+    scenario = tmp_path / "gpu.json"
+    scenario.write_text(json.dumps({"devices": [HEALTHY]}))
+    cfg = tmp_path / "llmedic.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {"hosts": [{"name": "local", "nvml": {"backend": FAKE_NVML_BACKEND, "scenario": str(scenario)}}]}
+        )
+    )
+    snap = host_snapshot(load_environment(cfg), "local")
+    assert [(d.name, d.utilisation_pct) for d in snap.devices] == [("NVIDIA H100 80GB HBM3", 55)]
+    with pytest.raises(ConfigError) as exc:
+        load_nvml(NvmlBackend(backend="llmedic.no_such_module:Nvml"))
+    assert exc.value.message.startswith("nvml backend 'llmedic.no_such_module:Nvml' cannot be loaded")
+
+
+def test_the_sandbox_reset_command_resets_a_fake_gpu(tmp_path: Path) -> None:
+    scenario = tmp_path / "gpu.json"
+    scenario.write_text(json.dumps({"devices": [{**HEALTHY, "ecc_uncorrected": 3}, {"lost": True}]}))
+    cmd = [sys.executable, "-m", "llmedic.sandbox.fake_nvml", "reset", "--scenario", str(scenario), "--gpu"]
+    ok = subprocess.run([*cmd, "0"], capture_output=True, text=True, check=False)
+    lost = subprocess.run([*cmd, "1"], capture_output=True, text=True, check=False)
+    assert (ok.returncode, ok.stdout) == (0, "GPU 0 reset\n")
+    assert json.loads(scenario.read_text())["devices"][0]["ecc_uncorrected"] == 0
+    assert (lost.returncode, lost.stderr) == (
+        1,
+        "error: GPU 1 is lost (fallen off the bus): a reset cannot reach it\n",
+    )
+
+
+# --- the record holds only what llmedic observed --------------------------------------------------
+
+
+def _leaks(value: Any, kinds: set[str], path: str = "") -> Iterator[str]:
+    """Where a JSON document holds a fault record (a ``faults`` key) or a value that is exactly a
+    fault kind (what the adapter's old ``faults`` list held)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "faults":
+                yield f"{path}.{k}"
+            yield from _leaks(v, kinds, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaks(v, kinds, f"{path}[{i}]")
+    elif value in kinds:
+        yield f"{path} = {value!r}"
+
+
+@pytest.mark.fault(
+    tried="a flow run against a sandbox instance with an injected fault (cuda_error)",
+    survives="no injected-fault name or record in the archived incident JSON or its report",
+)
+@pytest.mark.usefixtures("prefect_harness")
+def test_no_injected_fault_reaches_the_archive(sandbox: Fleet) -> None:
+    from flows.gpu_fault import gpu_fault
+    from tests.flowrun import approve, run_flow
+
+    sandbox.admin("sandbox-1", "faults", {"kind": "cuda_error"})
+    injected: Any = sandbox.state("sandbox-1")["faults"]
+    assert [f["kind"] for f in injected] == ["cuda_error"]
+    alert = Alert(
+        source="manual",
+        anomaly=AnomalyType.GPU_FAULT,
+        alertname="GpuXidError",
+        target="sandbox-1",
+        starts_at=utcnow(),
+    )
+    state, inc = run_flow(gpu_fault, IncidentRequest(alert=alert), approve(), timeout=180)
+    assert state.is_completed() and inc.report_path is not None, inc.escalation_reason
+    assert inc.diagnosis.startswith("app_error")
+    report = Path(inc.report_path)
+    archived = json.loads(report.with_suffix(".json").read_text("utf-8"))
+    # A GPU run: none of these names is also a GPU diagnosis (``slow_decode`` is a latency one).
+    kinds = set(get_args(FaultKind))
+    assert list(_leaks(archived, kinds)) == []
+    # In the prose of the report only the kinds no English sentence uses are looked for ("slow",
+    # "errors" and "down" describe what llmedic measured).
+    text = report.read_text("utf-8")
+    distinctive = sorted(k for k in kinds if "_" in k or k in ("jailbreak", "garbage"))
+    assert distinctive == [
+        "cuda_error",
+        "garbage",
+        "jailbreak",
+        "kv_pressure",
+        "slow_decode",
+        "wrong_answers",
+    ]
+    assert [k for k in distinctive if re.search(rf"(?<![\w-]){k}(?![\w-])", text)] == []
