@@ -379,7 +379,7 @@ def test_foreign_exceptions_end_the_incident(
 
 
 class Runner:
-    """``flows.latency`` served by a real runner, with its own state directory."""
+    """Every deployment served by a real runner (``python -m flows``), with its own state directory."""
 
     def __init__(self, home: Path, config: Path) -> None:
         self.home = home
@@ -388,7 +388,7 @@ class Runner:
         env["LLMEDIC_CONFIG"] = str(config)
         log = open(home / "runner.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from flows.latency import latency; latency.serve(name='default')"],
+            [sys.executable, "-m", "flows"],  # what `llmedic up` runs
             cwd=ROOT,
             env=env,
             stdout=log,
