@@ -334,10 +334,10 @@ def approve(
     run: Annotated[str, typer.Argument(help="Flow run id (or incident id) waiting for approval.")],
     by: Annotated[str, typer.Option("--by", help="Your name; recorded on the incident.")],
     comment: Annotated[str, typer.Option(help="Why; recorded on the incident.")] = "",
+    token_file: TokenFile = None,
 ) -> None:
     """Approve the risky fix a run is waiting on."""
     _decide(run, by, comment, True, token_file)
-    token_file: TokenFile = None,
 
 
 @app.command()
@@ -345,6 +345,7 @@ def reject(
     run: Annotated[str, typer.Argument(help="Flow run id (or incident id) waiting for approval.")],
     by: Annotated[str, typer.Option("--by", help="Your name; recorded on the incident.")],
     comment: Annotated[str, typer.Option(help="Why; recorded on the incident.")] = "",
+    token_file: TokenFile = None,
 ) -> None:
     """Reject the risky fix a run is waiting on (the incident ends `rejected`)."""
     _decide(run, by, comment, False, token_file)
@@ -397,7 +398,6 @@ def approvers_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
         if rows
         else f"no approvers (tokens file {settings.approvers_path()}, approvers: in llmedic.yaml)"
     )
-    token_file: TokenFile = None,
 
 
 @approvals_app.command("list")

@@ -88,7 +88,6 @@ class Settings(BaseSettings):
     """Larger request bodies are refused with HTTP 413."""
     outbox_url: SecretStr | None = None
     """PostgreSQL URL for the receiver's outbox (``postgresql://user:pass@host/db``); default SQLite."""
-
     approvers_file: Path | None = None
     """The approver tokens (``approvers: {NAME: TOKEN}``, mode 0600, written by ``llmedic approvers
     add``); default ``<home>/approvers.yaml``. A file group or others can read is refused."""
@@ -96,6 +95,7 @@ class Settings(BaseSettings):
     def approvers_path(self) -> Path:
         """The approver tokens file this process uses."""
         return self.approvers_file if self.approvers_file is not None else self.home / "approvers.yaml"
+
     def config_path(self) -> Path:
         """The environment file this process uses."""
         if self.config is not None:
@@ -711,6 +711,10 @@ class EnvironmentFile(_Strict):
     network: NetworkConfig = NetworkConfig()
     prefect_ui_url: AnyHttpUrl | None = None
     """Base URL of the Prefect UI, used for links in notifications and reports."""
+    approvers: dict[Name, TeamRoute] = Field(default_factory=dict)
+    """Each approver's own route (name → ``webhook_url`` / ``email``), where the one-time approval
+    code of a gate is sent. An approver without one gets no code (never the team's channel, where
+    others would read it) and decides with the CLI and their token."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> EnvironmentFile:
@@ -728,10 +732,6 @@ class EnvironmentFile(_Strict):
                         f"which is not under hosts: (known: {sorted(hosts)})"
                     )
             if svc.logs is not None and svc.logs not in self.commands:
-    approvers: dict[Name, TeamRoute] = Field(default_factory=dict)
-    """Each approver's own route (name → ``webhook_url`` / ``email``), where the one-time approval
-    code of a gate is sent. An approver without one gets no code (never the team's channel, where
-    others would read it) and decides with the CLI and their token."""
                 raise ValueError(
                     f"service {svc.name!r} names logs command {svc.logs!r}, which is not under commands: "
                     f"(known: {sorted(self.commands)})"

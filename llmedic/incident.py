@@ -129,8 +129,6 @@ class ApprovalRecord(_Record):
     decided_at: datetime
     via: Literal["prefect", "timeout", "policy"] = "prefect"
     flow_run_id: str = ""
-
-
     verified: bool = False
     """The decider's identity was checked; False when the playbook names no approvers."""
     identity: Literal["token", "code", "none", "system"] = "none"
@@ -139,6 +137,8 @@ class ApprovalRecord(_Record):
     refused: str = ""
     """Why this attempt did not count (it is kept as a record; the gate went on waiting); empty for
     the decision that did."""
+
+
 class ActionRecord(_Record):
     """A change made (or, in a dry run, that would have been made) and its compensation."""
 
