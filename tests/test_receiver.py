@@ -744,6 +744,7 @@ def test_a_row_that_always_fails_goes_dead_and_can_be_retried(
                 outbox._exec(db, "UPDATE outbox SET next_attempt = 0")
             assert d.drain_once() == 1
             states.append((outbox.rows()[0].state, outbox.rows()[0].attempts))
+        assert d.wait_for_notifications(10)
     assert states == [("pending", 1), ("pending", 2), ("dead", 3)]
     assert outbox.due() == [] and outbox.rows()[0].error == error
     assert notified.sent == [
@@ -921,3 +922,37 @@ def test_only_a_live_run_suppresses_a_new_alert(
             1,
             "cannot tell whether run run-1 of this target is still live",
         )
+
+
+@pytest.mark.fault(
+    tried="a team webhook that hangs while the dispatcher throttles a target",
+    survives="the next alert's run starts at once; the notification is still delivered afterwards",
+)
+def test_a_hanging_notification_does_not_hold_back_dispatch(outbox: Outbox, tmp_path: Path) -> None:
+    fake = FakePrefect()
+    release = threading.Event()
+    sent: list[str] = []
+
+    def hanging(env: EnvironmentFile, team: Team, text: str) -> str:
+        release.wait(30)
+        sent.append(text)
+        return "delivered"
+
+    d = Dispatcher(
+        outbox,
+        IncidentStore(tmp_path / "incidents"),
+        dispatcher(outbox, tmp_path, fake, budget=1).env,
+        dispatch=fake,
+        notify=hanging,
+    )
+    d.liveness = lambda run_id: "ended"  # type: ignore[method-assign]
+    c = client(outbox)
+    c.post("/alerts/alertmanager", json=am_body(am_alert(starts="2026-11-24T10:00:00Z")))
+    c.post("/alerts/alertmanager", json=am_body(am_alert(starts="2026-11-24T11:00:00Z")))
+    c.post("/alerts/alertmanager", json=am_body(am_alert(instance="127.0.0.1:8109")))
+    assert d.drain_once() == 3  # had it waited for the webhook, `sent` would not be empty below
+    assert [r.state for r in reversed(outbox.rows())] == ["started", "throttled", "started"]
+    assert sent == [] and not d.wait_for_notifications(0.05)
+    release.set()
+    assert d.wait_for_notifications(10)
+    assert len(sent) == 1 and sent[0].startswith("[llmedic] [throttled] latency on 127.0.0.1:8101")

@@ -21,6 +21,7 @@ told, ``llmedic alerts retry KEY`` re-queues it. Every failure is logged (logger
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,40 @@ class Dispatcher:
     notify: Callable[[EnvironmentFile, Team, str], str] = notify_team
     """How a team is told (throttled targets, dead rows)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
+    _outgoing: queue.Queue[tuple[Team, str, str]] = field(
+        default_factory=lambda: queue.Queue(maxsize=1000), init=False, repr=False
+    )
+    _sender: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    def _tell(self, team: Team, text: str, about: str) -> None:
+        """Queue a notification for the sender thread. Delivery retries with backoff (up to
+        ``notify.max_seconds`` per channel), so it never runs in the dispatch loop: one dead
+        webhook must not hold back every other alert's run."""
+        if self._sender is None or not self._sender.is_alive():
+            self._sender = threading.Thread(target=self._send_forever, name="dispatcher-notify", daemon=True)
+            self._sender.start()
+        try:
+            self._outgoing.put_nowait((team, text, about))
+        except queue.Full:
+            log.error("%s: notification queue full (1000 waiting); not sent: %s", about, text)
+
+    def _send_forever(self) -> None:
+        while True:
+            team, text, about = self._outgoing.get()
+            try:
+                log.warning("%s: %s", about, self.notify(self.env, team, text))
+            except Exception:  # notify never raises by contract; a bug in it must not kill the sender
+                log.exception("%s: notifying %s failed", about, team.value)
+            finally:
+                self._outgoing.task_done()
+
+    def wait_for_notifications(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued notification was handed to :attr:`notify` (tests, shutdown);
+        False if some were still waiting after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self._outgoing.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._outgoing.unfinished_tasks
 
     def liveness(self, flow_run_id: str) -> Liveness:
         """Does this run still handle an open incident? Asks the Prefect API: an incident record
@@ -96,13 +131,12 @@ class Dispatcher:
                 return self._failed(row, f"cannot tell whether run {previous} of this target is still live")
         budget = self.env.receiver.max_runs_per_target_per_hour
         if alert.anomaly and self.outbox.runs_since(alert.target, time.time() - 3600) >= budget:
-            said = self.notify(
-                self.env,
+            self._tell(
                 anomaly_info(alert.anomaly).team,
                 f"[llmedic] [throttled] {alert.anomaly.value} on {alert.target}: {budget} remediation runs "
                 f"in the last hour; not starting another — a human should look ({alert.alertname})",
+                f"outbox row {row.id} ({row.key}): throttled",
             )
-            log.warning("outbox row %d (%s): throttled; %s", row.id, row.key, said)
             self.outbox.mark(row.id, "throttled", error=f"budget of {budget} runs/hour reached")
             return "throttled"
         try:
@@ -128,14 +162,13 @@ class Dispatcher:
             )
             return "pending"
         log.error("outbox row %d (%s): dead after %d attempts: %s", row.id, row.key, limit, error)
-        said = self.notify(
-            self.env,
+        self._tell(
             Team.OPS,
             f"[llmedic] [dead alert] {row.anomaly or 'unrouted'} on {row.target}: no run could be started "
             f"after {limit} attempts (last error: {error}); the alert is kept — "
             f"`llmedic alerts retry {row.key}` re-queues it",
+            f"outbox row {row.id} ({row.key})",
         )
-        log.warning("outbox row %d (%s): %s", row.id, row.key, said)
         return "dead"
 
     def drain_once(self, limit: int = 100) -> int:

@@ -117,3 +117,7 @@ class Receiver:
             dispatcher.stop_event.set()
             if self._thread is not None:
                 self._thread.join(10)
+            # Throttle and dead-row notices are sent off the dispatch loop; give those still
+            # queued a bounded chance to go out (each is retried for up to notify.max_seconds).
+            if not dispatcher.wait_for_notifications(10):
+                logging.getLogger("llmedic.receiver").error("stopping with notifications still unsent")
