@@ -886,7 +886,7 @@ def data_inject(
     column: Annotated[str | None, typer.Option(help="Column to corrupt (all faults but duplicate).")] = None,
     share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of rows hit.")] = 0.1,
     seed: int = 0,
-    by: Annotated[str, typer.Option(help="Who injects (kept in the history).")] = "fault-injection",
+    by: Annotated[str, typer.Option(help="Who injects (kept in the history).")] = "upstream-etl",
 ) -> None:
     """Game days and tests: commit a corrupted copy of the current version as the new current one."""
     from llmedic.errors import DatasetError

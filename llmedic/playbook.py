@@ -124,7 +124,8 @@ class ApprovalPolicy(_Strict):
     their own route (Prefect UI). Empty: any name counts, recorded unverified."""
     max_attempts: int = Field(10, ge=1, le=100)
     """Refused decisions (wrong, reused or expired code or proof, a name outside ``approvers``) a gate
-    takes before it rejects the fix and escalates; a refused one never rejects it by itself."""
+    takes before it rejects the fix and escalates (fail-safe: junk typed into the form can force a
+    human to look, never apply a fix); below the bound a refused attempt changes nothing."""
 
     def needs_approval(self, risk: Risk) -> bool:
         """Does a fix of this risk need a human decision?"""

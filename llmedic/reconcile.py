@@ -43,7 +43,7 @@ from llmedic.incident import (
     utcnow,
 )
 from llmedic.notify import deliver_to_team_of
-from llmedic.orchestration import read_run
+from llmedic.orchestration import api_healthy, read_run
 from llmedic.report import KnowledgeBase
 
 __all__ = [
@@ -179,7 +179,19 @@ def describe_state(state: State[Any]) -> str:
     return f"{name}: {state.message}" if state.message else name
 
 
-def reconcile(settings: Settings, *, read: Callable[[str], FlowRun] = read_run) -> Reconciliation:
+def _api_answers() -> bool:
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    return bool(url) and api_healthy(str(url))
+
+
+def reconcile(
+    settings: Settings,
+    *,
+    read: Callable[[str], FlowRun] = read_run,
+    healthy: Callable[[], bool] = _api_answers,
+) -> Reconciliation:
     """Close, escalated, every open incident whose flow run is terminal or gone (one pass).
 
     ``read`` is how a run is looked up (:func:`llmedic.orchestration.read_run`: it raises
@@ -198,6 +210,13 @@ def reconcile(settings: Settings, *, read: Callable[[str], FlowRun] = read_run) 
         try:
             run = read(incident.flow_run_id)
         except FlowRunNotFound:
+            # A wrong PREFECT_API_URL or a proxy also answers 404: "gone" only from a server
+            # that answers its own health check.
+            if not healthy():
+                result.unreachable = (
+                    f"flow run {incident.flow_run_id} not found, and the API's /health does not answer"
+                )
+                return result
             state, text = "gone", "gone (the Prefect server has no such run)"
         except OrchestrationError as exc:
             result.unreachable = exc.message
@@ -206,13 +225,17 @@ def reconcile(settings: Settings, *, read: Callable[[str], FlowRun] = read_run) 
             if run.state is None or run.state.type not in TERMINAL_STATES:
                 continue
             state, text = run.state.name or run.state.type.value.title(), describe_state(run.state)
-        closed = close_escalated(
-            incident.id,
-            code=RunEnded.code,
-            reason=f"flow run {incident.flow_run_id} ended {text} with the incident open",
-            closed_by="the reconciler",
-            settings=settings,
-        )
+        try:
+            closed = close_escalated(
+                incident.id,
+                code=RunEnded.code,
+                reason=f"flow run {incident.flow_run_id} ended {text} with the incident open",
+                closed_by="the reconciler",
+                settings=settings,
+            )
+        except Exception:  # one incident's disk error must not keep the others open
+            log.exception("closing incident %s failed; trying again next pass", incident.id)
+            continue
         if closed is not None:
             result.closed.append(
                 Reconciled(incident_id=incident.id, flow_run_id=incident.flow_run_id, run_state=state)

@@ -159,10 +159,15 @@ class Stack:
                     sweep_expired(store)
                 except LlmedicError as exc:
                     log.warning("approval sweep: %s: %s", exc.code, exc.message)
+                except Exception:  # a disk or library error must not end the sweeper thread for good
+                    log.exception("approval sweep failed; trying again next sweep")
                 try:
                     done = reconcile(settings)
                 except LlmedicError as exc:
                     log.warning("reconciler: %s: %s", exc.code, exc.message)
+                    continue
+                except Exception:
+                    log.exception("reconciler failed; trying again next sweep")
                     continue
                 for item in done.closed:
                     log.warning(

@@ -21,6 +21,7 @@ itself records reject + escalate).
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -175,6 +176,11 @@ def check_decision(
     )
 
 
+def _plain(name: str) -> str:
+    """A typed name as it may be shown in Markdown: letters, digits and ``.-_@`` only, 40 at most."""
+    return re.sub(r"[^A-Za-z0-9._@-]", "?", name)[:40]
+
+
 def _description(
     incident: Incident, fix: FixOption, gate: Gate, attempt: int, most: int, last_refused: str
 ) -> str:
@@ -282,7 +288,12 @@ def wait_for_decision(
         if not record.refused:
             return record
         on_refused(record)
-        last_refused = f"by {record.by!r} at {record.decided_at:%H:%M:%S} UTC: {record.refused}"
+        # Shown as Markdown in the next form: whoever typed the name controls it, so only a plain
+        # name is shown (a link or an image there could phish the next approver's code).
+        shown = _plain(record.by)
+        last_refused = (
+            f"by {shown!r} at {record.decided_at:%H:%M:%S} UTC: {record.refused.replace(record.by, shown)}"
+        )
         # The verdict's own (cached) time, not the clock now: a re-run must take the same path.
         if record.decided_at >= gate.deadline:
             return _closed(

@@ -348,7 +348,9 @@ def step_task(step: Step, name: str | None = None) -> Callable[[Callable[P, R]],
 def configured_step(t: Task[P, R], policy: StepPolicy) -> Task[P, R]:
     """The task with the retries and timeout its playbook sets; a fix or a rollback gets no retry
     whatever ``policy`` says (playbooks refuse it at load; this holds for any other caller too)."""
-    never = _STEP_OF.get(t.name) in NEVER_RETRIED
+    # Opening a gate sends one-time codes: a retry would send a second set (and a timeout
+    # mid-send would escalate); it is never retried either.
+    never = _STEP_OF.get(t.name) in NEVER_RETRIED or t.name == "open-approval-gate"
     return t.with_options(
         retries=0 if never else policy.retries,
         retry_delay_seconds=0 if never else policy.retry_delay_seconds,

@@ -20,8 +20,9 @@ from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 from pydantic import BaseModel
 
+from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, Category, anomaly_info
-from llmedic.config import load_environment, settings_from_env
+from llmedic.config import Settings, load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError, StepFailed, VerificationFailed
 from llmedic.incident import (
     ApprovalRecord,
@@ -37,6 +38,7 @@ from llmedic.incident import (
     utcnow,
 )
 from llmedic.playbook import load_playbook
+from llmedic.reconcile import close_escalated
 from llmedic.report import KnowledgeBase
 from tasks.approve import open_gate, wait_for_decision
 from tasks.archive import archive_incident
@@ -108,8 +110,6 @@ def open_incident(
     if not target:
         raise ConfigError("the run has neither an alert nor a target", hint="set `target` for a manual run")
     if alert is None:
-        from llmedic.alerts import Alert
-
         alert = Alert(source="manual", anomaly=anomaly, target=target, alertname="manual", starts_at=utcnow())
     info = anomaly_info(anomaly)
     version: str | None = None
@@ -212,10 +212,50 @@ def to_state(summary: IncidentSummary) -> State[Any]:
     return Completed(message=message, data=summary.model_dump())
 
 
-def log_unexpected(reason: str, exc: BaseException) -> None:
+def log_unexpected(reason: str, exc: BaseException | None) -> None:
     """Put an error the response process absorbed, with its traceback, in the flow run's log."""
     logger = get_run_logger() if FlowRunContext.get() else logging.getLogger("llmedic.skeleton")
     logger.error("%s", reason, exc_info=exc)
+
+
+def _could_not_open(
+    anomaly: AnomalyType, request: IncidentRequest, flow_run_id: str, settings: Settings, exc: Exception
+) -> IncidentSummary:
+    """The incident could not even be opened (a target the environment file does not know for this
+    anomaly type, a bad override, a dataset version that does not exist): record a minimal incident
+    and close it escalated, so the alert is not lost in a Failed run nobody reads."""
+    code = exc.code if isinstance(exc, LlmedicError) else StepFailed.code
+    message = exc.message if isinstance(exc, LlmedicError) else f"{type(exc).__name__}: {exc}"
+    log_unexpected(f"opening the incident failed: {code}: {message}", exc)
+    info = anomaly_info(anomaly)
+    alert = request.alert
+    target = (alert.target if alert else "") or request.target or "unknown"
+    now = utcnow()
+    if alert is None:
+        alert = Alert(source="manual", anomaly=anomaly, target=target, alertname="manual", starts_at=now)
+    suffix = flow_run_id.replace("-", "")[:6]
+    incident = Incident(
+        id=f"{anomaly.value.replace('_', '-')}-{now:%Y%m%d-%H%M%S}-{suffix}",
+        anomaly=anomaly,
+        category=info.category,
+        team=info.team,
+        title=f"{info.title}: {alert.summary}",
+        target=target,
+        alert=alert,
+        flow_run_id=flow_run_id,
+        dry_run=request.dry_run,
+        opened_at=now,
+    )
+    store = IncidentStore(settings.incidents_dir)
+    store.save(incident)
+    closed = close_escalated(
+        incident.id,
+        code=code,
+        reason=f"the incident could not be opened: {message}",
+        closed_by="the response process",
+        settings=settings,
+    )
+    return _summary(closed or store.load(incident.id))
 
 
 def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) -> IncidentSummary:
@@ -231,18 +271,32 @@ def respond(anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan) 
     settings = settings_from_env()
     home = settings.home.resolve()
     config_path = settings.config_path()
-    opened = open_incident(
-        anomaly,
-        request,
-        flow_run_id,
-        str(home),
-        str(config_path.resolve()) if config_path.exists() or settings.config else None,
-        str(settings.playbooks_dir.resolve()) if settings.playbooks_dir else None,
-    )
-    incident, ctx = opened.incident, opened.ctx
     store = IncidentStore(home / "incidents")
+    earlier = store.find_by_run(flow_run_id) if flow_run_id != "local" else None
+    if earlier is not None and earlier.outcome != Outcome.OPEN:
+        # A Failed run retried from the Prefect UI or API re-enters here with its cached steps: the
+        # gate would replay the old approval and an uncached fix would run again. A closed incident
+        # stays closed; a new alert (or a manual run) starts a new one.
+        log_unexpected(
+            f"flow run {flow_run_id} already closed incident {earlier.id} ({earlier.outcome.value}); "
+            "a retried run does not act again",
+            None,
+        )
+        return _summary(earlier)
+    try:
+        opened = open_incident(
+            anomaly,
+            request,
+            flow_run_id,
+            str(home),
+            str(config_path.resolve()) if config_path.exists() or settings.config else None,
+            str(settings.playbooks_dir.resolve()) if settings.playbooks_dir else None,
+        )
+        incident, ctx = opened.incident, opened.ctx
+        playbook = load_playbook(anomaly, ctx.settings(), request.overrides)
+    except Exception as exc:  # Exception only: Prefect's signals pass through
+        return _could_not_open(anomaly, request, flow_run_id, settings.model_copy(update={"home": home}), exc)
     kb = KnowledgeBase(home / "kb")
-    playbook = load_playbook(anomaly, ctx.settings(), request.overrides)
     policy = playbook.step_policy
     store.save(incident)
 

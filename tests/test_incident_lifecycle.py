@@ -129,7 +129,7 @@ def test_reconciler_closes_only_ended_runs(
     run_id = str(uuid.uuid4())
     open_incident(clean_environ, run_id)
     settings = Settings(home=clean_environ)
-    done = reconcile(settings, read=fake_read(state, error))
+    done = reconcile(settings, read=fake_read(state, error), healthy=lambda: True)
     inc = IncidentStore(clean_environ / "incidents").load("latency-1")
     assert done.checked == 1 and done.unreachable is None
     if not closes:
@@ -142,7 +142,7 @@ def test_reconciler_closes_only_ended_runs(
     assert_closed_by_ending(inc, RunEnded.code, str(run_state), "the reconciler")
     # Idempotent: a second pass (or the hook after the reconciler) changes nothing.
     before = (clean_environ / "incidents" / "latency-1.json").read_bytes()
-    assert reconcile(settings, read=fake_read(state, error)).closed == []
+    assert reconcile(settings, read=fake_read(state, error), healthy=lambda: True).closed == []
     assert close_escalated("latency-1", code="x", reason="y", closed_by="z", settings=settings) is None
     assert (clean_environ / "incidents" / "latency-1.json").read_bytes() == before
 
@@ -155,6 +155,23 @@ def test_reconciler_closes_nothing_when_the_api_cannot_be_asked(clean_environ: P
     )
     assert (done.checked, done.closed, done.unreachable) == (1, [], "cannot reach the Prefect API")
     assert [i.outcome for i in IncidentStore(clean_environ / "incidents").all()] == [Outcome.OPEN] * 2
+
+
+@pytest.mark.fault(
+    tried="PREFECT_API_URL pointing at something that answers 404 for every run (a wrong path, a proxy)",
+    survives="no incident is closed as 'gone'; the pass stops and says why",
+)
+def test_a_404_from_something_that_is_not_prefect_closes_nothing(clean_environ: Path) -> None:
+    open_incident(clean_environ, str(uuid.uuid4()), "latency-1")
+    done = reconcile(
+        Settings(home=clean_environ),
+        read=fake_read(None, FlowRunNotFound("no flow run")),
+        healthy=lambda: False,
+    )
+    assert (
+        done.closed == [] and done.unreachable is not None and "/health does not answer" in done.unreachable
+    )
+    assert [i.outcome for i in IncidentStore(clean_environ / "incidents").all()] == [Outcome.OPEN]
 
 
 def test_reconciler_skips_runs_outside_prefect(clean_environ: Path) -> None:
@@ -475,3 +492,55 @@ def test_a_cancelled_run_ends_its_incident(runner: Runner, sandbox: Fleet) -> No
     wait_state(run_id, {StateType.CANCELLED}, timeout=60)
     closed = wait_for_closed(runner.store, inc.id, timeout=60)
     assert_closed_by_ending(closed, RunEnded.code, "Cancelling", "the flow's on_cancellation hook")
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.fault(
+    tried="an alert whose incident cannot be opened (a target the environment file does not know)",
+    survives="an incident is still recorded, closed escalated with the reason, archived and notified",
+)
+def test_an_incident_that_cannot_be_opened_is_still_recorded(sandbox: Fleet) -> None:
+    from flows.latency import latency
+
+    req = latency_request()
+    req = req.model_copy(update={"alert": req.alert.model_copy(update={"target": "nowhere-9"})})  # type: ignore[union-attr]
+    state, inc = run_flow(latency, req)
+    assert state.is_failed()
+    assert (inc.outcome, inc.escalated, inc.target) == (Outcome.ESCALATED, True, "nowhere-9")
+    assert inc.escalation_reason.startswith(
+        "config-invalid: the incident could not be opened: target 'nowhere-9'"
+    )
+    assert inc.report_path and Path(inc.report_path).exists()
+    assert [n.kind for n in inc.notifications] == ["escalated"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.fault(
+    tried="a Failed run retried from the Prefect UI after its incident was closed",
+    survives="the closed incident is returned untouched; no step, gate or fix runs again",
+)
+def test_a_retried_run_does_not_act_on_a_closed_incident(sandbox: Fleet) -> None:
+    from prefect.context import FlowRunContext
+
+    from flows.latency import LATENCY_PLAN
+    from tasks.skeleton import respond
+
+    store = IncidentStore(Path(os.environ["LLMEDIC_HOME"]) / "incidents")
+
+    @flow
+    def retried() -> Any:
+        # What a retry finds: an incident this very flow run already closed.
+        run = FlowRunContext.get()
+        assert run is not None and run.flow_run is not None
+        open_incident(Path(os.environ["LLMEDIC_HOME"]), str(run.flow_run.id))
+        closed = store.load("latency-1")
+        closed.close(Outcome.ESCALATED)
+        store.save(closed)
+        return respond(AnomalyType.LATENCY, latency_request(), LATENCY_PLAN)
+
+    before = sandbox.state("sandbox-1")
+    summary = retried()
+    assert (summary.incident_id, summary.outcome) == ("latency-1", "escalated")
+    assert [i.id for i in store.all()] == ["latency-1"]
+    assert store.load("latency-1").timeline == []  # no step ran again
+    assert sandbox.state("sandbox-1")["restarts"] == before["restarts"]

@@ -13,6 +13,7 @@ import threading
 import time
 import types
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -899,7 +900,7 @@ def test_only_a_live_run_suppresses_a_new_alert(
         asked.append(run_id)
         if isinstance(run, Exception):
             raise run
-        return types.SimpleNamespace(id=run_id, state=run)
+        return types.SimpleNamespace(id=run_id, state=run, created=utcnow())
 
     monkeypatch.setattr("llmedic.receiver.dispatcher.read_run", read_run)
     fake = FakePrefect()
@@ -920,8 +921,39 @@ def test_only_a_live_run_suppresses_a_new_alert(
     if state == "pending":
         assert (newest.attempts, newest.error) == (
             1,
-            "cannot tell whether run run-1 of this target is still live",
+            "cannot tell whether run run-1 of this target is live (API down, or never started)",
         )
+
+
+@pytest.mark.fault(
+    tried="a run that is never picked up (no runner or worker) while more alerts for its target arrive",
+    survives="after 10 minutes Scheduled/Pending the later alerts are no longer swallowed as duplicates: "
+    "they stay pending, retried, and end dead with a notice",
+)
+@pytest.mark.parametrize(
+    ("run", "minutes", "state"),
+    [
+        (Scheduled(), 5, "duplicate"),
+        (Scheduled(), 11, "pending"),
+        (Pending(), 11, "pending"),
+        (Running(), 60, "duplicate"),
+    ],
+)
+def test_a_run_that_never_starts_stops_suppressing(
+    outbox: Outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: State, minutes: int, state: str
+) -> None:
+    created = utcnow() - timedelta(minutes=minutes)
+    monkeypatch.setattr(
+        "llmedic.receiver.dispatcher.read_run",
+        lambda run_id: types.SimpleNamespace(id=run_id, state=run, created=created),
+    )
+    d = dispatcher(outbox, tmp_path, FakePrefect())
+    c = client(outbox)
+    c.post("/alerts/alertmanager", json=am_body(am_alert()))
+    d.drain_once()
+    c.post("/alerts/alertmanager", json=am_body(am_alert(starts="2026-11-24T11:00:00Z")))
+    d.drain_once()
+    assert outbox.rows()[0].state == state
 
 
 @pytest.mark.fault(

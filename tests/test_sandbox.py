@@ -122,7 +122,7 @@ def test_the_knowledge_base_is_a_declared_dataset_and_data_faults_reach_the_serv
     assert answer() == "increased bleeding risk"
     good = store.ensure_seeded("drug-interactions", cfg)
     bad = inject(store, "drug-interactions", cfg, "blank", column="answers", share=1.0)
-    assert bad.producer.step == "fault-injection" and bad.parent == good.id  # type: ignore[union-attr]
+    assert bad.producer.step == "upstream-etl" and bad.parent == good.id  # type: ignore[union-attr]
     deadline = time.monotonic() + 5
     while answer() != "I don't know." and time.monotonic() < deadline:
         time.sleep(0.1)

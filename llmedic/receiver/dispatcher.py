@@ -40,6 +40,9 @@ __all__ = ["Dispatcher", "Liveness"]
 
 log = logging.getLogger("llmedic.receiver")
 
+_START_GRACE_SECONDS = 600.0
+"""A run still scheduled or pending this long after its creation is not trusted to be live."""
+
 Liveness = Literal["live", "ended", "unknown"]
 """Whether a flow run still handles its incident: ``unknown`` when the Prefect API cannot say."""
 
@@ -106,7 +109,18 @@ class Dispatcher:
         except OrchestrationError:
             return "unknown"
         # No state yet means just created: live. PAUSED / SUSPENDED (an approval gate) are live.
-        return "ended" if run.state is not None and run.state.is_final() else "live"
+        if run.state is not None and run.state.is_final():
+            return "ended"
+        waiting = run.state is not None and (run.state.is_scheduled() or run.state.is_pending())
+        if (
+            waiting
+            and run.created is not None
+            and time.time() - run.created.timestamp() > _START_GRACE_SECONDS
+        ):
+            # A run that never started (no runner or worker picks it up) must not swallow later
+            # alerts as duplicates for ever: they stay pending, retried, and end dead with a notice.
+            return "unknown"
+        return "live"
 
     def handle(self, row: OutboxRow) -> str:
         """Handle one row; return its new state (``pending`` when it must be retried)."""
@@ -128,7 +142,10 @@ class Dispatcher:
                 self.outbox.mark(row.id, "duplicate", flow_run_id=previous)
                 return "duplicate"
             if live == "unknown":  # cannot tell: never risk a second run; ask again later
-                return self._failed(row, f"cannot tell whether run {previous} of this target is still live")
+                return self._failed(
+                    row,
+                    f"cannot tell whether run {previous} of this target is live (API down, or never started)",
+                )
         budget = self.env.receiver.max_runs_per_target_per_hour
         if alert.anomaly and self.outbox.runs_since(alert.target, time.time() - 3600) >= budget:
             self._tell(

@@ -1,6 +1,6 @@
 """Data faults to inject into a versioned dataset: the data side of the sandbox.
 
-Each fault writes a new version (producer step ``fault-injection``) that becomes current, exactly as
+Each fault writes a new version (producer step ``upstream-etl``, a neutral commit message: the fault is not named) that becomes current, exactly as
 a broken pipeline run would; with the sandbox's knowledge base declared as a dataset, a fault in its
 ``answers`` column shows up at the service as wrong or "I don't know" answers, and can be traced
 back from an accuracy drop to the version and the step that produced it.
@@ -8,7 +8,6 @@ back from an accuracy drop to the version and the step that produced it.
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 import numpy as np
@@ -105,19 +104,20 @@ def inject(
     column: str | None = None,
     share: float = 0.1,
     seed: int = 0,
-    by: str = "fault-injection",
+    by: str = "upstream-etl",
 ) -> Version:
     """Commit a corrupted copy of the current version as the new current version."""
     store.ensure_seeded(name, cfg)
     source, frame = store.read(name, cfg)
     bad = corrupt(frame, fault, column, share, seed)
-    detail = json.dumps({"fault": fault, "column": column, "share": share, "seed": seed})
     return store.commit(
         name,
         bad,
         cfg,
         by=by,
-        why=f"injected fault {detail}",
+        # What an upstream job would write: the fault's name must not reach llmedic's evidence
+        # through the version's metadata (it decides from the data only).
+        why="nightly batch",
         parent=source.id,
-        producer=Producer(step="fault-injection", job=fault),
+        producer=Producer(step="upstream-etl", job=f"batch-{seed}"),
     )
