@@ -70,6 +70,8 @@ class IncidentSummary(BaseModel):
     target: str
     outcome: str
     escalated: bool
+    escalation_reason: str = ""
+    """Why a human must look (empty unless escalated)."""
     diagnosis: str
     fix: str | None
     approval: str | None
@@ -193,6 +195,7 @@ def _summary(incident: Incident) -> IncidentSummary:
         target=incident.target,
         outcome=incident.outcome.value,
         escalated=incident.escalated,
+        escalation_reason=incident.escalation_reason,
         diagnosis=incident.diagnosis,
         fix=(fix.name + (" (dry run)" if fix.dry_run else "")) if fix else None,
         approval=(f"{'approved' if appr.approved else 'rejected'} by {appr.by}") if appr else None,
@@ -206,7 +209,10 @@ def _summary(incident: Incident) -> IncidentSummary:
 def to_state(summary: IncidentSummary) -> State[Any]:
     """Failed when the incident needs a human (escalated, which includes rolled back and timed-out
     approvals), so it stands out in the Prefect UI; Completed otherwise."""
-    message = f"{summary.incident_id}: {summary.outcome}" + (" (escalated)" if summary.escalated else "")
+    # The reason goes in the state's message: it is what the Prefect UI shows beside a Failed run.
+    message = f"{summary.incident_id}: {summary.outcome}" + (
+        f" (escalated: {summary.escalation_reason})" if summary.escalated else ""
+    )
     if summary.escalated or summary.outcome in (Outcome.FAILED_ROLLED_BACK.value, Outcome.ESCALATED.value):
         return Failed(message=message, data=summary.model_dump())
     return Completed(message=message, data=summary.model_dump())
