@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from llmedic.backups import verify_backup
 from llmedic.config import load_environment, settings_from_env
 from llmedic.incident import utcnow
-from llmedic.reviews import ReviewIncidents
+from llmedic.reviews.incidents import ReviewIncidents
 
 __all__ = ["BackupRequest", "backup_verify", "render"]
 

@@ -26,7 +26,7 @@ from llmedic.capacity import ServiceReview, review_service
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import utcnow
-from llmedic.reviews import ReviewIncidents
+from llmedic.reviews.incidents import ReviewIncidents
 
 __all__ = ["CapacityRequest", "capacity_review", "chart_png", "render"]
 

@@ -88,7 +88,7 @@ def review_incidents(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Open review incidents (capacity shortfalls, failed backups)."""
-    from llmedic.reviews import ReviewIncidents
+    from llmedic.reviews.incidents import ReviewIncidents
 
     recs = ReviewIncidents(settings_from_env().home / "reviews" / "incidents").all(None if all_ else "open")
     if as_json:
@@ -103,7 +103,7 @@ def review_incidents(
 @review_app.command("close")
 def review_close(rid: str, by: Annotated[str, typer.Option(help="Who closes it.")]) -> None:
     """Close a review incident (it is kept)."""
-    from llmedic.reviews import ReviewIncidents
+    from llmedic.reviews.incidents import ReviewIncidents
 
     rec = ReviewIncidents(settings_from_env().home / "reviews" / "incidents").close(rid, by=by)
     out.print(f"{rec.id} closed by {by}")
