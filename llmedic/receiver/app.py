@@ -202,6 +202,145 @@ def openapi() -> dict[str, Any]:
     }
 
 
+class _Handlers:
+    """The receiver's endpoints, sharing the outbox, the credentials and the metrics."""
+
+    READERS: dict[str, Callable[[Any, list[AlertRule]], list[Received]]] = {
+        "alertmanager": read_alertmanager,
+        "grafana": read_grafana,
+        "generic": read_generic,
+    }
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        auth: ReceiverAuth,
+        rules: list[AlertRule],
+        metrics: ReceiverMetrics,
+        max_body_bytes: int,
+        dispatcher_alive: Callable[[], bool],
+        known: Callable[[str], bool],
+    ) -> None:
+        self.outbox, self.auth, self.rules, self.m = outbox, auth, rules, metrics
+        self.max_body_bytes, self.dispatcher_alive, self.known = max_body_bytes, dispatcher_alive, known
+        self.spec = openapi()
+
+    async def _body(self, request: Request, endpoint: str) -> bytes | Response:
+        """The request's body, or the problem response that refuses it (auth, type, size, signature)."""
+        m, limit = self.m, self.max_body_bytes
+        if not self.auth.check(request.headers.get("authorization", "")):
+            return _problem(
+                401, "unauthorized", "missing or wrong credentials", m, "send Authorization: Bearer <token>"
+            )
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return _problem(
+                415, "content_type", f"content type must be application/json, not {ctype or 'none'!r}", m
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return _problem(413, "too_large", f"body of {declared} bytes exceeds the {limit}-byte limit", m)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return _problem(413, "too_large", f"body exceeds the {limit}-byte limit", m)
+        if endpoint == "grafana" and not self.auth.grafana_signature_ok(
+            body,
+            request.headers.get("x-grafana-alerting-signature", ""),
+            request.headers.get(self.auth.grafana_timestamp_header.lower(), ""),
+        ):
+            return _problem(401, "signature", "X-Grafana-Alerting-Signature does not match the body", m)
+        return body
+
+    async def intake(self, request: Request, endpoint: str) -> Response:
+        body = await self._body(request, endpoint)
+        if isinstance(body, Response):
+            return body
+        m = self.m
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _problem(400, "json", f"body is not JSON: {exc}", m)
+        try:
+            received = self.READERS[endpoint](data, self.rules)
+        except AlertPayloadError as exc:
+            return _problem(400, "schema", exc.message, m, exc.hint)
+        m.received.labels(endpoint=endpoint).inc(len(received))
+        items = [Intake.judge(r, self.known) for r in received]
+        try:
+            fresh = self.outbox.accept(items)
+        except OutboxError as exc:
+            m.rejected.labels(reason="outbox").inc()
+            return JSONResponse(
+                {"error": "outbox", "message": f"cannot store the alerts right now ({exc.message}); retry"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        m.accepted.labels(endpoint=endpoint).inc(len(items))
+        return JSONResponse(self._accepted(items, fresh), status_code=202)
+
+    def _accepted(self, items: list[Intake], fresh: list[bool]) -> dict[str, Any]:
+        """Count the stored alerts into the metrics and say, per alert, what became of it."""
+        m = self.m
+
+        def new_in(state: str) -> int:
+            # Counted once per notification: a sender's retry of the same body is a repeat.
+            return sum(1 for item, new in zip(items, fresh, strict=True) if new and item.state == state)
+
+        repeats = fresh.count(False)
+        unrouted, invalid, unknown = new_in("unrouted"), new_in("invalid"), new_in("unknown-target")
+        m.deduplicated.inc(repeats)
+        m.unrouted.inc(unrouted)
+        if invalid:
+            m.rejected.labels(reason="invalid_alert").inc(invalid)
+        if unknown:
+            m.rejected.labels(reason="unknown_target").inc(unknown)
+        return {
+            "accepted": len(items),
+            "new": len(items) - repeats,
+            "repeats": repeats,
+            "unrouted": unrouted,
+            "invalid": invalid,
+            "unknown_target": unknown,
+            "alerts": [
+                {
+                    "key": item.key,
+                    "state": item.state,
+                    "reason": item.reason,
+                    "anomaly": item.anomaly,
+                    "new": new,
+                }
+                for item, new in zip(items, fresh, strict=True)
+            ],
+        }
+
+    async def alertmanager(self, request: Request) -> Response:
+        return await self.intake(request, "alertmanager")
+
+    async def grafana(self, request: Request) -> Response:
+        return await self.intake(request, "grafana")
+
+    async def generic(self, request: Request) -> Response:
+        return await self.intake(request, "generic")
+
+    async def healthz(self, request: Request) -> Response:
+        alive = self.dispatcher_alive()
+        body = {
+            "status": "ok" if alive else "degraded",
+            "outbox_depth": self.outbox.depth(),
+            "dispatcher": alive,
+            "time": time.time(),
+        }
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.m.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi_endpoint(self, request: Request) -> Response:
+        return JSONResponse(self.spec)
+
+
 def create_receiver_app(
     outbox: Outbox,
     auth: ReceiverAuth,
@@ -218,128 +357,22 @@ def create_receiver_app(
     (:func:`llmedic.alerts.target_matcher`); alerts about anything else are stored
     ``unknown-target`` and never dispatched. Without it every target is taken as known.
     """
-    m = metrics or ReceiverMetrics(outbox)
-    spec = openapi()
-    readers: dict[str, Callable[[Any, list[AlertRule]], list[Received]]] = {
-        "alertmanager": read_alertmanager,
-        "grafana": read_grafana,
-        "generic": read_generic,
-    }
-    known = known_target or (lambda target: True)
-
-    async def intake(request: Request, endpoint: str) -> Response:
-        if not auth.check(request.headers.get("authorization", "")):
-            return _problem(
-                401, "unauthorized", "missing or wrong credentials", m, "send Authorization: Bearer <token>"
-            )
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return _problem(
-                415, "content_type", f"content type must be application/json, not {ctype or 'none'!r}", m
-            )
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return _problem(
-                413, "too_large", f"body of {declared} bytes exceeds the {max_body_bytes}-byte limit", m
-            )
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                return _problem(413, "too_large", f"body exceeds the {max_body_bytes}-byte limit", m)
-        if endpoint == "grafana" and not auth.grafana_signature_ok(
-            body,
-            request.headers.get("x-grafana-alerting-signature", ""),
-            request.headers.get(auth.grafana_timestamp_header.lower(), ""),
-        ):
-            return _problem(401, "signature", "X-Grafana-Alerting-Signature does not match the body", m)
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _problem(400, "json", f"body is not JSON: {exc}", m)
-        try:
-            received = readers[endpoint](data, rules)
-        except AlertPayloadError as exc:
-            return _problem(400, "schema", exc.message, m, exc.hint)
-        m.received.labels(endpoint=endpoint).inc(len(received))
-        items = [Intake.judge(r, known) for r in received]
-        try:
-            fresh = outbox.accept(items)
-        except OutboxError as exc:
-            m.rejected.labels(reason="outbox").inc()
-            return JSONResponse(
-                {"error": "outbox", "message": f"cannot store the alerts right now ({exc.message}); retry"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        m.accepted.labels(endpoint=endpoint).inc(len(items))
-
-        def new_in(state: str) -> int:
-            # Counted once per notification: a sender's retry of the same body is a repeat.
-            return sum(1 for item, new in zip(items, fresh, strict=True) if new and item.state == state)
-
-        repeats = fresh.count(False)
-        unrouted, invalid, unknown = new_in("unrouted"), new_in("invalid"), new_in("unknown-target")
-        m.deduplicated.inc(repeats)
-        m.unrouted.inc(unrouted)
-        if invalid:
-            m.rejected.labels(reason="invalid_alert").inc(invalid)
-        if unknown:
-            m.rejected.labels(reason="unknown_target").inc(unknown)
-        return JSONResponse(
-            {
-                "accepted": len(items),
-                "new": len(items) - repeats,
-                "repeats": repeats,
-                "unrouted": unrouted,
-                "invalid": invalid,
-                "unknown_target": unknown,
-                "alerts": [
-                    {
-                        "key": item.key,
-                        "state": item.state,
-                        "reason": item.reason,
-                        "anomaly": item.anomaly,
-                        "new": new,
-                    }
-                    for item, new in zip(items, fresh, strict=True)
-                ],
-            },
-            status_code=202,
-        )
-
-    async def alertmanager(request: Request) -> Response:
-        return await intake(request, "alertmanager")
-
-    async def grafana(request: Request) -> Response:
-        return await intake(request, "grafana")
-
-    async def generic(request: Request) -> Response:
-        return await intake(request, "generic")
-
-    async def healthz(request: Request) -> Response:
-        alive = dispatcher_alive()
-        body = {
-            "status": "ok" if alive else "degraded",
-            "outbox_depth": outbox.depth(),
-            "dispatcher": alive,
-            "time": time.time(),
-        }
-        return JSONResponse(body, status_code=200 if alive else 503)
-
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
-
-    async def openapi_endpoint(request: Request) -> Response:
-        return JSONResponse(spec)
-
+    h = _Handlers(
+        outbox,
+        auth,
+        rules,
+        metrics or ReceiverMetrics(outbox),
+        max_body_bytes,
+        dispatcher_alive,
+        known_target or (lambda target: True),
+    )
     return Starlette(
         routes=[
-            Route("/alerts/alertmanager", alertmanager, methods=["POST"]),
-            Route("/alerts/grafana", grafana, methods=["POST"]),
-            Route("/alerts", generic, methods=["POST"]),
-            Route("/healthz", healthz),
-            Route("/metrics", metrics_endpoint),
-            Route("/openapi.json", openapi_endpoint),
+            Route("/alerts/alertmanager", h.alertmanager, methods=["POST"]),
+            Route("/alerts/grafana", h.grafana, methods=["POST"]),
+            Route("/alerts", h.generic, methods=["POST"]),
+            Route("/healthz", h.healthz),
+            Route("/metrics", h.metrics_endpoint),
+            Route("/openapi.json", h.openapi_endpoint),
         ]
     )
