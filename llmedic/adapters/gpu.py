@@ -87,6 +87,23 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class _Reader:
+    """Reads one NVML figure of a device: a lost GPU marks the device lost, an unsupported call is
+    listed, and either way the figure is ``None`` (never an exception)."""
+
+    def __init__(self, d: DeviceHealth) -> None:
+        self.d = d
+
+    def __call__(self, what: str, call: Any) -> Any:
+        try:
+            return call()
+        except pynvml.NVMLError_GpuIsLost as exc:
+            self.d.lost, self.d.error = True, f"{what}: {exc}"
+        except pynvml.NVMLError as exc:
+            self.d.unsupported.append(f"{what} ({exc})")
+        return None
+
+
 class NvmlReader:
     """Reads GPU health through ``nvml`` (default: the real pynvml module)."""
 
@@ -131,15 +148,14 @@ class NvmlReader:
             d.lost, d.error = True, f"{type(exc).__name__}: {exc}"
             return d
 
-        def read(what: str, call: Any) -> Any:
-            try:
-                return call()
-            except pynvml.NVMLError_GpuIsLost as exc:
-                d.lost, d.error = True, f"{what}: {exc}"
-            except pynvml.NVMLError as exc:
-                d.unsupported.append(f"{what} ({exc})")
-            return None
+        read = _Reader(d)
+        self._performance(h, d, read)
+        self._errors(h, d, read)
+        return d
 
+    def _performance(self, h: Any, d: DeviceHealth, read: _Reader) -> None:
+        """Utilisation, memory, processes, temperatures, power, clocks and throttling."""
+        n = self.nvml
         util = read("utilisation", lambda: n.nvmlDeviceGetUtilizationRates(h))
         d.utilisation_pct = int(util.gpu) if util is not None else None
         mem = read("memory", lambda: n.nvmlDeviceGetMemoryInfo(h))
@@ -175,6 +191,10 @@ class NvmlReader:
                 "nvmlDeviceGetCurrentClocksThrottleReasons (deprecated)" if mask is not None else ""
             )
         d.throttle_reasons = decode_throttle(int(mask)) if mask is not None else []
+
+    def _errors(self, h: Any, d: DeviceHealth, read: _Reader) -> None:
+        """ECC counters, remapped rows, retired pages and the driver's recovery action."""
+        n = self.nvml
         d.ecc_corrected_volatile = read(
             "ECC corrected",
             lambda: n.nvmlDeviceGetTotalEccErrors(
@@ -206,7 +226,6 @@ class NvmlReader:
             f = fields[0]
             if int(getattr(f, "nvmlReturn", 0)) == 0:
                 d.recovery_action = RECOVERY_ACTIONS.get(int(f.value.uiVal), str(int(f.value.uiVal)))
-        return d
 
 
 def _why_unavailable(exc: Exception) -> str:
