@@ -71,7 +71,28 @@ def _notifications(i: Incident) -> list[str]:
 def render_markdown(incident: Incident) -> str:
     """A complete, readable incident report."""
     i = incident
-    lines = [
+    lines = _header(i)
+    if i.escalated:
+        lines += [f"> **Escalated:** {i.escalation_reason}", ""]
+    lines += _timeline(i)
+    lines += ["", "## Decisions", ""]
+    lines += [f"- **{d.topic}** → `{d.choice}`: {d.reason}" for d in i.decisions] or ["- none"]
+    lines += ["", "## Approvals", ""]
+    lines += [_approval_line(a) for a in i.approvals] or ["- none needed"]
+    lines += ["", "## Notifications", "", *_notifications(i)]
+    lines += _actions(i) + _verification(i)
+    lines += ["", "## Evidence", ""]
+    for e in i.evidence:
+        gap = " **(gap)**" if e.gap else ""
+        lines.append(f"- **{e.name}** [{e.source}]{gap}: {e.summary}")
+    lines += _post_mortem(i)
+    if i.related:
+        lines += ["", "## Similar past incidents", ""] + [f"- `{r}`" for r in i.related]
+    return "\n".join(lines) + "\n"
+
+
+def _header(i: Incident) -> list[str]:
+    return [
         f"# Incident {i.id}: {i.title}",
         "",
         "| field | value |",
@@ -90,9 +111,10 @@ def render_markdown(incident: Incident) -> str:
         f"| alert | `{i.alert.alertname}` from {i.alert.source} ({i.alert.severity}): {i.alert.summary} |",
         "",
     ]
-    if i.escalated:
-        lines += [f"> **Escalated:** {i.escalation_reason}", ""]
-    lines += [
+
+
+def _timeline(i: Incident) -> list[str]:
+    lines = [
         "## Timeline",
         "",
         "| step | started (UTC) | took | status | summary |",
@@ -103,12 +125,11 @@ def render_markdown(incident: Incident) -> str:
         lines.append(
             f"| {r.step.value} | {r.started_at:%H:%M:%S} | {_fmt_s(r.seconds)} | {r.status} | {summary} |"
         )
-    lines += ["", "## Decisions", ""]
-    lines += [f"- **{d.topic}** → `{d.choice}`: {d.reason}" for d in i.decisions] or ["- none"]
-    lines += ["", "## Approvals", ""]
-    lines += [_approval_line(a) for a in i.approvals] or ["- none needed"]
-    lines += ["", "## Notifications", "", *_notifications(i)]
-    lines += [
+    return lines
+
+
+def _actions(i: Incident) -> list[str]:
+    lines = [
         "",
         "## Actions",
         "",
@@ -121,7 +142,11 @@ def render_markdown(incident: Incident) -> str:
             comp += " (ran)"
         applied = "dry run" if a.dry_run else ("yes" if a.applied else "no")
         lines.append(f"| {a.name} | {a.target} | {a.risk.value} | {applied} | {a.result or '—'} | {comp} |")
-    lines += ["", "## Verification", ""]
+    return lines
+
+
+def _verification(i: Incident) -> list[str]:
+    lines = ["", "## Verification", ""]
     if i.verification:
         lines += [f"Result: **{'passed' if i.verification.passed else 'failed'}**", ""]
         lines += ["| check | passed | observed | expected |", "|---|---|---|---|"]
@@ -131,16 +156,16 @@ def render_markdown(incident: Incident) -> str:
         ]
     else:
         lines.append("not run")
-    lines += ["", "## Evidence", ""]
-    for e in i.evidence:
-        gap = " **(gap)**" if e.gap else ""
-        lines.append(f"- **{e.name}** [{e.source}]{gap}: {e.summary}")
+    return lines
+
+
+def _post_mortem(i: Incident) -> list[str]:
     fixed = [
         a
         for a in i.actions
         if a.applied and not a.dry_run and a.name not in ("drain_instance", "undrain_instance")
     ]
-    lines += [
+    return [
         "",
         "## Post-mortem",
         "",
@@ -166,9 +191,6 @@ def render_markdown(incident: Incident) -> str:
         "",
         "_Edit this section during the review; the rest is generated from the incident record._",
     ]
-    if i.related:
-        lines += ["", "## Similar past incidents", ""] + [f"- `{r}`" for r in i.related]
-    return "\n".join(lines) + "\n"
 
 
 class KnowledgeBase:
