@@ -16,7 +16,7 @@ from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field
 
 from llmedic.alerts import Alert
-from llmedic.analysis.accuracy import compare_runs
+from llmedic.anomalies.accuracy.stats import compare_runs
 from llmedic.catalog import AnomalyType
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import LlmedicError

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from llmedic.adapters.control import make_control
 from llmedic.adapters.endpoint import Endpoint, summarise_probes
-from llmedic.analysis.accuracy import compare_runs
+from llmedic.anomalies.accuracy.stats import compare_runs
 from llmedic.catalog import AnomalyType
 from llmedic.config import EnvironmentFile, InstanceConfig, load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError

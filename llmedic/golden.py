@@ -30,7 +30,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from llmedic.adapters.endpoint import Endpoint
-from llmedic.analysis.accuracy import SemanticScorer, TfidfScorer, exact_match, normalize_answer, token_f1
+from llmedic.anomalies.accuracy.stats import (
+    SemanticScorer,
+    TfidfScorer,
+    exact_match,
+    normalize_answer,
+    token_f1,
+)
 from llmedic.config import EnvironmentFile, InstanceConfig
 from llmedic.errors import EndpointError, GoldenSetError
 

@@ -3,7 +3,7 @@
 Every judgement compares per-item correctness on the service's golden set with the *reference
 baseline* from the model registry (the current version's own baseline, else that of the newest
 earlier good release): McNemar on the same items re-scored, a bootstrap interval of the per-item
-difference, Wilson intervals (llmedic/analysis/accuracy.py). The evidence lines up what changed
+difference, Wilson intervals (llmedic/anomalies/accuracy/stats.py). The evidence lines up what changed
 since that baseline — model release and its configuration, the knowledge datasets the service
 reads (with their audits), the prompts users send — and the diagnosis names the change that
 explains the newly wrong items.
@@ -19,8 +19,8 @@ import pandas as pd
 from pydantic import BaseModel
 
 from llmedic.alerts import Alert
-from llmedic.analysis.accuracy import DropVerdict, compare_runs, wilson_interval
 from llmedic.analysis.drift import column_drift
+from llmedic.anomalies.accuracy.stats import DropVerdict, compare_runs, wilson_interval
 from llmedic.catalog import AnomalyType, Risk
 from llmedic.config import DataThresholds
 from llmedic.diagnoses import AccuracyDiagnosis

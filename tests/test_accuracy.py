@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from llmedic.analysis.accuracy import (
+from llmedic.anomalies.accuracy.stats import (
     TfidfScorer,
     compare_runs,
     exact_match,
