@@ -20,10 +20,10 @@ from pydantic import BaseModel
 
 from llmedic.alerts import Alert
 from llmedic.analysis.drift import column_drift
+from llmedic.anomalies.accuracy.diagnosis import DatasetChange, ModelChange, PromptDrift, diagnose_accuracy
 from llmedic.anomalies.accuracy.stats import DropVerdict, compare_runs, wilson_interval
 from llmedic.catalog import AnomalyType, Risk
 from llmedic.config import DataThresholds
-from llmedic.diagnoses import AccuracyDiagnosis
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.golden import GoldenItem, Scorecard, sample_items
 from llmedic.incident import ActionRecord, Step, StepResult, VerificationCheck, utcnow
@@ -387,55 +387,36 @@ def evidence_accuracy(ctx: StepContext, confirm: dict[str, Any], assess: dict[st
         )
 
     # Diagnosis: the change that explains the newly wrong items.
-    explained = {ds: len(e["newly_wrong_in_changed_rows"]) for ds, e in changed.items()}
-    data_ds = max(explained, key=lambda k: explained[k]) if explained else None
-    data_share = explained[data_ds] / len(newly_wrong) if data_ds and newly_wrong else 0.0
-    if data_ds and (data_share >= 0.5 or not model_changed):
-        entry = changed[data_ds]
-        corrupted = bool(entry["breaches"])
-        diagnosis = (
-            AccuracyDiagnosis.KNOWLEDGE_CORRUPTED if corrupted else AccuracyDiagnosis.KNOWLEDGE_CHANGED
+    finding = diagnose_accuracy(
+        len(newly_wrong),
+        [
+            DatasetChange(
+                dataset=ds,
+                baseline_version=e["baseline_version"],
+                current=e["current"],
+                breach_anomalies=[AnomalyType(b["anomaly"]) for b in e["breaches"]],
+                newly_wrong_in_changed_rows=len(e["newly_wrong_in_changed_rows"]),
+            )
+            for ds, e in changed.items()
+        ],
+        ModelChange(
+            service=svc,
+            version=current.version,
+            since=current.at,
+            baseline_version=ref_version,
+            config_keys=[str(d["key"]) for d in diff],
         )
-        reason = (
-            f"{data_ds} moved {entry['baseline_version']} → {entry['current']} since the baseline; "
-            f"{explained[data_ds]} of {len(newly_wrong)} newly wrong items are rows that changed"
-            + (f"; its audit finds {len(entry['breaches'])} breach(es)" if corrupted else "")
-        )
-        if corrupted:
-            kinds: dict[AnomalyType, int] = {}
-            for b in entry["breaches"]:
-                a = AnomalyType(b["anomaly"])
-                kinds[a] = kinds.get(a, 0) + 1
-            for anomaly, count in sorted(kinds.items()):
-                opened = (
-                    "dry run: not opened"
-                    if ctx.dry_run
-                    else _open_data_incident(data_ds, entry["current"], anomaly, count)
-                )
-                t.add(
-                    f"data_incident_{anomaly.value}",
-                    "orchestration",
-                    f"{anomaly.value} for {data_ds}: {opened}",
-                )
-                t.decide(
-                    "handoff", f"data incident {anomaly.value}", f"{data_ds}@{entry['current']}: {opened}"
-                )
-    elif model_changed and current:
-        diagnosis = AccuracyDiagnosis.MODEL_REGRESSION
-        reason = (
-            f"{svc} serves {current.version} since {current.at:%Y-%m-%d %H:%M} UTC; the baseline of "
-            f"{ref_version} answered these items right"
-            + (f"; configuration changed ({', '.join(str(d['key']) for d in diff)})" if diff else "")
-        )
-    elif drift and drift.get("drifted"):
-        diagnosis = AccuracyDiagnosis.PROMPT_DRIFT
-        reason = (
-            f"no model or data change since the baseline, but user prompts drifted (in-domain words "
-            f"{drift['mean_domain_share']:.0%} vs {drift['reference_domain_share']:.0%} in the golden set)"
-        )
-    else:
-        diagnosis = AccuracyDiagnosis.UNEXPLAINED
-        reason = "no model release, data version or prompt drift since the baseline explains the drop"
+        if model_changed and current and ref_version
+        else None,
+        PromptDrift.model_validate(drift) if drift else None,
+    )
+    diagnosis, reason = finding.diagnosis, finding.reason
+    for anomaly, count in finding.handoffs():
+        assert finding.dataset is not None  # handoffs come from the dataset behind the finding
+        ds, version = finding.dataset.dataset, finding.dataset.current
+        opened = "dry run: not opened" if ctx.dry_run else _open_data_incident(ds, version, anomaly, count)
+        t.add(f"data_incident_{anomaly.value}", "orchestration", f"{anomaly.value} for {ds}: {opened}")
+        t.decide("handoff", f"data incident {anomaly.value}", f"{ds}@{version}: {opened}")
     system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     return t.done(

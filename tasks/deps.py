@@ -16,7 +16,8 @@ from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.gpu import host_snapshot
 from llmedic.adapters.pyenv import probe_env, try_lock_env
 from llmedic.analysis.deps import broken_requirements, cuda_mismatch, diff_lock, import_failures, parse_lock
-from llmedic.diagnoses import DependencyDiagnosis
+from llmedic.anomalies.dependency.diagnosis import Diagnosis as DependencyDiagnosis
+from llmedic.anomalies.dependency.diagnosis import EnvironmentReport, diagnose_environment
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.playbook import DependencySettings
@@ -145,20 +146,7 @@ def evidence_deps(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
             ", ".join(f"{k} ×{v}" for k, v in fails.items()) or "no import error in the recent log",
             {"import_errors": fails},
         )
-    if report["cuda_mismatch"] and not report["broken"] and report["lock_clean"]:
-        diagnosis, reason = DependencyDiagnosis.CUDA_MISMATCH, str(report["cuda_mismatch"])
-    elif not report["lock_clean"] or report["broken"]:
-        diagnosis = DependencyDiagnosis.DRIFT_FROM_LOCK
-        reason = "the environment drifted from its lock: " + "; ".join(
-            (report["lock_diff"] + report["broken"])[:4]
-        )
-    elif report["failed_imports"]:
-        diagnosis = DependencyDiagnosis.IMPORT_FAILURE
-        reason = "modules fail to import although the lock is matched: " + "; ".join(
-            report["failed_imports"].values()
-        )
-    else:
-        diagnosis, reason = DependencyDiagnosis.UNKNOWN, "nothing in the environment explains the alert"
+    diagnosis, reason = diagnose_environment(EnvironmentReport.model_validate(report))
     system_evidence(rt, t)
     t.decide("diagnosis", diagnosis, reason)
     return t.done(

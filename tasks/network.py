@@ -8,8 +8,8 @@ from typing import Any
 
 from llmedic.adapters.netprobe import LinkProbe, probe_link
 from llmedic.adapters.shell import make_shell, run_template
+from llmedic.anomalies.network.diagnosis import HARD_FAILURES, ArtifactState, diagnose_link
 from llmedic.config import NetworkLink
-from llmedic.diagnoses import NetworkDiagnosis
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.network import active_url
@@ -135,36 +135,10 @@ def evidence_network(ctx: StepContext, confirm: dict[str, Any], assess: dict[str
     link = _link(rt)
     hop = str(confirm.get("diagnosis"))  # the probe's verdict on the first failing hop
     art = confirm.get("artifact")
-    diagnosis: NetworkDiagnosis
-    if hop == "healthy" and art is not None and not art["verified"]:
-        diagnosis, reason = (
-            NetworkDiagnosis.SYNC_INTERRUPTED,
-            f"{art['dest']} is not in place ({art['partial_bytes']} bytes received)",
-        )
-    elif hop in ("dns_failure", "tcp_refused", "tcp_unreachable", "http_failure"):
-        hosts = _host_probes(rt, t)
-        if hosts and all(hosts.values()):
-            reason = (
-                f"llmedic cannot reach the link ({hop}) but every consumer host can "
-                f"({sorted(hosts)}): the path from the orchestrator is broken, not the endpoint"
-            )
-            diagnosis = NetworkDiagnosis.ORCHESTRATOR_PATH
-        else:
-            reason = (
-                f"the far end is unreachable ({hop})"
-                + (
-                    f"; from the hosts too ({sorted(h for h, ok in hosts.items() if not ok)})"
-                    if hosts
-                    else ""
-                )
-                + ("; a backup endpoint is declared" if link.backup_url else "; no backup endpoint")
-            )
-            diagnosis = NetworkDiagnosis.ENDPOINT_DOWN
-    elif hop in ("packet_loss", "slow_link"):
-        reason = f"the link degrades ({hop}) but answers: retry with backoff"
-        diagnosis = NetworkDiagnosis.LINK_DEGRADED
-    else:
-        diagnosis, reason = NetworkDiagnosis.HEALTHY, "the link answers and its artifact is in place"
+    hosts = _host_probes(rt, t) if hop in HARD_FAILURES else {}
+    diagnosis, reason = diagnose_link(
+        hop, ArtifactState.model_validate(art) if art else None, hosts, has_backup=bool(link.backup_url)
+    )
     t.decide("diagnosis", diagnosis, reason)
     return t.done(f"{diagnosis}: {reason}", data={"diagnosis": diagnosis, "reason": reason})
 
