@@ -24,8 +24,8 @@ import yaml  # noqa: E402
 
 from llmedic.adapters.endpoint import Endpoint  # noqa: E402
 from llmedic.golden import load_golden, score_items  # noqa: E402
-from llmedic.sandbox.fleet import FleetSpec, run_fleet  # noqa: E402
-from llmedic.sandbox.knowledge import golden_path  # noqa: E402
+from llmedic_sandbox.fleet import FleetSpec, run_fleet  # noqa: E402
+from llmedic_sandbox.knowledge import golden_path  # noqa: E402
 
 ITEMS = 500
 CONCURRENCY = (1, 4, 8, 16, 32)

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmedic.config import Settings
-from llmedic.gameday import GameDay, load_scenarios
+from llmedic_sandbox.gameday import GameDay, load_scenarios
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmedic.orchestration import PrefectServer, prefect_env, stop_process, stop_runner  # noqa: E402
 from llmedic.receiver.outbox import Outbox  # noqa: E402
-from llmedic.sandbox.fleet import FleetSpec, free_port, run_fleet  # noqa: E402
+from llmedic_sandbox.fleet import FleetSpec, free_port, run_fleet  # noqa: E402
 
 TOKEN = "bench-token"
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from llmedic.cli_gameday import gameday
+from llmedic_sandbox.cli import gameday
 from llmedic.cli_models import golden_app, model_app
 from llmedic.cli_reviews import backup_app, report_run, review_app, sandbox_history
 from llmedic.cli_system import gpu_app, host_app
@@ -55,7 +55,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
 ) -> None:
     """Run one latency incident end to end on the embedded defaults."""
-    from llmedic.demo import Demo
+    from llmedic_sandbox.demo import Demo
 
     raise typer.Exit(Demo(settings_from_env(), timeout=timeout, keep=keep).run())
 
@@ -241,7 +241,7 @@ def sandbox(
     ] = False,
 ) -> None:
     """Run a simulated vertical LLM service fleet (clinical drug interactions)."""
-    from llmedic.sandbox.fleet import FleetSpec, run_fleet
+    from llmedic_sandbox.fleet import FleetSpec, run_fleet
 
     if trace_memory:
         import tracemalloc
@@ -890,7 +890,7 @@ def data_inject(
 ) -> None:
     """Game days and tests: commit a corrupted copy of the current version as the new current one."""
     from llmedic.errors import DatasetError
-    from llmedic.sandbox.data_faults import FAULTS, inject
+    from llmedic_sandbox.data_faults import FAULTS, inject
 
     if fault not in FAULTS:
         raise DatasetError(f"unknown fault {fault!r}", hint="; ".join(f"{k}: {v}" for k, v in FAULTS.items()))

@@ -131,7 +131,7 @@ def sandbox_history(
     """Backfill a month of synthetic fleet and GPU metrics into a Prometheus data directory."""
     from urllib.parse import urlsplit
 
-    from llmedic.sandbox.history import HistorySpec, backfill, write_openmetrics
+    from llmedic_sandbox.history import HistorySpec, backfill, write_openmetrics
 
     env = load_environment(config)
     if not env.services:

@@ -46,7 +46,7 @@ def gpu_snapshot(
         str | None,
         typer.Option(
             help="Read another object with pynvml's interface (module:factory) instead of NVML, "
-            "e.g. the sandbox's llmedic.sandbox.fake_nvml:FakeNvml."
+            "e.g. the sandbox's llmedic_sandbox.fake_nvml:FakeNvml."
         ),
     ] = None,
     scenario: Annotated[Path | None, typer.Option(help="Passed to the --backend factory.")] = None,

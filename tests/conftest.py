@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmedic.sandbox.fleet import FleetSpec, start_fleet, write_healthy_gpus
-from llmedic.sandbox.knowledge import shipped_path
+from llmedic_sandbox.fleet import FleetSpec, start_fleet, write_healthy_gpus
+from llmedic_sandbox.knowledge import shipped_path
 from tests.sshd import Sshd, running_sshd
 
 
@@ -114,7 +114,7 @@ def postgres_server() -> Iterator[str]:
     import subprocess
     import tempfile
 
-    from llmedic.sandbox.fleet import free_port
+    from llmedic_sandbox.fleet import free_port
 
     bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     bindir = bindirs[-1] if bindirs else str(Path(shutil.which("initdb") or "/nonexistent").parent)

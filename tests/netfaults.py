@@ -1,6 +1,6 @@
 """Network faults for the tests: an HTTP file server with Range support and a network namespace
 behind a veth pair whose link the test takes down and up (the fault-injecting TCP proxy is the
-sandbox's: ``llmedic.sandbox.faultproxy``). Every loop is bounded."""
+sandbox's: ``llmedic_sandbox.faultproxy``). Every loop is bounded."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 
 
 class _Handler(BaseHTTPRequestHandler):

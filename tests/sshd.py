@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 
 SSHD = "/usr/sbin/sshd"
 

@@ -17,7 +17,7 @@ import yaml
 
 from llmedic.backups import MANIFEST, make_backup, verify_backup
 from llmedic.config import BackupArtifact
-from llmedic.sandbox.knowledge import shipped_path
+from llmedic_sandbox.knowledge import shipped_path
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

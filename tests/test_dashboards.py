@@ -13,8 +13,8 @@ from prometheus_client import generate_latest
 from llmedic.incident import IncidentStore
 from llmedic.receiver.app import ReceiverMetrics
 from llmedic.receiver.outbox import Outbox
-from llmedic.sandbox.instance import SandboxInstance, dcgm_exposition
-from llmedic.sandbox.knowledge import load_knowledge
+from llmedic_sandbox.instance import SandboxInstance, dcgm_exposition
+from llmedic_sandbox.knowledge import load_knowledge
 
 GRAFANA = Path(__file__).resolve().parents[1] / "deployments" / "grafana"
 NAME = re.compile(

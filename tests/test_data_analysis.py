@@ -367,7 +367,7 @@ def test_secrets_are_masked_in_samples(text: str, masked: str) -> None:
 def test_injected_data_faults_have_known_ground_truth(
     fault: str, column: str | None, kind: str, count: int
 ) -> None:
-    from llmedic.sandbox.data_faults import corrupt
+    from llmedic_sandbox.data_faults import corrupt
 
     clean = palmerpenguins.load_penguins().dropna().reset_index(drop=True).astype("str")  # 333 complete rows
     cfg = config(
@@ -383,7 +383,7 @@ def test_injected_data_faults_have_known_ground_truth(
 
 
 def test_a_shifted_column_drifts() -> None:
-    from llmedic.sandbox.data_faults import corrupt
+    from llmedic_sandbox.data_faults import corrupt
 
     clean = palmerpenguins.load_penguins().dropna().reset_index(drop=True)
     cfg = config({"body_mass_g": {"dtype": "float"}, "species": {"dtype": "category"}})

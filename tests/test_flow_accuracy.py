@@ -19,8 +19,8 @@ from llmedic.evaluation import Evaluation
 from llmedic.incident import IncidentRequest, Outcome, utcnow
 from llmedic.models import ModelRegistry
 from llmedic.playbook import AccuracySettings
-from llmedic.sandbox.data_faults import inject
-from llmedic.sandbox.fleet import KNOWLEDGE_DATASET
+from llmedic_sandbox.data_faults import inject
+from llmedic_sandbox.fleet import KNOWLEDGE_DATASET
 from tests.conftest import Fleet
 from tests.flowrun import approve, reject, run_flow
 

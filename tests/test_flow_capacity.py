@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from llmedic.monitoring import HistoryPrometheus
-from llmedic.sandbox.history import HistorySpec, backfill, write_openmetrics
+from llmedic_sandbox.history import HistorySpec, backfill, write_openmetrics
 from tests.conftest import Fleet
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -16,7 +16,7 @@ from llmedic.alerts import Alert
 from llmedic.analysis.deps import broken_requirements, diff_lock, import_failures, parse_lock
 from llmedic.catalog import AnomalyType
 from llmedic.incident import IncidentRequest, Outcome, utcnow
-from llmedic.sandbox.pyenv import BrokenEnv, service_env
+from llmedic_sandbox.pyenv import BrokenEnv, service_env
 from tests.conftest import Fleet
 from tests.flowrun import approve, run_flow
 

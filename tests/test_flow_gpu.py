@@ -17,7 +17,7 @@ import yaml
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType
 from llmedic.incident import IncidentRequest, Outcome, utcnow
-from llmedic.sandbox.fleet import FAKE_NVML_BACKEND
+from llmedic_sandbox.fleet import FAKE_NVML_BACKEND
 from tests.conftest import Fleet
 from tests.flowrun import approve, run_flow
 

@@ -12,7 +12,7 @@ import pytest
 from llmedic.catalog import AnomalyType
 from llmedic.config import Settings
 from llmedic.errors import ConfigError
-from llmedic.gameday import GameDay, load_scenarios, shipped_scenarios
+from llmedic_sandbox.gameday import GameDay, load_scenarios, shipped_scenarios
 
 
 def test_the_shipped_scenarios_cover_every_anomaly_type_controls_and_compounds() -> None:

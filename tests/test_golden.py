@@ -19,7 +19,7 @@ from llmedic.golden import (
     sample_items,
     score_items,
 )
-from llmedic.sandbox.knowledge import adversarial_path, golden_path
+from llmedic_sandbox.knowledge import adversarial_path, golden_path
 from tests.conftest import Fleet
 
 GOOD = '{"id": "a", "question": "q?", "answers": ["x"], "tags": ["t"]}\n'

@@ -23,9 +23,9 @@ from llmedic.catalog import AnomalyType
 from llmedic.config import NvmlBackend, load_environment
 from llmedic.errors import ConfigError
 from llmedic.incident import IncidentRequest, utcnow
-from llmedic.sandbox.fake_nvml import FakeNvml
-from llmedic.sandbox.fleet import FAKE_NVML_BACKEND
-from llmedic.sandbox.instance import FaultKind
+from llmedic_sandbox.fake_nvml import FakeNvml
+from llmedic_sandbox.fleet import FAKE_NVML_BACKEND
+from llmedic_sandbox.instance import FaultKind
 from tests.conftest import Fleet
 
 HEALTHY: dict[str, Any] = {
@@ -135,20 +135,13 @@ def test_throttle_bits() -> None:
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Modules that start or drive the sandbox, and may import it inside the functions that do: the
-# game-day runner and its CLI, the demo, the CLI's `llmedic sandbox ...` / `data inject` commands and
-# the synthetic-history backfill of `llmedic review`. Nothing else in llmedic/ imports it at all.
-SANDBOX_DRIVERS = {
-    "llmedic/gameday.py",
-    "llmedic/cli_gameday.py",
-    "llmedic/demo.py",
-    "llmedic/cli.py",
-    "llmedic/cli_reviews.py",
-}
+# Modules that still drive the sandbox, inside the functions that do: the CLI's `llmedic sandbox` /
+# `data inject` commands and the synthetic-history backfill of `llmedic review`.
+SANDBOX_DRIVERS = {"llmedic/cli.py", "llmedic/cli_reviews.py"}
 
 
 def _sandbox_imports(path: Path) -> list[tuple[int, str, bool]]:
-    """(line, module, at module level) of every import of llmedic.sandbox in ``path``."""
+    """(line, module, at module level) of every import of llmedic_sandbox in ``path``."""
     tree = ast.parse(path.read_text("utf-8"))
     top = {id(n) for n in tree.body}
     out = []
@@ -159,36 +152,26 @@ def _sandbox_imports(path: Path) -> list[tuple[int, str, bool]]:
             names = [a.name for a in node.names]
         else:
             continue
-        out += [(node.lineno, n, id(node) in top) for n in names if n.startswith("llmedic.sandbox")]
+        out += [(node.lineno, n, id(node) in top) for n in names if n.split(".")[0] == "llmedic_sandbox"]
     return out
 
 
 def test_no_production_module_imports_the_sandbox() -> None:
     found = {
         str(p.relative_to(ROOT)): _sandbox_imports(p)
-        for p in sorted((ROOT / "llmedic").rglob("*.py"))
-        if "sandbox" not in p.relative_to(ROOT / "llmedic").parts
+        for pkg in ("llmedic", "tasks", "flows")
+        for p in sorted((ROOT / pkg).rglob("*.py"))
     }
     at_top = {f: [m for _, m, top in imps if top] for f, imps in found.items() if any(t for *_, t in imps)}
     elsewhere = {f for f, imps in found.items() if imps}
-    # The game-day runner is the sandbox's side of a game day (it injects the faults it scores).
-    # The game-day runner is the sandbox's side of a game day (it injects the faults it scores); the
-    # demo starts a sandbox fleet.
-    assert at_top == {
-        "llmedic/demo.py": ["llmedic.sandbox.fleet"],
-        "llmedic/gameday.py": [
-            "llmedic.sandbox.data_faults",
-            "llmedic.sandbox.faultproxy",
-            "llmedic.sandbox.pyenv",
-        ],
-    }
+    assert at_top == {"llmedic/cli.py": ["llmedic_sandbox.cli"]}  # until the CLI loads it as a plugin
     assert elsewhere <= SANDBOX_DRIVERS, elsewhere - SANDBOX_DRIVERS
 
 
 def test_reading_gpus_imports_no_sandbox_module() -> None:
     code = (
         "import sys, llmedic.adapters.gpu, llmedic.adapters.control, tasks.gpu, flows.gpu_fault; "
-        "print(sorted(m for m in sys.modules if m.startswith('llmedic.sandbox')))"
+        "print(sorted(m for m in sys.modules if m.startswith('llmedic_sandbox')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -238,7 +221,7 @@ def test_a_backend_is_loaded_by_name_and_read_like_nvml(tmp_path: Path) -> None:
 def test_the_sandbox_reset_command_resets_a_fake_gpu(tmp_path: Path) -> None:
     scenario = tmp_path / "gpu.json"
     scenario.write_text(json.dumps({"devices": [{**HEALTHY, "ecc_uncorrected": 3}, {"lost": True}]}))
-    cmd = [sys.executable, "-m", "llmedic.sandbox.fake_nvml", "reset", "--scenario", str(scenario), "--gpu"]
+    cmd = [sys.executable, "-m", "llmedic_sandbox.fake_nvml", "reset", "--scenario", str(scenario), "--gpu"]
     ok = subprocess.run([*cmd, "0"], capture_output=True, text=True, check=False)
     lost = subprocess.run([*cmd, "1"], capture_output=True, text=True, check=False)
     assert (ok.returncode, ok.stdout) == (0, "GPU 0 reset\n")

@@ -253,7 +253,7 @@ def test_reconcile_cli_fails_when_prefect_is_unreachable(
 ) -> None:
     from prefect.settings import temporary_settings
 
-    from llmedic.sandbox.fleet import free_port
+    from llmedic_sandbox.fleet import free_port
 
     open_incident(clean_environ, str(uuid.uuid4()))
     with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):

@@ -11,7 +11,7 @@ import yaml
 from llmedic.cli import main
 from llmedic.errors import ModelRegistryError, UpdatesFrozen
 from llmedic.models import ModelRegistry, config_diff
-from llmedic.sandbox.knowledge import golden_path, shipped_path
+from llmedic_sandbox.knowledge import golden_path, shipped_path
 
 S = "svc"
 

@@ -22,7 +22,7 @@ from llmedic.config import EnvironmentFile
 from llmedic.incident import Incident, IncidentStore, NotificationRecord
 from llmedic.notify import deliver, notify_team, notify_team_of, redact_webhook
 from llmedic.report import render_markdown
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 
 FAST = {"attempts": 3, "backoff_seconds": 0.05, "timeout_seconds": 2, "max_seconds": 10}
 

@@ -28,7 +28,7 @@ from llmedic.prefect_auth import (
     ensure_auth_file,
     is_loopback,
 )
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 from llmedic.up import Stack
 
 AUTH = "llmedic:s3cret-for-the-test"

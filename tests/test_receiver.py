@@ -38,7 +38,7 @@ from llmedic.receiver.app import ReceiverAuth, create_receiver_app, openapi
 from llmedic.receiver.dispatcher import Dispatcher
 from llmedic.receiver.outbox import Outbox
 from llmedic.receiver.server import Receiver, auth_from_settings, ensure_token_file
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 
 TOKEN = "s3cret-token"
 RULES = [AlertRule(match={"alertname": "VLLMHighP99Latency"}, anomaly=AnomalyType.LATENCY)]

@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from llmedic.orchestration import PrefectServer, prefect_env, stop_process, stop_runner
 from llmedic.receiver.outbox import Outbox
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 from tests.conftest import Fleet
 
 pytestmark = pytest.mark.e2e

@@ -109,7 +109,7 @@ def test_the_knowledge_base_is_a_declared_dataset_and_data_faults_reach_the_serv
     from llmedic.auditing import audit_version
     from llmedic.catalog import AnomalyType
     from llmedic.config import load_environment
-    from llmedic.sandbox.data_faults import inject
+    from llmedic_sandbox.data_faults import inject
 
     cfg = load_environment(sandbox.config).dataset("drug-interactions")
     assert cfg.publish_to == sandbox.knowledge and cfg.consumers == ["pharma-qa"]
@@ -158,14 +158,14 @@ def test_heap_profile_points_at_the_leaking_line(sandbox: Fleet, tracing: None) 
     heap = SandboxControl().heap_profile(InstanceConfig(name="sandbox-3", url=sandbox.urls["sandbox-3"]))  # type: ignore[arg-type]
     top = heap["top"][0]
     assert heap["kind"] == "tracemalloc" and top["site"].endswith(
-        "llmedic/sandbox/instance.py:" + str(_leak_line())
+        "llmedic_sandbox/instance.py:" + str(_leak_line())
     )
     assert top["bytes"] >= 40 * 62_500 and top["count"] >= 40
 
 
 def _leak_line() -> int:
     src = (
-        (Path(__file__).resolve().parents[1] / "llmedic" / "sandbox" / "instance.py").read_text().splitlines()
+        (Path(__file__).resolve().parents[1] / "llmedic_sandbox" / "instance.py").read_text().splitlines()
     )
     return next(n for n, line in enumerate(src, 1) if "self._retained.append(" in line)
 

@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from llmedic.incident import IncidentStore, Outcome
 from llmedic.orchestration import PrefectServer, prefect_env, stop_process, wait_for_run
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 from tests.conftest import Fleet
 
 pytestmark = pytest.mark.e2e

@@ -67,7 +67,7 @@ def test_a_wrong_user_key_is_refused(sshd: Sshd) -> None:
 
 
 def test_unreachable_port(sshd: Sshd) -> None:
-    from llmedic.sandbox.fleet import free_port
+    from llmedic_sandbox.fleet import free_port
 
     with pytest.raises(RemoteCommandError, match="unreachable"):
         SshShell(host(sshd, port=free_port())).run("true", timeout=5)

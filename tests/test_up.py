@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import expect
 
 from llmedic.incident import IncidentStore, Outcome
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 from tests.conftest import Fleet
 
 pytestmark = pytest.mark.e2e

@@ -3,7 +3,7 @@
 :class:`NvmlReader` reads everything the gpu_fault playbook needs from an object with pynvml's
 interface — the real module, or the backend a host names in ``llmedic.yaml`` (``nvml: {backend:
 module:factory, scenario: PATH}``; the sandbox's scenario-driven fake is
-``llmedic.sandbox.fake_nvml:FakeNvml``) — so the code that runs on a GPU machine is the code the
+``llmedic_sandbox.fake_nvml:FakeNvml``) — so the code that runs on a GPU machine is the code the
 tests run. This module never imports the sandbox: a backend is imported by name when a host asks
 for it. Where there is no driver or no GPU it returns a snapshot that says so; NVML errors are
 translated here and nowhere else.
@@ -246,7 +246,7 @@ def load_nvml(backend: NvmlBackend) -> Any:
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
             f"nvml backend {backend.backend!r} cannot be loaded ({type(exc).__name__}: {exc})",
-            hint="name an importable module:callable, e.g. llmedic.sandbox.fake_nvml:FakeNvml",
+            hint="name an importable module:callable, e.g. llmedic_sandbox.fake_nvml:FakeNvml",
         ) from None
     return factory(backend.scenario)
 

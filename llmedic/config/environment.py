@@ -166,7 +166,7 @@ def _hints(path: str, kind: str) -> str | None:
         # `gpu: fake` + `gpu_scenario:` were removed: the fake NVML lives with the sandbox now.
         return (
             "gpu: fake and gpu_scenario were removed; for a fake NVML write "
-            "`nvml: {backend: llmedic.sandbox.fake_nvml:FakeNvml, scenario: PATH}`"
+            "`nvml: {backend: llmedic_sandbox.fake_nvml:FakeNvml, scenario: PATH}`"
         )
     if path.startswith("metrics") and "url" in path:
         return "metrics.url is the Prometheus base URL, e.g. http://127.0.0.1:9090"

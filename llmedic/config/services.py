@@ -140,7 +140,7 @@ class NvmlBackend(_Strict):
     backend: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
     """``module.path:factory``, imported when the host's GPUs are read: a callable taking ``scenario``
     (a path, or None) and returning the object. The sandbox's is
-    ``llmedic.sandbox.fake_nvml:FakeNvml``."""
+    ``llmedic_sandbox.fake_nvml:FakeNvml``."""
     scenario: Path | None = None
     """Passed to the factory (for the sandbox's fake: its JSON scenario file)."""
 

@@ -22,278 +22,37 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import httpx
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from pydantic import BaseModel, ConfigDict, Field
 
-from llmedic.alerts import labels_fingerprint
 from llmedic.catalog import AnomalyType
 from llmedic.config import Settings, load_environment
 from llmedic.errors import ConfigError, LlmedicError, OrchestrationError
-from llmedic.incident import Incident, IncidentStore, Outcome, Step, utcnow
+from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
 from llmedic.monitoring import MonitoringStack, binaries
 from llmedic.orchestration import PrefectServer, prefect_env, read_run, stop_process, stop_runner
 from llmedic.playbook import load_playbook
 from llmedic.receiver.server import ensure_token_file
-from llmedic.sandbox.data_faults import DataFault
-from llmedic.sandbox.faultproxy import FaultProxy
-from llmedic.sandbox.pyenv import BAD_DEPLOY, BrokenEnv
-from llmedic.yamlfile import load_model
+from llmedic_sandbox.faultproxy import FaultProxy
+from llmedic_sandbox.gameday.scenario import (
+    APPROVER,
+    AlertSpec,
+    DatasetFault,
+    DepsFault,
+    GpuFault,
+    LinkFault,
+    ModelRelease,
+    SandboxFault,
+    Scenario,
+    alertmanager_body,
+)
+from llmedic_sandbox.gameday.score import ScoreRow, score
+from llmedic_sandbox.pyenv import BrokenEnv
 
-__all__ = ["GameDay", "Scenario", "ScoreRow", "load_scenarios", "scorecard", "shipped_scenarios"]
-
-SCENARIO_DIR = Path(__file__).resolve().parent / "sandbox" / "gameday"
-APPROVER = "gameday"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class SandboxFault(_Strict):
-    """A fault in one sandbox instance (``POST /admin/faults``)."""
-
-    kind: Literal["sandbox"]
-    instance: str
-    fault: dict[str, Any]
-    """The fault body, e.g. ``{kind: slow, delay_seconds: 2.5}`` or ``{kind: leak, bytes_per_request: 5e7}``."""
-
-
-class GpuFault(_Strict):
-    """A change to one fake GPU of the sandbox host, and optionally an XID in its kernel log."""
-
-    kind: Literal["gpu"]
-    device: int = Field(ge=0)
-    set: dict[str, Any] = Field(default_factory=dict)
-    """Fields of the fake-NVML device, e.g. ``{ecc_uncorrected: 2, last_xid: 48}``."""
-    xid: int | None = None
-    """Append ``NVRM: Xid … <xid>`` to the host's kernel log."""
-
-
-class DatasetFault(_Strict):
-    """A corrupted new version of a declared dataset (``llmedic.sandbox.data_faults``)."""
-
-    kind: Literal["dataset"]
-    dataset: str
-    fault: DataFault
-    column: str | None = None
-    share: float = Field(0.1, gt=0, le=1)
-    seed: int = 0
-
-
-class ModelRelease(_Strict):
-    """A new model version released to every instance in rotation, recorded in the registry."""
-
-    kind: Literal["model_release"]
-    service: str
-    version: str
-    config: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    """Its serving configuration (what the incident's configuration diff compares)."""
-    fault: dict[str, Any] | None = None
-    """How the new version misbehaves in the sandbox, e.g. ``{kind: wrong_answers, tags: [statin]}``."""
-
-
-class DepsFault(_Strict):
-    """A bad deploy into the service's virtual environment (``llmedic.sandbox.pyenv``), after which
-    ``instance`` restarts into it."""
-
-    kind: Literal["deps"]
-    instance: str
-    install: list[str] = Field(default_factory=lambda: [BAD_DEPLOY], min_length=1)
-    """Pins installed off the lock (default: the release of ``vertical-utils`` that breaks ``vertical-core``)."""
-
-
-class LinkFault(_Strict):
-    """The sandbox's network link ``registry`` (a fault-injecting proxy in front of an endpoint the
-    service depends on, with a backup endpoint) put into a failure mode."""
-
-    kind: Literal["link"]
-    link: Literal["registry"] = "registry"
-    mode: Literal["drop", "stall", "reset", "slow", "flaky"]
-
-
-Fault = Annotated[
-    SandboxFault | GpuFault | DatasetFault | ModelRelease | DepsFault | LinkFault, Field(discriminator="kind")
-]
-
-
-class AlertSpec(_Strict):
-    """The alert that should follow the fault."""
-
-    labels: dict[str, str] = Field(min_length=1)
-    """Alert labels; ``alertname`` and ``target`` (instance, service or dataset) at least."""
-    summary: str = ""
-    after_seconds: float = Field(3.0, ge=0, le=600)
-    """Wait this long after the faults before alerting (the service needs traffic to show them)."""
-    via: Literal["receiver", "prometheus"] = "receiver"
-    """``receiver``: post the Alertmanager webhook body to the receiver; ``prometheus``: wait for the
-    shipped rules to fire and Alertmanager to deliver (falls back to ``receiver`` when Prometheus or
-    Alertmanager is not installed, and says so)."""
-
-
-class Expect(_Strict):
-    """One incident the scenario should produce, and how it should go."""
-
-    anomaly: AnomalyType
-    target: str
-    outcome: Outcome
-    diagnosis: str | None = None
-    """Prefix the incident's diagnosis must start with."""
-    fix: str | None = None
-    """Name of the fix that must have been applied."""
-    approve: bool = True
-    """How the game day answers this incident's approval gates."""
-    touches_nothing: bool = False
-    """No action on the incident, none on any sandbox instance (controls)."""
-    evidence: list[str] = Field(default_factory=list)
-    """Evidence items that must be on the incident (e.g. a data hand-off)."""
-
-
-class Scenario(_Strict):
-    """One game-day scenario."""
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    description: str
-    setup: list[Literal["accuracy_baseline"]] = Field(default_factory=list)
-    """Preparation on the healthy fleet before any fault (``accuracy_baseline``: score the golden set
-    and keep it as the baseline when there is none)."""
-    inject: list[Fault] = Field(default_factory=list)
-    """What to break; empty for a no-fault control."""
-    alerts: list[AlertSpec] = Field(min_length=1)
-    expect: list[Expect] = Field(min_length=1)
-    overrides: dict[AnomalyType, dict[str, Any]] = Field(default_factory=dict)
-    """Playbook overrides for the game day (e.g. shorter leak observation windows)."""
-    timeout_seconds: float = Field(300, gt=0, le=3600)
-
-
-@dataclass
-class ScoreRow:
-    """What happened to one expected incident."""
-
-    scenario: str
-    anomaly: str
-    target: str
-    confirmed: bool = False
-    diagnosed: bool = False
-    fixed: bool = False
-    verified: bool = False
-    outcome: str = "none"
-    expected_outcome: str = ""
-    seconds_to_recover: float | None = None
-    flow_run_id: str = ""
-    alert_path: str = ""
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        """Everything the scenario expected happened."""
-        return not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {**self.__dict__, "passed": self.passed}
-
-
-def scorecard(rows: list[ScoreRow]) -> str:
-    """The scorecard as plain fixed-width text (readable in a terminal and in CI logs alike),
-    each failed expectation's problems under the table."""
-    head = (
-        "scenario",
-        "anomaly",
-        "target",
-        "confirmed",
-        "diagnosed",
-        "fixed",
-        "verified",
-        "outcome",
-        "recover",
-        "result",
-    )
-    body = [
-        (
-            r.scenario,
-            r.anomaly,
-            r.target,
-            *("yes" if v else "-" for v in (r.confirmed, r.diagnosed, r.fixed, r.verified)),
-            r.outcome,
-            f"{r.seconds_to_recover:.0f} s" if r.seconds_to_recover is not None else "-",
-            "pass" if r.passed else "FAIL",
-        )
-        for r in rows
-    ]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-    lines = [
-        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
-        for line in (head, *body)
-    ]
-    for r in rows:
-        lines.extend(f"{r.scenario} {r.anomaly} {r.target}: {p}" for p in r.problems)
-    met = sum(r.passed for r in rows)
-    lines.append(f"{met}/{len(rows)} expectations met over {len({r.scenario for r in rows})} scenario(s)")
-    return "\n".join(lines)
-
-
-def shipped_scenarios() -> list[Path]:
-    """The scenario files that ship with llmedic."""
-    return sorted(SCENARIO_DIR.glob("*.yaml"))
-
-
-def load_scenarios(paths: list[Path] | None = None, names: list[str] | None = None) -> list[Scenario]:
-    """Scenarios from files or directories (default: the shipped ones), filtered by name."""
-    files: list[Path] = []
-    for p in paths or [SCENARIO_DIR]:
-        if p.is_dir():
-            files.extend(sorted(p.glob("*.yaml")))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise ConfigError(f"{p}: no such scenario file or directory")
-    scenarios = [load_model(Scenario, f, error=ConfigError) for f in files]
-    seen: set[str] = set()
-    for s in scenarios:
-        if s.name in seen:
-            raise ConfigError(f"scenario name {s.name!r} is used twice", hint="names must be unique")
-        seen.add(s.name)
-    if names:
-        unknown = sorted(set(names) - seen)
-        if unknown:
-            raise ConfigError(
-                f"no scenario named {', '.join(unknown)}",
-                hint=f"known: {', '.join(sorted(seen))} (`llmedic gameday --list`)",
-            )
-        scenarios = [s for s in scenarios if s.name in names]
-    return scenarios
-
-
-def alertmanager_body(spec: AlertSpec) -> dict[str, Any]:
-    """An Alertmanager v4 webhook body carrying one firing alert with ``spec``'s labels."""
-    now = utcnow().replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    labels = dict(spec.labels)
-    return {
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="{labels.get("alertname", "")}"}}',
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "llmedic",
-        "groupLabels": {"alertname": labels.get("alertname", "")},
-        "commonLabels": labels,
-        "commonAnnotations": {"summary": spec.summary},
-        "externalURL": "http://127.0.0.1:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": spec.summary or "game day"},
-                "startsAt": now,
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "",
-                "fingerprint": labels_fingerprint(labels),
-            }
-        ],
-    }
+__all__ = ["GameDay"]
 
 
 @dataclass
@@ -326,7 +85,7 @@ class GameDay:
 
     def start(self) -> None:
         """Fleet, Prefect server, deployment runner and receiver; returns once all answer."""
-        from llmedic.sandbox.fleet import FleetSpec, free_port, start_fleet
+        from llmedic_sandbox.fleet import FleetSpec, free_port, start_fleet
 
         self.home.mkdir(parents=True, exist_ok=True)
         logs = self.home / "logs"
@@ -384,7 +143,7 @@ class GameDay:
         link with a backup (``link``), declared in the fleet's llmedic.yaml."""
         env = yaml.safe_load(self.config.read_text())
         if "deps" in self._kinds():
-            from llmedic.sandbox.pyenv import service_env
+            from llmedic_sandbox.pyenv import service_env
 
             self.pyenv = service_env(base / "pyenv")
             env["services"][0].update(
@@ -490,7 +249,7 @@ class GameDay:
 
     def reset(self) -> None:
         """The fleet back to healthy: faults cleared, GPUs healthy, logs empty, knowledge as shipped."""
-        from llmedic.sandbox.fleet import write_healthy_gpus
+        from llmedic_sandbox.fleet import write_healthy_gpus
 
         for name in self.urls:
             self.admin(name, "reset")
@@ -541,7 +300,7 @@ class GameDay:
                     )
         elif isinstance(fault, DatasetFault):
             from llmedic.adapters.datastore import DataStore
-            from llmedic.sandbox.data_faults import inject
+            from llmedic_sandbox.data_faults import inject
 
             env = load_environment(self.config, self._settings())
             store = DataStore(self._settings().datasets_dir)
@@ -655,7 +414,7 @@ class GameDay:
         finally:
             if monitoring is not None:
                 monitoring.stop()
-        self._score(scenario, rows, new, injected_at, paths)
+        score(scenario, rows, new, injected_at, paths, self._instance_actions)
         return rows
 
     def _follow(self, scenario: Scenario, store: IncidentStore, before: set[str]) -> list[Incident]:
@@ -698,69 +457,16 @@ class GameDay:
                     return new
                 time.sleep(0.5)
 
-    def _score(
-        self, scenario: Scenario, rows: list[ScoreRow], new: list[Incident], injected: Any, paths: list[str]
-    ) -> None:
-        unmatched = list(new)
-        for exp, row in zip(scenario.expect, rows, strict=True):
-            row.alert_path = "; ".join(sorted(set(paths)))
-            inc = next(
-                (i for i in unmatched if i.anomaly == exp.anomaly and exp.target in (i.target, i.service)),
-                None,
+    def _instance_actions(self) -> dict[str, list[str]]:
+        """Each instance's actions since the last reset (``/admin/state``), injections left out."""
+        found: dict[str, list[str]] = {}
+        for name, url in self.urls.items():
+            resp = httpx.get(
+                f"{url}/admin/state", headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=10
             )
-            if inc is None:
-                row.problems.append(f"no {exp.anomaly.value} incident on {exp.target}")
-                continue
-            unmatched.remove(inc)
-            row.flow_run_id = inc.flow_run_id
-            row.outcome = inc.outcome.value
-            row.confirmed = inc.outcome not in (Outcome.FALSE_POSITIVE, Outcome.OPEN)
-            row.diagnosed = bool(exp.diagnosis and inc.diagnosis.startswith(exp.diagnosis))
-            applied = [a.name for a in inc.actions if a.applied]
-            chosen = [d.choice for d in inc.decisions if d.topic == "fix"]
-            fix_ran = any(r.step == Step.FIX and r.status == "ok" for r in inc.timeline)
-            row.fixed = bool(exp.fix and exp.fix in chosen and fix_ran)
-            row.verified = bool(inc.verification and inc.verification.passed)
-            if inc.outcome == Outcome.RESOLVED and inc.closed_at is not None:
-                row.seconds_to_recover = round((inc.closed_at - injected).total_seconds(), 1)
-            if inc.outcome != exp.outcome:
-                row.problems.append(
-                    f"outcome {inc.outcome.value}, expected {exp.outcome.value}"
-                    + (f" ({inc.escalation_reason})" if inc.escalation_reason else "")
-                )
-            if exp.diagnosis and not row.diagnosed:
-                row.problems.append(f"diagnosis {inc.diagnosis!r}, expected {exp.diagnosis!r}…")
-            if exp.fix and not row.fixed:
-                row.problems.append(
-                    f"fix {exp.fix} not applied (chosen: {chosen or 'none'}; actions applied: {applied or 'none'})"
-                )
-            if exp.outcome == Outcome.RESOLVED and not row.verified:
-                row.problems.append("not verified")
-            missing = sorted(set(exp.evidence) - {e.name for e in inc.evidence})
-            if missing:
-                row.problems.append(f"evidence missing: {', '.join(missing)}")
-            if exp.touches_nothing:
-                touched = {
-                    n: [
-                        a["action"] for a in self._state(n)["actions"] if a["action"] not in ("inject", "env")
-                    ]
-                    for n in self.urls
-                }
-                touched = {n: a for n, a in touched.items() if a}
-                if inc.actions or touched:
-                    row.problems.append(f"touched: incident actions {applied}, instances {touched}")
-        for extra in unmatched:
-            rows[0].problems.append(
-                f"unexpected {extra.anomaly.value} incident on {extra.target} ({extra.outcome.value})"
-            )
-
-    def _state(self, instance: str) -> dict[str, Any]:
-        resp = httpx.get(
-            f"{self.urls[instance]}/admin/state",
-            headers={"Authorization": f"Bearer {self.admin_token}"},
-            timeout=10,
-        )
-        return resp.json()  # type: ignore[no-any-return]
+            state: dict[str, Any] = resp.json()
+            found[name] = [a["action"] for a in state["actions"] if a["action"] not in ("inject", "env")]
+        return found
 
     def run(self) -> list[ScoreRow]:
         """Start the stack, run every scenario, stop; the scorecard rows."""

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 __all__ = [
-    "KnowledgeBase",
+    "ClinicalFacts",
     "LiveKnowledge",
     "QAPair",
     "adversarial_path",
@@ -38,7 +38,7 @@ class QAPair:
     tags: tuple[str, ...]
 
 
-class KnowledgeBase:
+class ClinicalFacts:
     """Answers a question with the best-overlapping known question's first answer."""
 
     def __init__(self, items: list[QAPair]) -> None:
@@ -69,20 +69,20 @@ SHIPPED = "data/drug_interactions.jsonl"
 
 def shipped_path() -> Path:
     """The knowledge base shipped with llmedic (the first version of the sandbox's dataset)."""
-    return Path(str(resources.files("llmedic.sandbox").joinpath(SHIPPED)))
+    return Path(str(resources.files("llmedic_sandbox").joinpath(SHIPPED)))
 
 
 def golden_path() -> Path:
     """The sandbox vertical's golden set (the curated questions and accepted answers)."""
-    return Path(str(resources.files("llmedic.sandbox").joinpath("data/golden_pharma_qa.jsonl")))
+    return Path(str(resources.files("llmedic_sandbox").joinpath("data/golden_pharma_qa.jsonl")))
 
 
 def adversarial_path() -> Path:
     """Prompt-injection and leading questions the sandbox's model must resist."""
-    return Path(str(resources.files("llmedic.sandbox").joinpath("data/adversarial_pharma_qa.jsonl")))
+    return Path(str(resources.files("llmedic_sandbox").joinpath("data/adversarial_pharma_qa.jsonl")))
 
 
-def parse_knowledge(text: str) -> KnowledgeBase:
+def parse_knowledge(text: str) -> ClinicalFacts:
     """Items from JSONL text. Rows whose answers are missing or empty are served as "I don't know":
     that is what a corrupted knowledge base does to the service, and what the audit must catch."""
     items = []
@@ -105,10 +105,10 @@ def parse_knowledge(text: str) -> KnowledgeBase:
                 tuple(str(t) for t in (row.get("tags") or ())),
             )
         )
-    return KnowledgeBase(items)
+    return ClinicalFacts(items)
 
 
-def load_knowledge(path: Path | None = None) -> KnowledgeBase:
+def load_knowledge(path: Path | None = None) -> ClinicalFacts:
     """The knowledge base in ``path`` (default: the shipped one)."""
     return parse_knowledge((path or shipped_path()).read_text("utf-8"))
 
@@ -122,7 +122,7 @@ class LiveKnowledge:
         self.check_every = check_every
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
-        self._kb = KnowledgeBase([])
+        self._kb = ClinicalFacts([])
         self._refresh(force=True)
 
     def _refresh(self, force: bool = False) -> None:
@@ -149,6 +149,6 @@ class LiveKnowledge:
         return self._kb.items
 
     def lookup(self, question: str) -> QAPair | None:
-        """As :meth:`KnowledgeBase.lookup`, on the current version."""
+        """As :meth:`ClinicalFacts.lookup`, on the current version."""
         self._refresh()
         return self._kb.lookup(question)

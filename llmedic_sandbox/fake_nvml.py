@@ -2,9 +2,9 @@
 to it.
 
 Production code never imports this module. A host reads it only when ``llmedic.yaml`` names it as
-its NVML backend (``nvml: {backend: llmedic.sandbox.fake_nvml:FakeNvml, scenario: PATH}``, which is
+its NVML backend (``nvml: {backend: llmedic_sandbox.fake_nvml:FakeNvml, scenario: PATH}``, which is
 what the sandbox fleet writes); ``llmedic.adapters.gpu.NvmlReader`` then reads it exactly as it
-reads the real library. ``python -m llmedic.sandbox.fake_nvml reset --scenario PATH --gpu N`` is
+reads the real library. ``python -m llmedic_sandbox.fake_nvml reset --scenario PATH --gpu N`` is
 the sandbox's stand-in for ``nvidia-smi -r -i N`` (the fleet's ``reset_gpu`` command).
 """
 
@@ -161,7 +161,7 @@ def fake_reset(scenario: Path, gpu: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``reset --scenario PATH --gpu N``: reset one fake GPU and print what happened."""
-    parser = argparse.ArgumentParser(prog="python -m llmedic.sandbox.fake_nvml")
+    parser = argparse.ArgumentParser(prog="python -m llmedic_sandbox.fake_nvml")
     sub = parser.add_subparsers(dest="command", required=True)
     reset = sub.add_parser("reset", help="what nvidia-smi -r -i GPU does to a fake device")
     reset.add_argument("--scenario", type=Path, required=True, help="the fake-NVML scenario file")

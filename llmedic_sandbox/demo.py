@@ -37,7 +37,7 @@ from llmedic.monitoring import HistoryPrometheus, MonitoringStack, binaries
 from llmedic.orchestration import PrefectServer, prefect_env, stop_process, wait_for_run
 from llmedic.receiver.outbox import Outbox
 from llmedic.receiver.server import ensure_token_file
-from llmedic.sandbox.fleet import free_port
+from llmedic_sandbox.fleet import free_port
 
 __all__ = ["Demo", "alertmanager_payload"]
 
@@ -356,8 +356,8 @@ class Demo:
         from flows.capacity_review import capacity_review
         from llmedic.backups import make_backup
         from llmedic.config import BackupArtifact
-        from llmedic.sandbox.history import HistorySpec, backfill, write_openmetrics
-        from llmedic.sandbox.knowledge import golden_path
+        from llmedic_sandbox.history import HistorySpec, backfill, write_openmetrics
+        from llmedic_sandbox.knowledge import golden_path
 
         c = self.console
         if binaries() is None:

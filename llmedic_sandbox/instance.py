@@ -17,7 +17,7 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmedic.sandbox.knowledge import KnowledgeBase, LiveKnowledge
+from llmedic_sandbox.knowledge import ClinicalFacts, LiveKnowledge
 
 __all__ = ["Fault", "SandboxInstance", "dcgm_exposition"]
 
@@ -161,7 +161,7 @@ class SandboxInstance:
     """One simulated serving instance."""
 
     name: str
-    knowledge: KnowledgeBase | LiveKnowledge
+    knowledge: ClinicalFacts | LiveKnowledge
     model_version: str = "pharma-qa-1.0"
     concurrency_limit: int = 16
     kv_slots: int = 16

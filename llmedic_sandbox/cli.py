@@ -31,7 +31,7 @@ def gameday(
 ) -> None:
     """Inject each scenario's fault into a sandbox, send its alert, and score the response:
     confirmed, diagnosed, fixed, verified, time to recover. Exit 1 when any scenario fails."""
-    from llmedic.gameday import GameDay, load_scenarios, scorecard
+    from llmedic_sandbox.gameday import GameDay, load_scenarios, scorecard
 
     chosen = load_scenarios(path, scenarios)
     if list_only:

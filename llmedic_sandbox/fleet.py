@@ -24,10 +24,10 @@ import uvicorn
 import yaml
 
 from llmedic.errors import OrchestrationError
-from llmedic.sandbox.app import create_app
-from llmedic.sandbox.instance import SandboxInstance
-from llmedic.sandbox.knowledge import (
-    KnowledgeBase,
+from llmedic_sandbox.app import create_app
+from llmedic_sandbox.instance import SandboxInstance
+from llmedic_sandbox.knowledge import (
+    ClinicalFacts,
     LiveKnowledge,
     adversarial_path,
     golden_path,
@@ -47,7 +47,7 @@ __all__ = [
     "write_healthy_gpus",
 ]
 
-FAKE_NVML_BACKEND = "llmedic.sandbox.fake_nvml:FakeNvml"
+FAKE_NVML_BACKEND = "llmedic_sandbox.fake_nvml:FakeNvml"
 """The NVML backend a sandbox host names in ``llmedic.yaml`` (imported by name, only when read)."""
 
 
@@ -122,7 +122,7 @@ LAB_DATASET = "lab-results"
 def lab_dataset(publish_to: Path) -> dict[str, object]:
     """The declaration of the sandbox's tabular dataset (synthetic lab results, 200 rows)."""
     return {
-        "path": str(Path(str(resources.files("llmedic.sandbox").joinpath("data/lab_results.csv")))),
+        "path": str(Path(str(resources.files("llmedic_sandbox").joinpath("data/lab_results.csv")))),
         "format": "csv",
         "description": "synthetic lab results: dose and INR per sample (a tabular pipeline output)",
         "columns": {
@@ -183,7 +183,7 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
                     "description": "the host's kernel log",
                 },
                 "reset_gpu": {
-                    "template": f"{shlex.quote(sys.executable)} -m llmedic.sandbox.fake_nvml reset "
+                    "template": f"{shlex.quote(sys.executable)} -m llmedic_sandbox.fake_nvml reset "
                     f"--scenario {shlex.quote(str(spec.gpu_scenario))} --gpu {{gpu}}",
                     "params": {"gpu": {"pattern": r"^[0-9]{1,2}$"}},
                     "description": "reset one GPU (nvidia-smi -r -i {gpu} on a real host)",
@@ -285,7 +285,7 @@ async def _load(
 async def _serve(
     spec: FleetSpec, config_out: Path | None, external_stop: threading.Event | None = None
 ) -> None:
-    kb: KnowledgeBase | LiveKnowledge
+    kb: ClinicalFacts | LiveKnowledge
     if spec.knowledge is not None:
         if not spec.knowledge.exists():  # first start: publish the shipped version
             spec.knowledge.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmedic.sandbox.instance import Fault, SandboxInstance, dcgm_exposition
+from llmedic_sandbox.instance import Fault, SandboxInstance, dcgm_exposition
 
 __all__ = ["create_app"]
 
