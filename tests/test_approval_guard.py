@@ -1,16 +1,17 @@
 """For every fix any playbook declares risky, prove it cannot run without a valid approval."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from llmedic.actions import ACTIONS, ActionOutcome
 from llmedic.catalog import AnomalyType, Risk
 from llmedic.errors import ApprovalRequired
 from llmedic.incident import ApprovalRecord
 from llmedic.playbook import FixOption, load_all_playbooks
-from tasks import fix as fix_module
 from tasks.fix import apply_fix
 from tasks.runtime import StepContext
 from tests.conftest import Fleet
@@ -59,10 +60,9 @@ def ctx(kind: AnomalyType, home: Path, fleet: Fleet | None = None, **overrides: 
 @pytest.fixture
 def executed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    for name in list(fix_module.EXECUTORS):
-        monkeypatch.setitem(
-            fix_module.EXECUTORS, name, lambda rt, p, name=name: (calls.append(name), ("done", {}))[1]
-        )
+    for name, spec in list(ACTIONS.items()):
+        fake = replace(spec, run=lambda p, rt, name=name: (calls.append(name), ActionOutcome("done"))[1])
+        monkeypatch.setitem(ACTIONS, name, fake)
     return calls
 
 
