@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from llmedic.analysis.capacity import recommend, review_series
+from llmedic.reviews.capacity.analysis import recommend, review_series
 
 DAY = 86_400
 START = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
