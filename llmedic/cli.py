@@ -12,9 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from llmedic_sandbox.cli import gameday
 from llmedic.cli_models import golden_app, model_app
-from llmedic.cli_reviews import backup_app, report_run, review_app, sandbox_history
+from llmedic.cli_reviews import backup_app, report_run, review_app
 from llmedic.cli_system import gpu_app, host_app
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import AuthoringError, LlmedicError
@@ -42,22 +41,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(backup_app, name="backup")
 app.add_typer(gpu_app, name="gpu")
 app.add_typer(host_app, name="host")
-app.command("gameday")(gameday)
-app.command("sandbox-history")(sandbox_history)
 out = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
-
-
-@app.command()
-def demo(
-    keep: Annotated[
-        bool, typer.Option(help="Keep everything running afterwards to browse the Prefect UI.")
-    ] = False,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
-) -> None:
-    """Run one latency incident end to end on the embedded defaults."""
-    from llmedic_sandbox.demo import Demo
-
-    raise typer.Exit(Demo(settings_from_env(), timeout=timeout, keep=keep).run())
 
 
 @app.command()
@@ -219,47 +203,6 @@ def alerts_retry(
         out.print(f"{row.state:8} {row.key}", markup=False, highlight=False)
 
 
-@app.command()
-def sandbox(
-    instances: Annotated[int, typer.Option(min=1, max=32)] = 3,
-    standby: Annotated[int, typer.Option(min=0, max=8)] = 1,
-    port: Annotated[int, typer.Option(help="First port (0: free ports).")] = 8100,
-    host: str = "127.0.0.1",
-    load_qps: Annotated[float, typer.Option(help="Background requests per second across the fleet.")] = 0.0,
-    admin_token: Annotated[str | None, typer.Option(help="Require this bearer token on /admin.")] = None,
-    write_config: Annotated[
-        Path | None, typer.Option(help="Write the llmedic.yaml describing the fleet here.")
-    ] = None,
-    knowledge: Annotated[
-        Path | None,
-        typer.Option(
-            help="Serve the knowledge base from this file, re-read on change; declared as the dataset drug-interactions."
-        ),
-    ] = None,
-    trace_memory: Annotated[
-        bool, typer.Option(help="Trace allocations (tracemalloc) so /admin/heap can show leak sites.")
-    ] = False,
-) -> None:
-    """Run a simulated vertical LLM service fleet (clinical drug interactions)."""
-    from llmedic_sandbox.fleet import FleetSpec, run_fleet
-
-    if trace_memory:
-        import tracemalloc
-
-        tracemalloc.start()
-
-    spec = FleetSpec(
-        instances=instances,
-        standby=standby,
-        host=host,
-        port=port,
-        load_qps=load_qps,
-        admin_token=admin_token,
-        knowledge=knowledge.resolve() if knowledge else None,
-    )
-    run_fleet(spec, write_config)
-
-
 TokenFile = Annotated[
     Path | None,
     typer.Option(
@@ -293,10 +236,10 @@ def _decide(run: str, by: str, comment: str, approve: bool, token_file: Path | N
     from llmedic.approvals import pending_gate, resolve_run, submit_decision
     from llmedic.errors import ApprovalError, ApprovalRefused
     from llmedic.identity import read_tokens
-    from llmedic.incident import IncidentStore
+    from llmedic.store.incidents import IncidentStore
 
     settings = settings_from_env()
-    store = IncidentStore(settings.incidents_dir)
+    store = IncidentStore.from_settings(settings)
     try:
         approvers = list(pending_gate(resolve_run(run, store), store).get("approvers") or [])
     except ApprovalError:  # not found here: Prefect says whether the run waits
@@ -403,9 +346,9 @@ def approvers_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 @approvals_app.command("list")
 def approvals_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Incidents waiting at an approval gate."""
-    from llmedic.incident import IncidentStore
+    from llmedic.store.incidents import IncidentStore
 
-    pending = IncidentStore(settings_from_env().incidents_dir).pending_approvals()
+    pending = IncidentStore.from_settings(settings_from_env()).pending_approvals()
     rows = [
         {
             "incident": i.id,
@@ -436,18 +379,18 @@ def approvals_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 def approvals_sweep() -> None:
     """Reject approvals past their deadline now (``llmedic up`` does this on its own)."""
     from llmedic.approvals import sweep_expired
-    from llmedic.incident import IncidentStore
+    from llmedic.store.incidents import IncidentStore
 
-    swept = sweep_expired(IncidentStore(settings_from_env().incidents_dir))
+    swept = sweep_expired(IncidentStore.from_settings(settings_from_env()))
     out.print(f"rejected {len(swept)} expired approval(s): {swept}" if swept else "nothing past its deadline")
 
 
 @incidents_app.command("list")
 def incidents_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every incident, newest last."""
-    from llmedic.incident import IncidentStore
+    from llmedic.store.incidents import IncidentStore
 
-    items = IncidentStore(settings_from_env().incidents_dir).all()
+    items = IncidentStore.from_settings(settings_from_env()).all()
     if as_json:
         out.print_json(json.dumps([json.loads(i.model_dump_json()) for i in items]))
         return
@@ -480,7 +423,7 @@ def incidents_search(
     from datetime import UTC, datetime
 
     from llmedic.errors import ConfigError
-    from llmedic.report import KnowledgeBase
+    from llmedic.store.knowledge import KnowledgeBase
 
     def day(v: str | None, flag: str) -> datetime | None:
         if v is None:
@@ -496,7 +439,7 @@ def incidents_search(
         if not sep:
             raise ConfigError(f"--label {pair!r} is not KEY=VALUE")
         labels[k] = v
-    found = KnowledgeBase(settings_from_env().kb_dir).search(
+    found = KnowledgeBase.from_settings(settings_from_env()).search(
         anomaly=anomaly,
         target=target,
         labels=labels,
@@ -531,10 +474,10 @@ def incidents_search(
 @incidents_app.command("show")
 def incidents_show(incident_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One incident: the report (Markdown) or the record (--json)."""
-    from llmedic.incident import IncidentStore
     from llmedic.report import render_markdown
+    from llmedic.store.incidents import IncidentStore
 
-    inc = IncidentStore(settings_from_env().incidents_dir).load(incident_id)
+    inc = IncidentStore.from_settings(settings_from_env()).load(incident_id)
     if as_json:
         out.print_json(inc.model_dump_json())
     else:
@@ -874,31 +817,6 @@ def data_reference(
     out.print(f"{dataset}: reference is now {v.id}")
 
 
-@data_app.command("inject")
-def data_inject(
-    dataset: str,
-    fault: Annotated[
-        str,
-        typer.Option(
-            help="blank, null_token, wrong_type, shuffle, duplicate, mojibake, date_format, shift, outliers"
-        ),
-    ],
-    column: Annotated[str | None, typer.Option(help="Column to corrupt (all faults but duplicate).")] = None,
-    share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of rows hit.")] = 0.1,
-    seed: int = 0,
-    by: Annotated[str, typer.Option(help="Who injects (kept in the history).")] = "upstream-etl",
-) -> None:
-    """Game days and tests: commit a corrupted copy of the current version as the new current one."""
-    from llmedic.errors import DatasetError
-    from llmedic_sandbox.data_faults import FAULTS, inject
-
-    if fault not in FAULTS:
-        raise DatasetError(f"unknown fault {fault!r}", hint="; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
-    store, cfg = _dataset(dataset)
-    v = inject(store, dataset, cfg, fault, column=column, share=share, seed=seed, by=by)  # type: ignore[arg-type]
-    out.print(f"{dataset}: {v.id} is current ({fault} on {column or 'rows'}, share {share:g})")
-
-
 @audit_app.command("data")
 def audit_data(
     dataset: Annotated[
@@ -959,6 +877,41 @@ def audit_history(dataset: str, as_json: Annotated[bool, typer.Option("--json")]
             str(sum(r.breaches.values())) if not r.error else r.error,
         )
     out.print(table if records else f"no audits of {dataset} yet")
+
+
+PLUGIN_GROUP = "llmedic.commands"
+"""Entry-point group of commands other packages add to ``llmedic`` (the sandbox's: demo, gameday …).
+
+An entry point's name is the command's (``gameday``) or ``GROUP.COMMAND`` for a command of an
+existing group (``data.inject``); its value a typer app (added as a group) or a command function."""
+
+
+def load_plugins(root: typer.Typer) -> list[str]:
+    """Add every command registered under :data:`PLUGIN_GROUP` to ``root``; the names added.
+
+    A plugin that cannot be loaded is reported on stderr and left out: the rest of ``llmedic``
+    keeps working."""
+    from importlib.metadata import entry_points
+
+    groups = {g.name: g.typer_instance for g in root.registered_groups if g.name and g.typer_instance}
+    added: list[str] = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        group, _, name = ep.name.rpartition(".")
+        try:
+            target = groups[group] if group else root
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must not take the whole command down
+            sys.stderr.write(f"llmedic: command plugin {ep.name} ({ep.value}) not loaded: {exc!r}\n")
+            continue
+        if isinstance(obj, typer.Typer):
+            target.add_typer(obj, name=name)
+        else:
+            target.command(name)(obj)
+        added.append(ep.name)
+    return added
+
+
+load_plugins(app)
 
 
 def main() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +13,7 @@ from rich.table import Table
 from llmedic.config import load_environment, settings_from_env
 from llmedic.errors import ConfigError
 
-__all__ = ["backup_app", "report_run", "review_app", "sandbox_history"]
+__all__ = ["backup_app", "report_run", "review_app"]
 
 review_app = typer.Typer(
     help="Capacity and backup reviews: run them now, see their incidents.", no_args_is_help=True
@@ -112,41 +110,9 @@ def review_close(rid: str, by: Annotated[str, typer.Option(help="Who closes it."
 @backup_app.command("make")
 def backup_make(name: str) -> None:
     """Back up a declared artifact now (a new directory with its SHA-256 manifest)."""
-    from llmedic.backups import make_backup
+    from llmedic.reviews.backups import make_backup
 
     env = load_environment(settings=settings_from_env())
     if name not in env.backups:
         raise ConfigError(f"no artifact {name!r} under backups:", hint=f"declared: {sorted(env.backups)}")
     out.print(f"{name}: {make_backup(env.backups[name])}")
-
-
-def sandbox_history(
-    config: Annotated[Path, typer.Option(help="The sandbox fleet's llmedic.yaml (instances to name).")],
-    tsdb: Annotated[
-        Path, typer.Option(help="Prometheus data directory to backfill (start Prometheus on it).")
-    ],
-    days: Annotated[int, typer.Option(min=7, max=120)] = 30,
-    imbalance: Annotated[float, typer.Option(help="Load of the first instance vs each other one.")] = 1.0,
-) -> None:
-    """Backfill a month of synthetic fleet and GPU metrics into a Prometheus data directory."""
-    from urllib.parse import urlsplit
-
-    from llmedic_sandbox.history import HistorySpec, backfill, write_openmetrics
-
-    env = load_environment(config)
-    if not env.services:
-        raise ConfigError(f"{config} declares no service")
-    svc = env.services[0]
-    spec = HistorySpec(
-        instances=tuple(urlsplit(i.metrics_endpoint).netloc for i in svc.instances),
-        end=time.time() // 900 * 900,
-        days=days,
-        model=svc.model or "model",
-        imbalance=imbalance,
-    )
-    om = tsdb.parent / "history.om"
-    n = write_openmetrics(spec, om)
-    backfill(om, tsdb)
-    out.print(
-        f"{n} samples over {days} days backfilled into {tsdb} (start Prometheus with --storage.tsdb.retention.time=400d)"
-    )

@@ -191,3 +191,18 @@ def test_model_bound_fault_follows_the_version(sandbox: Fleet) -> None:
     assert ep.probe(q).answer != "increased bleeding risk"
     sandbox.admin("sandbox-3", "model", {"version": "pharma-qa-1.0"})
     assert ep.probe(q).answer == "increased bleeding risk"
+
+
+def test_the_sandbox_commands_reach_llmedic_as_a_plugin() -> None:
+    """demo, gameday, sandbox, sandbox-history and data inject come from the `llmedic.commands`
+    entry points (production modules never import the sandbox)."""
+    from typer.testing import CliRunner
+
+    from llmedic.cli import app
+
+    top = CliRunner().invoke(app, ["--help"], terminal_width=200)
+    assert top.exit_code == 0
+    for name in ("demo", "gameday", "sandbox", "sandbox-history"):
+        assert f" {name} " in top.output, name
+    data = CliRunner().invoke(app, ["data", "--help"], terminal_width=200)
+    assert " inject " in data.output
