@@ -9,9 +9,10 @@ import base64
 from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
+from llmedic.reviews import backups
 from llmedic.reviews.capacity import review as capacity
 
-__all__ = ["publish_capacity", "review_service"]
+__all__ = ["publish_backups", "publish_capacity", "review_service", "verify_backup"]
 
 
 @task(name="review-service")
@@ -38,3 +39,19 @@ def publish_capacity(outputs: capacity.CapacityOutputs) -> None:
     create_markdown_artifact(
         markdown=outputs.report, key="capacity-review-report", description="Capacity review"
     )
+
+
+@task(name="verify-backup")
+def verify_backup(name: str) -> backups.BackupReport:
+    """Verify one artifact's latest backup."""
+    return backups.verify_declared(name)
+
+
+def publish_backups(reports: list[backups.BackupReport], report: str) -> None:
+    """The backup verification's artifacts: the table and the report."""
+    create_table_artifact(
+        table=backups.table_rows(reports),
+        key="backup-verify",
+        description="Backup verification: one row per artifact",
+    )
+    create_markdown_artifact(markdown=report, key="backup-verify-report", description="Backup verification")

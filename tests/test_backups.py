@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llmedic.backups import MANIFEST, make_backup, verify_backup
 from llmedic.config import BackupArtifact
+from llmedic.reviews.backups import MANIFEST, make_backup, verify_backup
 from llmedic_sandbox.knowledge import shipped_path
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

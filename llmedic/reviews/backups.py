@@ -11,6 +11,9 @@ tools can check it too. Verification of the latest backup:
 4. **restore** — it is copied into a scratch directory (never over the live copy) and read back
    as what it is: a dataset loads with rows, a configuration parses (YAML/JSON), model weights'
    ``safetensors`` headers parse and their tensors fit the file, ``*.json`` next to them parse.
+
+The weekly review (``flows/backup_verify.py`` wires it) verifies every declared artifact, writes
+the report under ``<home>/reviews/`` and opens a review incident per failing artifact.
 """
 
 from __future__ import annotations
@@ -23,13 +26,30 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import BaseModel, Field
 
-from llmedic.config import BackupArtifact
+from llmedic.config import BackupArtifact, EnvironmentFile, load_environment, settings_from_env
 from llmedic.errors import DataStoreError, LlmedicError
+from llmedic.incident import utcnow
+from llmedic.reviews.incidents import ReviewIncidents
 
-__all__ = ["BackupCheck", "BackupReport", "make_backup", "verify_backup"]
+__all__ = [
+    "BackupCheck",
+    "BackupReport",
+    "BackupRequest",
+    "check_request",
+    "conclude",
+    "make_backup",
+    "open_incidents",
+    "render",
+    "table_rows",
+    "verify_backup",
+    "verify_declared",
+    "write_report",
+]
 
 MANIFEST = "MANIFEST.sha256"
 STAMP = "%Y%m%dT%H%M%SZ"
@@ -248,3 +268,112 @@ def verify_backup(name: str, artifact: BackupArtifact, *, now: datetime | None =
             message = exc.message if isinstance(exc, LlmedicError) else str(exc)
             report.checks.append(BackupCheck("restore", False, f"restore failed: {message}"))
     return report
+
+
+class BackupRequest(BaseModel):
+    """Parameters of a backup-verification run (the Prefect UI shows them as a form)."""
+
+    artifacts: list[str] = Field(default_factory=list)
+    """Artifacts to verify; empty: all declared."""
+    open_incidents: bool = True
+
+
+def check_request(env: EnvironmentFile, req: BackupRequest) -> tuple[list[str], str | None]:
+    """The artifacts to verify, or why the run cannot go on (then the list is empty)."""
+    names = req.artifacts or sorted(env.backups)
+    unknown = [n for n in names if n not in env.backups]
+    if unknown:
+        return [], f"unknown artifact(s) {unknown}; declared under backups: {sorted(env.backups)}"
+    return names, None
+
+
+def verify_declared(name: str) -> BackupReport:
+    """Verify the latest backup of the artifact declared as ``name`` in llmedic.yaml."""
+    env = load_environment(settings=settings_from_env())
+    return verify_backup(name, env.backups[name])
+
+
+def render(reports: list[BackupReport], when: str) -> str:
+    """The Markdown report: a row per artifact, then every check with its detail."""
+    lines = [
+        f"# Backup verification {when}",
+        "",
+        "| artifact | kind | latest backup | age (h) | exists | recent | checksums | restore |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        checks = {c.name: c for c in r.checks}
+
+        def cell(n: str, checks: dict[str, BackupCheck] = checks) -> str:
+            c = checks.get(n)
+            return "—" if c is None else ("ok" if c.passed else "**FAILED**")
+
+        age = round(r.age_hours, 2) if r.age_hours is not None else "—"
+        lines.append(
+            f"| {r.artifact} | {r.kind} | {r.backup or '—'} | {age} | "
+            f"{cell('exists')} | {cell('recent')} | {cell('checksums')} | {cell('restore')} |"
+        )
+    lines += ["", "## Details", ""]
+    for r in reports:
+        lines.append(f"### {r.artifact}")
+        lines += [f"- {c.name}: {'ok' if c.passed else 'FAILED'} — {c.detail}" for c in r.checks]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(home: Path, reports: list[BackupReport]) -> tuple[Path, str]:
+    """Write ``<home>/reviews/backups-….md``; returns its path and text."""
+    when = f"{utcnow():%Y-%m-%d %H:%M} UTC"
+    out = home / "reviews" / f"backups-{utcnow():%Y%m%d-%H%M%S}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = render(reports, when)
+    out.write_text(report, encoding="utf-8")
+    return out, report
+
+
+def table_rows(reports: list[BackupReport]) -> list[dict[str, Any]]:
+    """The table artifact: one row per artifact."""
+    return [
+        {
+            "artifact": r.artifact,
+            "kind": r.kind,
+            "backup": r.backup,
+            "age_hours": round(r.age_hours, 2) if r.age_hours is not None else None,
+            "passed": r.passed,
+            "failed": ", ".join(c.name for c in r.failed),
+        }
+        for r in reports
+    ]
+
+
+def open_incidents(
+    env: EnvironmentFile, home: Path, reports: list[BackupReport], report: Path
+) -> dict[str, str]:
+    """A review incident per failing artifact (one per artifact and ISO week: a second run that
+    week updates it). Artifact → ``opened|updated <id>``."""
+    store = ReviewIncidents(home / "reviews" / "incidents")
+    week = f"{utcnow():%G-W%V}"
+    opened: dict[str, str] = {}
+    for r in reports:
+        if r.passed:
+            continue
+        rec, new = store.open(
+            env,
+            kind="backup",
+            subject=r.artifact,
+            period=week,
+            title=f"backup of {r.artifact} ({r.kind}) failed verification",
+            findings=[f"{c.name}: {c.detail}" for c in r.failed],
+            report_path=str(report),
+        )
+        opened[r.artifact] = f"{'opened' if new else 'updated'} {rec.id}"
+    return opened
+
+
+def conclude(
+    reports: list[BackupReport], report: Path, opened: dict[str, str]
+) -> tuple[bool, str, dict[str, Any]]:
+    """Whether every backup passed, the run's message and its result data."""
+    failing = [r.artifact for r in reports if not r.passed]
+    data = {"report": str(report), "reports": [r.as_dict() for r in reports], "incidents": opened}
+    return not failing, f"{len(reports)} backup(s) verified; failing: {failing or 'none'}", data
