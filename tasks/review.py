@@ -9,10 +9,19 @@ import base64
 from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
-from llmedic.reviews import backups
+from llmedic.auditing import AuditRecord
+from llmedic.reviews import backups, data_audit
 from llmedic.reviews.capacity import review as capacity
 
-__all__ = ["publish_backups", "publish_capacity", "review_service", "verify_backup"]
+__all__ = [
+    "audit_dataset",
+    "open_data_incidents",
+    "publish_backups",
+    "publish_capacity",
+    "publish_data_audit",
+    "review_service",
+    "verify_backup",
+]
 
 
 @task(name="review-service")
@@ -55,3 +64,27 @@ def publish_backups(reports: list[backups.BackupReport], report: str) -> None:
         description="Backup verification: one row per artifact",
     )
     create_markdown_artifact(markdown=report, key="backup-verify-report", description="Backup verification")
+
+
+@task(name="audit-dataset")
+def audit_dataset(name: str, run: str) -> AuditRecord:
+    """Audit the current version of one dataset (errors are recorded, never fatal to the audit)."""
+    return data_audit.audit_dataset(name, run)
+
+
+@task(name="open-data-incidents")
+def open_data_incidents(record: AuditRecord) -> dict[str, str]:
+    """One run of the matching data flow per breaching anomaly type (idempotent per version)."""
+    return data_audit.open_incidents(record)
+
+
+def publish_data_audit(records: list[AuditRecord], report: str) -> None:
+    """The data audit's artifacts: the table and the report with its trend."""
+    create_table_artifact(
+        key="data-audit",
+        table=data_audit.table_rows(records),
+        description="Monthly data audit: one row per dataset",
+    )
+    create_markdown_artifact(
+        markdown=report, key="data-audit-report", description="Data audit report and trend"
+    )
