@@ -162,7 +162,7 @@ def data_inject(
     by: Annotated[str, typer.Option(help="Who injects (kept in the history).")] = "upstream-etl",
 ) -> None:
     """Game days and tests: commit a corrupted copy of the current version as the new current one."""
-    from llmedic.cli import _dataset as open_dataset
+    from llmedic.cli.data import open_dataset
     from llmedic.errors import DatasetError
     from llmedic_sandbox.data_faults import FAULTS, inject
 
