@@ -136,7 +136,7 @@ def bench_throughput(tmp: Path, base_env: dict[str, str]) -> dict[str, float]:
             client = "httpx (install wrk for a fair figure)"
     finally:
         stop_process(proc)
-    rows = Outbox(home / "outbox.sqlite3").rows(limit=1_000_000)
+    rows = Outbox(home / "llmedic.db").rows(limit=1_000_000)
     assert sum(r.seen for r in rows) >= 200
     return {"per_second": rps, "client": client, "rows": len(rows)}  # type: ignore[dict-item]
 
@@ -213,7 +213,7 @@ def bench_latency_and_storm(tmp: Path, base_env: dict[str, str]) -> tuple[dict[s
         start = time.perf_counter()
         codes = asyncio.run(post_all(url, notes))
         accept_s = time.perf_counter() - start
-        outbox = Outbox(home / "outbox.sqlite3")
+        outbox = Outbox(home / "llmedic.db")
         while outbox.depth():
             time.sleep(0.5)
         drain_s = time.perf_counter() - start

@@ -18,6 +18,7 @@ Two families, so callers can tell "fix your file" from "something outside failed
         ├── OrchestrationError    the Prefect API refused or is unreachable
         │   └── FlowRunNotFound   the Prefect server has no such flow run (deleted, or another server)
         ├── OutboxError           the receiver's outbox (SQLite / PostgreSQL) cannot be used
+        ├── StoreError            the state store's database (SQLite / PostgreSQL) cannot be used
         ├── DataStoreError        the versioned dataset store cannot be read or written
         ├── ModelRegistryError    the model registry cannot be read or written
         │   └── UpdatesFrozen     a release or data change refused while an incident froze updates
@@ -58,6 +59,7 @@ __all__ = [
     "OutboxError",
     "PlaybookError",
     "RemoteCommandError",
+    "StoreError",
     "RunEnded",
     "StepFailed",
     "UnknownAnomalyType",
@@ -174,6 +176,13 @@ class OutboxError(OperationalError):
     """The receiver's durable outbox cannot be read or written right now."""
 
     code = "outbox-unavailable"
+
+
+class StoreError(OperationalError):
+    """The state store's database (incidents, knowledge base, registry, ...) cannot be opened, read
+    or written right now (unreachable PostgreSQL, a locked or damaged SQLite file, a failed migration)."""
+
+    code = "store-unavailable"
 
 
 class DataStoreError(OperationalError):

@@ -17,7 +17,8 @@ from datetime import datetime
 from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
+from llmedic.incident import Incident, Outcome, utcnow
+from llmedic.store.incidents import IncidentStore
 
 __all__ = ["IncidentCollector"]
 

@@ -1,26 +1,21 @@
 """The incident record: everything that happened from the alert to the post-mortem.
 
 An :class:`Incident` is plain data (JSON round-trips exactly). Flows build it from the results of
-their step tasks, save the working copy after each step (:class:`IncidentStore`), and archive it
+their step tasks, save the working copy after each step (:class:`llmedic.store.incidents.IncidentStore`), and archive it
 at the end. Timestamps come from the tasks, so a flow that re-runs after a suspended approval
 rebuilds the same record from cached task results.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, Category, Risk, Team
-from llmedic.errors import ConfigError
 
 __all__ = [
     "ActionRecord",
@@ -29,7 +24,6 @@ __all__ = [
     "EvidenceItem",
     "Incident",
     "IncidentRequest",
-    "IncidentStore",
     "NotificationDelivery",
     "NotificationRecord",
     "Outcome",
@@ -311,97 +305,6 @@ class Incident(_Record):
         """Mark the incident for human follow-up."""
         self.escalated = True
         self.escalation_reason = reason
-
-
-class IncidentStore:
-    """Working copies of incidents as JSON files, written atomically (a crash never leaves half a file)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def path(self, incident_id: str) -> Path:
-        """File of one incident."""
-        if not incident_id or "/" in incident_id or incident_id.startswith("."):
-            raise ConfigError(f"invalid incident id {incident_id!r}")
-        return self.directory / f"{incident_id}.json"
-
-    def save(self, incident: Incident) -> Path:
-        """Write (replace) the working copy."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.path(incident.id)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(incident.model_dump_json(indent=2))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        return target
-
-    def load(self, incident_id: str) -> Incident:
-        """Read one incident."""
-        path = self.path(incident_id)
-        try:
-            return self._with_notices(Incident.model_validate_json(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"no incident {incident_id!r} in {self.directory}",
-                hint="`llmedic incidents list` shows the known incidents",
-            ) from None
-
-    def all(self) -> list[Incident]:
-        """Every incident, oldest first; unreadable files are skipped, never deleted."""
-        out: list[Incident] = []
-        if not self.directory.exists():
-            return out
-        for path in sorted(self.directory.glob("*.json")):
-            try:
-                out.append(self._with_notices(Incident.model_validate_json(path.read_text(encoding="utf-8"))))
-            except (OSError, ValueError):
-                continue
-        return sorted(out, key=lambda i: i.opened_at)
-
-    def _with_notices(self, incident: Incident) -> Incident:
-        if incident.flow_run_id:
-            incident.resolved_alerts = self.resolved_notices(incident.flow_run_id)
-        return incident
-
-    def find_by_run(self, flow_run_id: str) -> Incident | None:
-        """The incident a flow run handles."""
-        for inc in self.all():
-            if inc.flow_run_id == flow_run_id:
-                return inc
-        return None
-
-    def notices_path(self, flow_run_id: str) -> Path:
-        """Append-only file of notices (resolved alerts) for the incident a run handles."""
-        safe = "".join(c for c in flow_run_id if c.isalnum() or c == "-")
-        return self.directory / "notices" / f"{safe}.jsonl"
-
-    def attach_resolved(self, flow_run_id: str, at: datetime) -> None:
-        """Record that the alert behind a run resolved (the run itself may be waiting at a gate)."""
-        path = self.notices_path(flow_run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"kind": "resolved", "at": at.isoformat()}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def resolved_notices(self, flow_run_id: str) -> list[datetime]:
-        """When the alert behind a run was reported resolved."""
-        path = self.notices_path(flow_run_id)
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(datetime.fromisoformat(json.loads(line)["at"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-        return out
-
-    def pending_approvals(self) -> list[Incident]:
-        """Incidents waiting at an approval gate."""
-        return [i for i in self.all() if i.pending_approval and i.outcome == Outcome.OPEN]
 
 
 class StepResult(_Record):

@@ -1,6 +1,6 @@
 """Every run ends its incident.
 
-A flow run closes its own incident on every path it can see (``tasks/skeleton.py::respond`` turns
+A flow run closes its own incident on every path it can see (``tasks/respond.py::respond`` turns
 any exception into an escalation). What it cannot see — its process killed, the run cancelled, the
 run deleted — is closed here, by one function, :func:`close_escalated`, called from two places:
 
@@ -19,11 +19,9 @@ API cannot be asked, nothing is closed.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from prefect.client.schemas.objects import FlowRun, State, StateType
@@ -34,7 +32,6 @@ from llmedic.errors import FlowRunNotFound, LlmedicError, OrchestrationError, Ru
 from llmedic.incident import (
     Decision,
     Incident,
-    IncidentStore,
     NotificationDelivery,
     NotificationRecord,
     Outcome,
@@ -44,7 +41,8 @@ from llmedic.incident import (
 )
 from llmedic.notify import deliver_to_team_of
 from llmedic.orchestration import api_healthy, read_run
-from llmedic.report import KnowledgeBase
+from llmedic.store.incidents import IncidentStore
+from llmedic.store.knowledge import KnowledgeBase
 
 __all__ = [
     "TERMINAL_STATES",
@@ -81,21 +79,6 @@ class Reconciliation(BaseModel):
     """Why the Prefect API could not be asked (the pass then stopped and closed nothing more)."""
 
 
-@contextmanager
-def _exclusive(store: IncidentStore, incident_id: str) -> Iterator[None]:
-    # The runner's on_crashed hook and the sweeper's reconciler can see the same ended run at the
-    # same moment; one lock per incident makes the second one find it closed (no double notice).
-    # flock is released by the kernel when its holder dies, so a crash never leaves it held.
-    path = store.path(incident_id).parent / "locks" / f"{incident_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _notify(settings: Settings, incident: Incident, message: str) -> NotificationRecord:
     """Tell the team (and the escalation route) what reached whom. Never raises."""
     text = f"[llmedic] [escalated] {incident.id} ({incident.anomaly.value} on {incident.target}): {message}"
@@ -123,37 +106,40 @@ def close_escalated(
     record is saved before anything else is tried, so a notification or archive that fails cannot
     leave the incident open; such a failure is recorded on it instead.
     """
-    store = IncidentStore(settings.incidents_dir)
-    with _exclusive(store, incident_id):
-        incident = store.load(incident_id)
-        if incident.outcome != Outcome.OPEN:
-            return None
+    store = IncidentStore.from_settings(settings)
+    incident = store.load(incident_id)
+    if incident.outcome != Outcome.OPEN:
+        return None
+    incident.decisions.append(
+        Decision(topic="error", choice=code, reason=f"{reason} (closed by {closed_by})")
+    )
+    incident.escalate(f"{code}: {reason}")
+    incident.close(Outcome.ESCALATED)
+    # The runner's on_crashed hook and the sweeper's reconciler can see the same ended run at the
+    # same moment (on one host or two): the row is replaced only while it is still open, so the
+    # second one finds it closed and sends no second notice.
+    if not store.save_if_open(incident):
+        return None
+    incident.notifications.append(_notify(settings, incident, f"outcome escalated: {code}: {reason}"))
+    kb = KnowledgeBase.from_settings(settings)
+    now = utcnow()
+    incident.timeline.append(
+        StepRecord(
+            step=Step.ARCHIVE,
+            started_at=now,
+            finished_at=now,
+            summary=f"report {kb.report_path(incident.id)} (closed by {closed_by})",
+        )
+    )
+    try:
+        incident = kb.archive(incident)
+    except Exception as exc:  # the record is closed already; whatever broke the archive goes on it
+        log.exception("archiving incident %s failed", incident_id)
         incident.decisions.append(
-            Decision(topic="error", choice=code, reason=f"{reason} (closed by {closed_by})")
+            Decision(topic="archive", choice="failed", reason=f"{type(exc).__name__}: {exc}")
         )
-        incident.escalate(f"{code}: {reason}")
-        incident.close(Outcome.ESCALATED)
-        store.save(incident)
-        incident.notifications.append(_notify(settings, incident, f"outcome escalated: {code}: {reason}"))
-        kb = KnowledgeBase(settings.kb_dir)
-        now = utcnow()
-        incident.timeline.append(
-            StepRecord(
-                step=Step.ARCHIVE,
-                started_at=now,
-                finished_at=now,
-                summary=f"report {kb.report_path(incident.id)} (closed by {closed_by})",
-            )
-        )
-        try:
-            incident = kb.archive(incident)
-        except Exception as exc:  # the record is closed already; whatever broke the archive goes on it
-            log.exception("archiving incident %s failed", incident_id)
-            incident.decisions.append(
-                Decision(topic="archive", choice="failed", reason=f"{type(exc).__name__}: {exc}")
-            )
-        store.save(incident)
-        return incident
+    store.save(incident)
+    return incident
 
 
 def close_run_incident(
@@ -161,7 +147,7 @@ def close_run_incident(
 ) -> Incident | None:
     """Close the incident of a flow run that ended in ``run_state`` (a state's name and message),
     if it is still open. ``None`` when the run has no incident or it is closed already."""
-    found = IncidentStore(settings.incidents_dir).find_by_run(flow_run_id)
+    found = IncidentStore.from_settings(settings).find_by_run(flow_run_id)
     if found is None or found.outcome != Outcome.OPEN:
         return None
     return close_escalated(
@@ -199,7 +185,7 @@ def reconcile(
     the API cannot be asked — then the pass stops, because nothing can be told apart).
     """
     result = Reconciliation()
-    for incident in IncidentStore(settings.incidents_dir).all():
+    for incident in IncidentStore.from_settings(settings).all():
         if incident.outcome != Outcome.OPEN or not incident.flow_run_id:
             continue
         try:

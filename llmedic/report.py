@@ -1,18 +1,12 @@
-"""The incident report: Markdown for people (with the guide's post-mortem questions pre-filled from
-the timeline) and JSON for machines, written to the knowledge base."""
+"""The incident report: Markdown for people, with the guide's post-mortem questions pre-filled from
+the timeline (the knowledge base, :mod:`llmedic.store.knowledge`, archives it beside the JSON record)."""
 
 from __future__ import annotations
-
-import json
-import os
-import re
-from datetime import datetime
-from pathlib import Path
 
 from llmedic.catalog import AnomalyType
 from llmedic.incident import ApprovalRecord, Incident, Outcome
 
-__all__ = ["KnowledgeBase", "render_markdown"]
+__all__ = ["render_markdown"]
 
 _PREVENTION: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "capacity headroom of 20–30 %, alert on p99 and queue depth before the SLO is breached, "
@@ -191,99 +185,3 @@ def _post_mortem(i: Incident) -> list[str]:
         "",
         "_Edit this section during the review; the rest is generated from the incident record._",
     ]
-
-
-class KnowledgeBase:
-    """Archived incidents: ``<id>.json`` and ``<id>.md`` per incident in one directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def report_path(self, incident_id: str) -> Path:
-        """Where an incident's Markdown report is (or will be) archived."""
-        return self.directory / f"{incident_id}.md"
-
-    def write(self, incident: Incident) -> Path:
-        """Archive an incident; returns the Markdown report's path."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        md = self.report_path(incident.id)
-        for path, text in (
-            (self.directory / f"{incident.id}.json", incident.model_dump_json(indent=2)),
-            (md, render_markdown(incident)),
-        ):
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-        return md
-
-    def archive(self, incident: Incident) -> Incident:
-        """Archive a closed incident with its similar past incidents and its report path filled in;
-        returns the archived copy (the record to keep). Every way an incident ends goes through here:
-        the flow's archive step and the closing of an incident whose run ended without it."""
-        final = incident.model_copy(
-            update={"related": self.similar(incident), "report_path": str(self.report_path(incident.id))}
-        )
-        self.write(final)
-        return final
-
-    def all(self) -> list[Incident]:
-        """Every archived incident, oldest first."""
-        out = []
-        for path in sorted(self.directory.glob("*.json")) if self.directory.exists() else []:
-            try:
-                out.append(Incident.model_validate(json.loads(path.read_text(encoding="utf-8"))))
-            except (OSError, ValueError):
-                continue
-        return sorted(out, key=lambda i: i.opened_at)
-
-    def search(
-        self,
-        *,
-        anomaly: str | None = None,
-        target: str | None = None,
-        labels: dict[str, str] | None = None,
-        text: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> list[Incident]:
-        """Archived incidents matching every given filter, newest first: type, target, alert labels
-        (all equal), text (case-insensitive, in the title, diagnosis, impact, evidence and
-        decisions), opened within [since, until)."""
-        want = (text or "").lower()
-        out = []
-        for inc in self.all():
-            if anomaly and inc.anomaly.value != anomaly:
-                continue
-            if target and inc.target != target:
-                continue
-            if labels and any(inc.alert.labels.get(k) != v for k, v in labels.items()):
-                continue
-            if since and inc.opened_at < since:
-                continue
-            if until and inc.opened_at >= until:
-                continue
-            if want:
-                hay = " ".join(
-                    [inc.title, inc.diagnosis, inc.impact]
-                    + [e.summary for e in inc.evidence]
-                    + [f"{d.choice} {d.reason}" for d in inc.decisions]
-                ).lower()
-                if want not in hay:
-                    continue
-            out.append(inc)
-        return sorted(out, key=lambda i: i.opened_at, reverse=True)
-
-    def similar(self, incident: Incident, limit: int = 3) -> list[str]:
-        """Past incidents of the same type on the same target or with the same diagnosis."""
-        words = set(re.findall(r"[a-z_]+", incident.diagnosis.lower()))
-        scored = []
-        for past in self.all():
-            if past.id == incident.id or past.anomaly != incident.anomaly:
-                continue
-            score = (2 if past.target == incident.target else 0) + len(
-                words & set(re.findall(r"[a-z_]+", past.diagnosis.lower()))
-            )
-            fix = next((a.name for a in past.actions if a.applied and not a.dry_run), "no fix")
-            scored.append((score, past.opened_at, f"{past.id} ({past.outcome.value}; fixed by {fix})"))
-        scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
-        return [s[2] for s in scored[:limit]]

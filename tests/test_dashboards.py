@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from llmedic.incident import IncidentStore
 from llmedic.receiver.app import ReceiverMetrics
 from llmedic.receiver.outbox import Outbox
+from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.instance import SandboxInstance, dcgm_exposition
 from llmedic_sandbox.knowledge import load_knowledge
 
@@ -31,7 +31,7 @@ SUFFIXES = {
 def exported(tmp_path: Path) -> set[str]:
     inst = SandboxInstance(name="s", knowledge=load_knowledge())
     inst.refresh_gauges()
-    receiver = ReceiverMetrics(Outbox(tmp_path / "outbox.sqlite3"), IncidentStore(tmp_path / "incidents"))
+    receiver = ReceiverMetrics(Outbox(tmp_path / "llmedic.db"), IncidentStore(tmp_path))
     text = generate_latest(inst.metrics.registry).decode() + generate_latest(receiver.registry).decode()
     scenario = tmp_path / "gpu.json"
     scenario.write_text(json.dumps({"devices": [{}]}))

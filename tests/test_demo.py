@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from llmedic.incident import IncidentStore, Outcome
+from llmedic.incident import Outcome
 from llmedic.monitoring import binaries
 from llmedic.receiver.outbox import Outbox
+from llmedic.store.incidents import IncidentStore
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +37,14 @@ def test_demo_resolves_the_incident(clean_environ: Path) -> None:
     assert "approved by demo" in result.stdout
     reports = list((clean_environ / "kb").glob("latency-*.md"))
     assert len(reports) == 1 and "## Post-mortem" in reports[0].read_text()
-    (incident,) = IncidentStore(clean_environ / "incidents").all()
+    (incident,) = IncidentStore(clean_environ).all()
     assert (incident.outcome, incident.target) == (Outcome.RESOLVED, "sandbox-1")
     if binaries() is None:
         if os.environ.get("CI"):
             pytest.fail("prometheus / prometheus-alertmanager missing in CI (make tools installs them)")
         return
     assert "alert path: Prometheus (shipped rules) → Alertmanager → receiver → Prefect" in result.stdout
-    rows = Outbox(clean_environ / "outbox.sqlite3").rows()
+    rows = Outbox(clean_environ / "llmedic.db").rows()
     (started,) = [r for r in rows if r.state == "started"]
     assert (started.anomaly, started.alert.source, started.flow_run_id) == (
         "latency",

@@ -12,9 +12,10 @@ from starlette.testclient import TestClient
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.exporter import IncidentCollector
-from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
+from llmedic.incident import Incident, Outcome, utcnow
 from llmedic.receiver.app import ReceiverAuth, ReceiverMetrics, create_receiver_app
 from llmedic.receiver.outbox import Outbox
+from llmedic.store.incidents import IncidentStore
 
 
 def incident(
@@ -71,10 +72,10 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_incident_figures_on_the_receiver_metrics(tmp_path: Path) -> None:
-    store = IncidentStore(tmp_path / "incidents")
+    store = IncidentStore(tmp_path)
     for inc in store_of(utcnow()):
         store.save(inc)
-    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox = Outbox(tmp_path / "llmedic.db")
     app = create_receiver_app(outbox, ReceiverAuth(bearer="t"), [], metrics=ReceiverMetrics(outbox, store))
     got = samples(TestClient(app).get("/metrics").text)
     oldest = got.pop(("llmedic_approval_oldest_wait_seconds", ()))
@@ -94,7 +95,7 @@ def test_incident_figures_on_the_receiver_metrics(tmp_path: Path) -> None:
 
 
 def test_an_empty_store_reports_no_wait_and_the_cache_holds(tmp_path: Path) -> None:
-    store = IncidentStore(tmp_path / "incidents")
+    store = IncidentStore(tmp_path)
     collector = IncidentCollector(store, cache_seconds=3600)
     first = {m.name: [s.value for s in m.samples] for m in collector.collect()}
     assert first["llmedic_approval_oldest_wait_seconds"] == [0.0]

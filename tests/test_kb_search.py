@@ -12,7 +12,7 @@ import pytest
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import Decision, Incident, Outcome
-from llmedic.report import KnowledgeBase
+from llmedic.store.knowledge import KnowledgeBase
 
 
 def incident(
@@ -37,7 +37,7 @@ def incident(
 
 @pytest.fixture
 def kb(tmp_path: Path) -> KnowledgeBase:
-    kb = KnowledgeBase(tmp_path / "kb")
+    kb = KnowledgeBase(tmp_path)
     for inc in (
         incident(
             1, AnomalyType.LATENCY, "sandbox-1", 3, "instance_degraded: p99 3.0s", {"severity": "critical"}
@@ -78,7 +78,7 @@ def test_search_command(
 ) -> None:
     from llmedic.cli import main
 
-    monkeypatch.setenv("LLMEDIC_HOME", str(kb.directory.parent))
+    monkeypatch.setenv("LLMEDIC_HOME", str(kb.home))
     monkeypatch.setattr(
         "sys.argv",
         ["llmedic", "incidents", "search", "--type", "latency", "--label", "severity=warning", "--json"],

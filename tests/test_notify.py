@@ -19,9 +19,10 @@ from aiosmtpd.controller import Controller
 from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, Team, anomaly_info
 from llmedic.config import EnvironmentFile
-from llmedic.incident import Incident, IncidentStore, NotificationRecord
+from llmedic.incident import Incident, NotificationRecord
 from llmedic.notify import deliver, notify_team, notify_team_of, redact_webhook
 from llmedic.report import render_markdown
+from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.fleet import free_port
 
 FAST = {"attempts": 3, "backoff_seconds": 0.05, "timeout_seconds": 2, "max_seconds": 10}

@@ -32,12 +32,13 @@ from llmedic.catalog import AnomalyType, Team, anomaly_info
 from llmedic.cli import app as cli_app
 from llmedic.config import AlertRule, EnvironmentFile, ReceiverConfig, Settings
 from llmedic.errors import ConfigError, FlowRunNotFound, OrchestrationError, OutboxError
-from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
+from llmedic.incident import Incident, Outcome, utcnow
 from llmedic.orchestration import Dispatched
 from llmedic.receiver.app import ReceiverAuth, create_receiver_app, openapi
 from llmedic.receiver.dispatcher import Dispatcher
 from llmedic.receiver.outbox import Outbox
 from llmedic.receiver.server import Receiver, auth_from_settings, ensure_token_file
+from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.fleet import free_port
 
 TOKEN = "s3cret-token"
@@ -68,7 +69,7 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Outbox:
     """Every outbox test runs on both backends."""
     if request.param == "postgres":
         return Outbox(url=request.getfixturevalue("postgres_url"))
-    return Outbox(tmp_path / "outbox.sqlite3")
+    return Outbox(tmp_path / "llmedic.db")
 
 
 def client(outbox: Outbox, auth: ReceiverAuth | None = None, max_body: int = 1_048_576) -> TestClient:
@@ -261,7 +262,7 @@ class FakePrefect:
 
 def dispatcher(outbox: Outbox, tmp_path: Path, fake: FakePrefect, budget: int = 6) -> Dispatcher:
     env = EnvironmentFile(receiver=ReceiverConfig(max_runs_per_target_per_hour=budget))
-    return Dispatcher(outbox, IncidentStore(tmp_path / "incidents"), env, dispatch=fake)
+    return Dispatcher(outbox, IncidentStore(tmp_path), env, dispatch=fake)
 
 
 def test_dispatch_dedup_resolve_and_backoff(outbox: Outbox, tmp_path: Path) -> None:
@@ -279,7 +280,7 @@ def test_dispatch_dedup_resolve_and_backoff(outbox: Outbox, tmp_path: Path) -> N
     c.post("/alerts/alertmanager", json=am_body(am_alert(status="resolved")))
     d.drain_once()
     assert outbox.rows()[0].state == "attached"
-    assert len(IncidentStore(tmp_path / "incidents").resolved_notices("run-1")) == 1
+    assert len(IncidentStore(tmp_path).resolved_notices("run-1")) == 1
     # Prefect down: the row stays pending and backs off; nothing is lost
     fake.down = True
     c.post("/alerts/alertmanager", json=am_body(am_alert(instance="127.0.0.1:8109")))
@@ -481,7 +482,7 @@ def settings_for(outbox: Outbox, home: Path) -> Settings:
     """Settings whose outbox is the fixture's (SQLite under ``home``, or its PostgreSQL database)."""
     if outbox.url is not None:
         return Settings(home=home, outbox_url=outbox.url)
-    assert outbox.path == home / "outbox.sqlite3"
+    assert outbox.path == home / "llmedic.db"
     return Settings(home=home)
 
 
@@ -734,7 +735,7 @@ def test_a_row_that_always_fails_goes_dead_and_can_be_retried(
         raise exc
 
     notified = Notified()
-    d = Dispatcher(outbox, IncidentStore(tmp_path / "incidents"), ENV, dispatch=failing, notify=notified)
+    d = Dispatcher(outbox, IncidentStore(tmp_path), ENV, dispatch=failing, notify=notified)
     c = client(outbox)
     assert c.post("/alerts/alertmanager", json=am_body(am_alert())).status_code == 202
     (row,) = outbox.rows()
@@ -795,10 +796,12 @@ def test_retry_refuses_what_it_cannot_requeue(outbox: Outbox, state: str | None,
 
 
 def test_an_outbox_from_before_the_raw_column_keeps_working(outbox: Outbox) -> None:
-    # The schema as it was: no `raw` column. Opening it adds the column; old rows read as raw=None.
+    # The schema as it was (a PostgreSQL outbox from before the state store): no `raw` column, no
+    # migrations recorded. Opening it adopts the table and adds the column; old rows read as raw=None.
     alert = Alert(source="alertmanager", anomaly=AnomalyType.LATENCY, target="a:1", starts_at=None)
     with outbox._conn() as db:
         outbox._exec(db, "DROP TABLE outbox")
+        outbox._exec(db, "DROP TABLE alembic_version")
         outbox._exec(
             db,
             OLD_SCHEMA.format(
@@ -972,7 +975,7 @@ def test_a_hanging_notification_does_not_hold_back_dispatch(outbox: Outbox, tmp_
 
     d = Dispatcher(
         outbox,
-        IncidentStore(tmp_path / "incidents"),
+        IncidentStore(tmp_path),
         dispatcher(outbox, tmp_path, fake, budget=1).env,
         dispatch=fake,
         notify=hanging,

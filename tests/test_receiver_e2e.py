@@ -161,7 +161,7 @@ def test_prefect_down_and_sigkill_lose_nothing_and_duplicate_nothing(
         resp = httpx.post(f"{stack.receiver_url}/alerts/alertmanager", json=body, headers=headers, timeout=10)
         assert resp.status_code == 202
     url = stack.env.get("LLMEDIC_OUTBOX_URL")
-    outbox = Outbox(url=url) if url else Outbox(stack.home / "outbox.sqlite3")
+    outbox = Outbox(url=url) if url else Outbox(stack.home / "llmedic.db")
     deadline = time.monotonic() + 60
     while not all(r.attempts >= 1 for r in outbox.rows("pending")):
         assert time.monotonic() < deadline, [(r.attempts, r.error) for r in outbox.rows()]

@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from llmedic.incident import IncidentStore, Outcome
+from llmedic.incident import Outcome
 from llmedic.orchestration import PrefectServer, prefect_env, stop_process, wait_for_run
+from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.fleet import free_port
 from tests.conftest import Fleet
 
@@ -96,7 +97,7 @@ def test_a_flow_runs_on_a_separate_worker_of_a_postgresql_backed_server(
         assert (done.work_pool_name, done.infrastructure_pid is not None) == ("llmedic", True)
         assert worker.poll() is None
         assert str(run.id) in (tmp_path / "worker.log").read_text(errors="replace")
-        (incident,) = IncidentStore(clean_environ / "incidents").all()
+        (incident,) = IncidentStore(clean_environ).all()
         assert (incident.flow_run_id, incident.outcome, incident.target) == (
             str(run.id),
             Outcome.FALSE_POSITIVE,

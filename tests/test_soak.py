@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from llmedic.incident import IncidentStore, Outcome
+from llmedic.incident import Outcome
 from llmedic.receiver.outbox import Outbox
+from llmedic.store.incidents import IncidentStore
 from tests.conftest import Fleet
 from tests.test_receiver_e2e import TOKEN, Stack, stack  # noqa: F401 - the fixture
 
@@ -48,7 +49,7 @@ def report(tried: str, survived: str) -> None:
 def one_open_incident_at_a_time(s: Stack, timeout: float = 240) -> dict[str, int]:
     """Incidents per target, once all are closed; no two incidents of one target were ever open at
     the same time (a re-fire after a close may start a new one: that is a new firing)."""
-    store = IncidentStore(s.home / "incidents")
+    store = IncidentStore(s.home)
     deadline = time.monotonic() + timeout
     final = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
     while any(r["state_type"] not in final for r in s.flow_runs()) or any(
@@ -94,7 +95,7 @@ def test_soak_prefect_down_for_60_seconds_under_load(stack: Stack, sandbox: Flee
             codes[resp.status_code] += 1
             sent += 1
             time.sleep(0.05)
-    outbox = Outbox(stack.home / "outbox.sqlite3")
+    outbox = Outbox(stack.home / "llmedic.db")
     deadline = time.monotonic() + 60
     while not all(r.attempts >= 1 for r in outbox.rows("pending", limit=100_000)):
         assert time.monotonic() < deadline
@@ -164,7 +165,7 @@ def test_soak_receiver_sigkilled_mid_storm(stack: Stack, sandbox: Fleet) -> None
     stack.start_receiver()
     retry = [i for i in range(2000) if i not in accepted]  # Alertmanager retries what got no 2xx
     send(retry)
-    outbox = Outbox(stack.home / "outbox.sqlite3")
+    outbox = Outbox(stack.home / "llmedic.db")
     settle(outbox)
     rows = outbox.rows(limit=100_000)
     states = Counter(r.state for r in rows)

@@ -25,7 +25,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from llmedic.incident import IncidentStore, Outcome
+from llmedic.incident import Outcome
+from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.fleet import free_port
 from tests.conftest import Fleet
 
@@ -303,7 +304,7 @@ def test_up_ui_manual_run_restart_and_approval_from_the_resume_form(
             run_id, lambda r: r["state_type"] in ("PAUSED", "COMPLETED", "FAILED", "CRASHED"), deadline
         )
         assert (run["state_type"], run["state_name"]) == ("PAUSED", "Suspended")
-        store = IncidentStore(clean_environ / "incidents")
+        store = IncidentStore(clean_environ)
         outcomes = {i.target: i.outcome for i in store.all()}
         assert outcomes == {"sandbox-0": Outcome.FALSE_POSITIVE, "sandbox-2": Outcome.OPEN}
         page.close()

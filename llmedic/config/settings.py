@@ -39,8 +39,13 @@ class Settings(BaseSettings):
     """Header with the timestamp Grafana signs along with the body (when it sends one)."""
     receiver_max_body_bytes: int = 1_048_576
     """Larger request bodies are refused with HTTP 413."""
+    store_url: SecretStr | None = None
+    """The state store's database (``postgresql://user:pass@host/db`` for several hosts, or
+    ``sqlite:///PATH``); default ``sqlite:///<home>/llmedic.db``. Incidents, approvals, the knowledge
+    base, review incidents, the model registry, the audit history and the outbox live there."""
     outbox_url: SecretStr | None = None
-    """PostgreSQL URL for the receiver's outbox (``postgresql://user:pass@host/db``); default SQLite."""
+    """A separate database for the receiver's outbox only (kept for deployments that set it before
+    the state store existed); default: the state store (``store_url``)."""
     approvers_file: Path | None = None
     """The approver tokens (``approvers: {NAME: TOKEN}``, mode 0600, written by ``llmedic approvers
     add``); default ``<home>/approvers.yaml``. A file group or others can read is refused."""
@@ -62,9 +67,9 @@ class Settings(BaseSettings):
         return self.home / "incidents"
 
     @property
-    def outbox_path(self) -> Path:
-        """The receiver's durable outbox (SQLite)."""
-        return self.home / "outbox.sqlite3"
+    def store_path(self) -> Path:
+        """The state store's SQLite file (when ``store_url`` is not set)."""
+        return self.home / "llmedic.db"
 
     def receiver_bearer(self) -> str | None:
         """The bearer token from the setting or the token file."""

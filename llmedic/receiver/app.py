@@ -40,8 +40,8 @@ from llmedic.alerts import (
 from llmedic.config import AlertRule
 from llmedic.errors import AlertPayloadError, OutboxError
 from llmedic.exporter import IncidentCollector
-from llmedic.incident import IncidentStore
 from llmedic.receiver.outbox import Intake, Outbox
+from llmedic.store.incidents import IncidentStore
 
 __all__ = ["ReceiverAuth", "ReceiverMetrics", "create_receiver_app", "openapi"]
 

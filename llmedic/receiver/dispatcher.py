@@ -31,10 +31,11 @@ from typing import Literal
 from llmedic.catalog import Team, anomaly_info
 from llmedic.config import EnvironmentFile
 from llmedic.errors import FlowRunNotFound, OrchestrationError
-from llmedic.incident import IncidentStore, Outcome, utcnow
+from llmedic.incident import Outcome, utcnow
 from llmedic.notify import notify_team
 from llmedic.orchestration import Dispatched, dispatch_alerts, read_run
 from llmedic.receiver.outbox import Outbox, OutboxRow
+from llmedic.store.incidents import IncidentStore
 
 __all__ = ["Dispatcher", "Liveness"]
 

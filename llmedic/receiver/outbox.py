@@ -1,5 +1,6 @@
-"""The durable outbox: every alert of an accepted body is written here (SQLite, WAL,
-synchronous=FULL) before the receiver answers 2xx; the dispatcher drains it into Prefect runs.
+"""The durable outbox: every alert of an accepted body is written here (the ``outbox`` table of the
+state store: SQLite with WAL and synchronous=FULL, or PostgreSQL) before the receiver answers 2xx;
+the dispatcher drains it into Prefect runs.
 
 One row per *notification key* (the alert's idempotency key plus its status), so Alertmanager's
 retries and HA duplicates of one notification never make a second row, and a crash between the 2xx
@@ -11,10 +12,7 @@ goes ``dead`` after ``receiver.max_dispatch_attempts`` and waits for ``llmedic a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,9 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
 from llmedic.alerts import Alert, Received
 from llmedic.config import Settings
-from llmedic.errors import ConfigError, OutboxError
+from llmedic.errors import ConfigError, OutboxError, StoreError
+from llmedic.store import Store
+from llmedic.store.tables import outbox
 
 __all__ = ["RETRYABLE", "STATES", "Intake", "Outbox", "OutboxRow"]
 
@@ -42,30 +48,6 @@ STATES = (
 """Every state of a row. ``pending`` waits for the dispatcher; the others are where it ended."""
 RETRYABLE = ("dead", "throttled", "unknown-target")
 """States ``llmedic alerts retry`` re-queues (an ``invalid`` row has no alert to dispatch)."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id            {id_column},
-    key           TEXT NOT NULL UNIQUE,
-    dedup_key     TEXT NOT NULL,
-    target        TEXT NOT NULL,
-    anomaly       TEXT,
-    status        TEXT NOT NULL,      -- firing | resolved (what the alert said)
-    state         TEXT NOT NULL,      -- one of STATES
-    alert         TEXT NOT NULL,      -- the normalised Alert as JSON ('' for an invalid alert)
-    received_at   DOUBLE PRECISION NOT NULL,
-    seen          INTEGER NOT NULL DEFAULT 1,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    next_attempt  DOUBLE PRECISION NOT NULL DEFAULT 0,
-    flow_run_id   TEXT,
-    dispatched_at DOUBLE PRECISION,
-    error         TEXT,               -- why it is invalid / unknown-target / dead, or the last retry's error
-    raw           TEXT                -- the alert's JSON as received (NULL in rows older than the column)
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt);
-CREATE INDEX IF NOT EXISTS outbox_dedup ON outbox (dedup_key, state);
-CREATE INDEX IF NOT EXISTS outbox_target ON outbox (target, state, dispatched_at);
-"""
 
 
 @dataclass(frozen=True)
@@ -147,80 +129,61 @@ class OutboxRow:
 class Outbox:
     """The outbox shared by the receiver (writes) and the dispatcher (drains).
 
-    ``Outbox(path)`` is SQLite (WAL, ``synchronous=FULL``); ``Outbox(url="postgresql://...")`` is
-    PostgreSQL, for several receivers behind a load balancer. Both run the same SQL. Driver errors
-    become :class:`~llmedic.errors.OutboxError` here, the one seam.
+    It is the ``outbox`` table of a state store (:class:`~llmedic.store.Store`): ``Outbox(path)``
+    a SQLite file, ``Outbox(url="postgresql://...")`` PostgreSQL (several receivers behind a load
+    balancer), ``Outbox(store=...)`` a store already open. Database errors become
+    :class:`~llmedic.errors.OutboxError` here, the one seam (the receiver answers 503).
     """
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
-        if (path is None) == (url is None):
-            raise ValueError("give the outbox either a SQLite path or a PostgreSQL url")
+    def __init__(
+        self, path: Path | None = None, *, url: str | None = None, store: Store | None = None
+    ) -> None:
+        if sum(x is not None for x in (path, url, store)) != 1:
+            raise ValueError("give the outbox a SQLite path, a database url or a store")
         self.path = path
         self.url = url
-        self.postgres = url is not None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        with self._conn() as db:
-            for statement in _SCHEMA.format(id_column=id_column).split(";"):
-                if statement.strip():
-                    self._exec(db, statement)
-            self._upgrade(db)
-
-    def _upgrade(self, db: Any) -> None:
-        """Add the columns later versions use to an outbox created before them."""
-        if self.postgres:
-            # IF NOT EXISTS: several receivers may start at once on one database.
-            self._exec(db, "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS raw TEXT")
-            return
-        columns = {r[1] for r in self._exec(db, "PRAGMA table_info(outbox)").fetchall()}
-        if "raw" not in columns:
-            self._exec(db, "ALTER TABLE outbox ADD COLUMN raw TEXT")
+        try:
+            self.store = store or Store.open(url or str(path))
+        except StoreError as exc:
+            raise _translate(exc) from None
+        self.postgres = self.store.postgres
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Outbox:
-        """The outbox the settings name (``LLMEDIC_OUTBOX_URL``, else SQLite under the home)."""
+        """The outbox the settings name: ``LLMEDIC_OUTBOX_URL`` if set (a database of its own, as
+        before the state store), else the state store's."""
         if settings.outbox_url is not None:
             return cls(url=settings.outbox_url.get_secret_value())
-        return cls(settings.outbox_path)
+        try:
+            return cls(store=Store.from_settings(settings))
+        except StoreError as exc:
+            raise _translate(exc) from None
 
     @property
     def where(self) -> str:
         """Where the rows are (without credentials)."""
-        if self.url is not None:
-            return "postgresql://" + self.url.rsplit("@", 1)[-1]
-        return str(self.path)
-
-    def _exec(self, db: Any, sql: str, args: tuple[object, ...] = ()) -> Any:
-        if self.postgres:
-            sql = sql.replace("?", "%s")
-        try:
-            return db.execute(sql, args)
-        except Exception as exc:
-            raise _translate(exc, self.where) from exc
+        return self.store.where
 
     @contextmanager
-    def _conn(self) -> Iterator[Any]:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._connect()
-            self._local.db = db
-        yield db
-
-    def _connect(self) -> Any:
+    def _tx(self, write: bool = True) -> Iterator[Connection]:
         try:
-            if self.postgres:
-                import psycopg
+            with self.store.write() if write else self.store.read() as db:
+                yield db
+        except StoreError as exc:
+            raise _translate(exc) from None
 
-                return psycopg.connect(self.url or "", autocommit=True, connect_timeout=10)
-            db = sqlite3.connect(self.path or "", timeout=30, isolation_level=None, check_same_thread=False)
-            self._exec(db, "PRAGMA journal_mode=WAL")
-            self._exec(db, "PRAGMA synchronous=FULL")  # the 2xx promises the row survives a crash
-            self._exec(db, "PRAGMA busy_timeout=30000")
-            return db
-        except Exception as exc:
-            raise _translate(exc, self.where) from exc
+    @contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        """A connection in a transaction committed on exit (for :meth:`_exec` and tests)."""
+        with self._tx() as db:
+            yield db
+
+    def _exec(self, db: Connection, sql: str, args: tuple[object, ...] = ()) -> Any:
+        """Run raw SQL with ``?`` placeholders."""
+        try:
+            return db.exec_driver_sql(sql.replace("?", "%s") if self.postgres else sql, args)
+        except SQLAlchemyError as exc:
+            raise _translate(self.store.error(exc)) from None
 
     @staticmethod
     def notification_key(alert: Alert) -> str:
@@ -231,68 +194,72 @@ class Outbox:
         """Store a body's alerts in one transaction; return whether each is new — a repeat of a
         notification only bumps its row's ``seen``."""
         now = time.time()
+        insert = pg_insert if self.postgres else sqlite_insert
         out: list[bool] = []
-        with self._conn() as db:
-            self._exec(db, "BEGIN" if self.postgres else "BEGIN IMMEDIATE")
-            try:
-                for item in items:
-                    self._exec(
-                        db,
-                        "INSERT INTO outbox (key, dedup_key, target, anomaly, status, state, alert, received_at, "
-                        "error, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET seen = outbox.seen + 1",
-                        (
-                            item.key,
-                            item.dedup_key,
-                            item.target,
-                            item.anomaly,
-                            item.status,
-                            item.state,
-                            item.alert.model_dump_json() if item.alert else "",
-                            now,
-                            item.reason,
-                            item.raw,
-                        ),
-                    )
-                    out.append(self._fresh(db, item.key))
-                self._exec(db, "COMMIT")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self._exec(db, "ROLLBACK")
-                raise
+        with self._tx() as db:
+            for item in items:
+                values = {
+                    "key": item.key,
+                    "dedup_key": item.dedup_key,
+                    "target": item.target,
+                    "anomaly": item.anomaly,
+                    "status": item.status,
+                    "state": item.state,
+                    "alert": item.alert.model_dump_json() if item.alert else "",
+                    "received_at": now,
+                    "error": item.reason,
+                    "raw": item.raw,
+                }
+                stmt = insert(outbox).values(**values)
+                db.execute(
+                    stmt.on_conflict_do_update(index_elements=["key"], set_={"seen": outbox.c.seen + 1})
+                )
+                seen = db.execute(sa.select(outbox.c.seen).where(outbox.c.key == item.key)).scalar_one()
+                out.append(seen == 1)
         return out
 
-    def _fresh(self, db: Any, key: str) -> bool:
-        row = self._exec(db, "SELECT seen FROM outbox WHERE key = ?", (key,)).fetchone()
-        return bool(row and row[0] == 1)
-
     _COLUMNS = (
-        "id, key, dedup_key, target, anomaly, status, state, alert, received_at, seen, attempts, "
-        "flow_run_id, error, raw"
+        outbox.c.id,
+        outbox.c.key,
+        outbox.c.dedup_key,
+        outbox.c.target,
+        outbox.c.anomaly,
+        outbox.c.status,
+        outbox.c.state,
+        outbox.c.alert,
+        outbox.c.received_at,
+        outbox.c.seen,
+        outbox.c.attempts,
+        outbox.c.flow_run_id,
+        outbox.c.error,
+        outbox.c.raw,
     )
 
     @staticmethod
     def _row(r: Any) -> OutboxRow:
         return OutboxRow(
-            id=r[0],
-            key=r[1],
-            dedup_key=r[2],
-            target=r[3],
-            anomaly=r[4],
-            status=r[5],
-            state=r[6],
-            alert=Alert.model_validate_json(r[7]) if r[7] else None,
-            received_at=r[8],
-            seen=r[9],
-            attempts=r[10],
-            flow_run_id=r[11],
-            error=r[12],
-            raw=r[13],
+            id=r.id,
+            key=r.key,
+            dedup_key=r.dedup_key,
+            target=r.target,
+            anomaly=r.anomaly,
+            status=r.status,
+            state=r.state,
+            alert=Alert.model_validate_json(r.alert) if r.alert else None,
+            received_at=r.received_at,
+            seen=r.seen,
+            attempts=r.attempts,
+            flow_run_id=r.flow_run_id,
+            error=r.error,
+            raw=r.raw,
         )
 
-    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[OutboxRow]:
-        with self._conn() as db:
-            rows = self._exec(db, f"SELECT {self._COLUMNS} FROM outbox " + sql, args).fetchall()
+    def _rows(
+        self, *where: sa.ColumnElement[bool], order: Any = None, limit: int | None = None
+    ) -> list[OutboxRow]:
+        q = sa.select(*self._COLUMNS).where(*where).order_by(order if order is not None else outbox.c.id)
+        with self._tx(write=False) as db:
+            rows = db.execute(q.limit(limit) if limit is not None else q).all()
         return [self._row(r) for r in rows]
 
     def due(self, limit: int = 100, lease_seconds: float = 30.0) -> list[OutboxRow]:
@@ -304,29 +271,39 @@ class Outbox:
         expire and another one picks the row up. SQLite has one receiver, so no claim is needed.
         """
         now = time.time()
+        ready = (outbox.c.state == "pending", outbox.c.next_attempt <= now)
         if not self.postgres:
-            return self._rows(
-                "WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?", (now, limit)
-            )
-        with self._conn() as db:
-            rows = self._exec(
-                db,
-                f"UPDATE outbox SET next_attempt = ? WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' "
-                f"AND next_attempt <= ? ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING {self._COLUMNS}",
-                (now + lease_seconds, now, limit),
-            ).fetchall()
+            return self._rows(*ready, limit=limit)
+        claim = (
+            sa.select(outbox.c.id)
+            .where(*ready)
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._tx() as db:
+            rows = db.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_(claim.scalar_subquery()))
+                .values(next_attempt=now + lease_seconds)
+                .returning(*self._COLUMNS)
+            ).all()
         return sorted((self._row(r) for r in rows), key=lambda r: r.id)
 
     def mark(
         self, row_id: int, state: str, *, flow_run_id: str | None = None, error: str | None = None
     ) -> None:
         """Record what the dispatcher did with a row."""
-        with self._conn() as db:
-            self._exec(
-                db,
-                "UPDATE outbox SET state = ?, flow_run_id = COALESCE(?, flow_run_id), error = ?, dispatched_at = ? "
-                "WHERE id = ?",
-                (state, flow_run_id, error, time.time(), row_id),
+        with self._tx() as db:
+            db.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == row_id)
+                .values(
+                    state=state,
+                    flow_run_id=sa.func.coalesce(flow_run_id, outbox.c.flow_run_id),
+                    error=error,
+                    dispatched_at=time.time(),
+                )
             )
 
     def retry_later(
@@ -341,61 +318,66 @@ class Outbox:
         """Count a failed attempt and back off exponentially (``base`` × 2^attempts, at most
         ``cap``); return the delay. At ``max_attempts`` failed attempts the row goes ``dead`` with
         ``error`` instead, and ``None`` is returned."""
-        with self._conn() as db:
-            (attempts,) = self._exec(db, "SELECT attempts FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        row = outbox.c.id == row_id
+        with self._tx() as db:
+            attempts = db.execute(sa.select(outbox.c.attempts).where(row)).scalar_one()
             if max_attempts is not None and attempts + 1 >= max_attempts:
-                self._exec(
-                    db,
-                    "UPDATE outbox SET attempts = attempts + 1, state = 'dead', error = ?, dispatched_at = ? "
-                    "WHERE id = ?",
-                    (error, time.time(), row_id),
+                db.execute(
+                    sa.update(outbox)
+                    .where(row)
+                    .values(
+                        attempts=outbox.c.attempts + 1, state="dead", error=error, dispatched_at=time.time()
+                    )
                 )
                 return None
             delay = min(cap, base * (2**attempts))
-            self._exec(
-                db,
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, error = ? WHERE id = ?",
-                (time.time() + delay, error, row_id),
+            db.execute(
+                sa.update(outbox)
+                .where(row)
+                .values(attempts=outbox.c.attempts + 1, next_attempt=time.time() + delay, error=error)
             )
         return float(delay)
 
     def requeue(self, key: str) -> OutboxRow:
         """Put a ``dead``, ``throttled`` or ``unknown-target`` row back to ``pending`` with no
         attempts counted (``llmedic alerts retry``); return it as it is now."""
-        with self._conn() as db:
-            found = self._exec(db, "SELECT state FROM outbox WHERE key = ?", (key,)).fetchone()
+        with self._tx() as db:
+            found = db.execute(sa.select(outbox.c.state).where(outbox.c.key == key)).scalar_one_or_none()
             if found is None:
                 raise ConfigError(
                     f"no alert with key {key!r} in the outbox {self.where}",
                     hint="`llmedic alerts list --state dead` shows the keys",
                 )
-            if found[0] not in RETRYABLE:
+            if found not in RETRYABLE:
                 raise ConfigError(
-                    f"alert {key!r} is {found[0]}; only {', '.join(RETRYABLE)} alerts can be retried",
+                    f"alert {key!r} is {found}; only {', '.join(RETRYABLE)} alerts can be retried",
                     hint="an invalid alert cannot be dispatched: fix the sender and let it send again"
-                    if found[0] == "invalid"
+                    if found == "invalid"
                     else None,
                 )
-            self._exec(
-                db,
+            db.execute(
                 # Guarded by the state read above: a row the dispatcher moved meanwhile is left alone.
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt = 0, error = NULL "
-                "WHERE key = ? AND state = ?",
-                (key, found[0]),
+                sa.update(outbox)
+                .where(outbox.c.key == key, outbox.c.state == found)
+                .values(state="pending", attempts=0, next_attempt=0, error=None)
             )
-        (row,) = self._rows("WHERE key = ?", (key,))
+        (row,) = self._rows(outbox.c.key == key)
         return row
+
+    def _last_started(self, *where: sa.ColumnElement[bool]) -> str | None:
+        q = (
+            sa.select(outbox.c.flow_run_id)
+            .where(*where, outbox.c.state == "started")
+            .order_by(outbox.c.dispatched_at.desc(), outbox.c.id.desc())
+            .limit(1)
+        )
+        with self._tx(write=False) as db:
+            found: str | None = db.execute(q).scalar_one_or_none()
+        return found
 
     def last_run_for(self, dedup_key: str) -> str | None:
         """The flow run started for this (anomaly, target, fingerprint), if any."""
-        with self._conn() as db:
-            row = self._exec(
-                db,
-                "SELECT flow_run_id FROM outbox WHERE dedup_key = ? AND state = 'started' "
-                "ORDER BY dispatched_at DESC, id DESC LIMIT 1",
-                (dedup_key,),
-            ).fetchone()
-        return row[0] if row else None
+        return self._last_started(outbox.c.dedup_key == dedup_key)
 
     def last_run_for_target(self, anomaly: str, target: str) -> str | None:
         """The latest flow run started for this anomaly type on this target, if any.
@@ -403,41 +385,31 @@ class Outbox:
         Latest by *dispatch* time: after an outage rows are dispatched in retry order, not in the
         order they arrived, so the newest row is not always the newest run (ordering by row id once
         let a second run start while the first was still open — found by the soak test)."""
-        with self._conn() as db:
-            row = self._exec(
-                db,
-                "SELECT flow_run_id FROM outbox WHERE anomaly = ? AND target = ? AND state = 'started' "
-                "ORDER BY dispatched_at DESC, id DESC LIMIT 1",
-                (anomaly, target),
-            ).fetchone()
-        return row[0] if row else None
+        return self._last_started(outbox.c.anomaly == anomaly, outbox.c.target == target)
+
+    def _count(self, *where: sa.ColumnElement[bool]) -> int:
+        with self._tx(write=False) as db:
+            return int(db.execute(sa.select(sa.func.count()).select_from(outbox).where(*where)).scalar_one())
 
     def runs_since(self, target: str, since: float) -> int:
         """Runs started for a target since a time (the per-target budget)."""
-        with self._conn() as db:
-            (count,) = self._exec(
-                db,
-                "SELECT COUNT(*) FROM outbox WHERE target = ? AND state = 'started' AND dispatched_at >= ?",
-                (target, since),
-            ).fetchone()
-        return int(count)
+        return self._count(
+            outbox.c.target == target, outbox.c.state == "started", outbox.c.dispatched_at >= since
+        )
 
     def rows(self, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
         """Rows, newest first (optionally in one state)."""
-        if state is None:
-            return self._rows("ORDER BY id DESC LIMIT ?", (limit,))
-        return self._rows("WHERE state = ? ORDER BY id DESC LIMIT ?", (state, limit))
+        where = () if state is None else (outbox.c.state == state,)
+        return self._rows(*where, order=outbox.c.id.desc(), limit=limit)
 
     def depth(self) -> int:
         """Rows still waiting to be dispatched."""
-        with self._conn() as db:
-            (count,) = self._exec(db, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
-        return int(count)
+        return self._count(outbox.c.state == "pending")
 
 
-def _translate(exc: Exception, where: str) -> OutboxError:
-    """sqlite3 / psycopg errors → :class:`OutboxError` (the receiver answers 503: retry later)."""
+def _translate(exc: StoreError) -> OutboxError:
+    """A state-store error as :class:`OutboxError` (the receiver answers 503: retry later)."""
     return OutboxError(
-        f"outbox {where}: {type(exc).__name__}: {exc}".strip(),
+        "outbox " + exc.message.removeprefix("state store "),
         hint="check the outbox database; alerts are retried by the sender",
     )

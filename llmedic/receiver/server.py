@@ -13,10 +13,10 @@ import uvicorn
 from llmedic.alerts import target_matcher
 from llmedic.config import EnvironmentFile, Settings
 from llmedic.errors import ConfigError
-from llmedic.incident import IncidentStore
 from llmedic.receiver.app import ReceiverAuth, ReceiverMetrics, create_receiver_app
 from llmedic.receiver.dispatcher import Dispatcher
 from llmedic.receiver.outbox import Outbox
+from llmedic.store.incidents import IncidentStore
 
 __all__ = ["Receiver", "auth_from_settings", "ensure_token_file"]
 
@@ -79,7 +79,7 @@ class Receiver:
     def build(self) -> tuple[Outbox, Dispatcher, ReceiverMetrics, object]:
         """Outbox, dispatcher, metrics and the ASGI app."""
         outbox = Outbox.from_settings(self.settings)
-        store = IncidentStore(self.settings.incidents_dir)
+        store = IncidentStore.from_settings(self.settings)
         metrics = ReceiverMetrics(outbox, store)
         dispatcher = Dispatcher(
             outbox,
