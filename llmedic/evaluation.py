@@ -10,8 +10,8 @@ from llmedic.adapters.control import make_control
 from llmedic.adapters.datastore import DataStore
 from llmedic.config import EnvironmentFile, InstanceConfig, Settings
 from llmedic.golden import GoldenItem, Scorecard, load_golden, score_service
-from llmedic.models import Baseline, ModelRegistry
 from llmedic.playbook import AccuracySettings
+from llmedic.registry import Baseline, ModelRegistry
 
 __all__ = ["Evaluation", "in_rotation"]
 
@@ -35,7 +35,7 @@ class Evaluation:
     @property
     def registry(self) -> ModelRegistry:
         """The model registry, seeded from ``llmedic.yaml`` for this service."""
-        reg = ModelRegistry(self.settings.models_dir)
+        reg = ModelRegistry.from_settings(self.settings)
         reg.ensure_seeded(self.service, self.env.service(self.service).model)
         return reg
 

@@ -27,8 +27,8 @@ from llmedic.config import DataThresholds
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.golden import GoldenItem, Scorecard, sample_items
 from llmedic.incident import ActionRecord, Step, StepResult, VerificationCheck, utcnow
-from llmedic.models import Baseline
 from llmedic.playbook import AccuracySettings
+from llmedic.registry import Baseline
 from tasks.evidence import release_evidence, system_evidence
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 from tasks.verify import verification_result

@@ -17,8 +17,8 @@ from llmedic.catalog import AnomalyType
 from llmedic.config import load_environment, settings_from_env
 from llmedic.evaluation import Evaluation
 from llmedic.incident import IncidentRequest, Outcome, utcnow
-from llmedic.models import ModelRegistry
 from llmedic.playbook import AccuracySettings
+from llmedic.registry import ModelRegistry
 from llmedic_sandbox.data_faults import inject
 from llmedic_sandbox.fleet import KNOWLEDGE_DATASET
 from tests.conftest import Fleet
@@ -51,7 +51,7 @@ def take_baseline() -> float:
 
 
 def registry() -> ModelRegistry:
-    return ModelRegistry(Path(os.environ["LLMEDIC_HOME"]) / "models")
+    return ModelRegistry(Path(os.environ["LLMEDIC_HOME"]))
 
 
 def request() -> IncidentRequest:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from llmedic.models import ModelRegistry
+from llmedic.registry import ModelRegistry
 from tests.conftest import Fleet
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -21,7 +21,7 @@ IN_ROTATION = ["sandbox-0", "sandbox-1", "sandbox-2"]
 
 
 def registry() -> ModelRegistry:
-    return ModelRegistry(Path(os.environ["LLMEDIC_HOME"]) / "models")
+    return ModelRegistry(Path(os.environ["LLMEDIC_HOME"]))
 
 
 def sample(**kw: Any) -> tuple[Any, dict[str, Any]]:

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from llmedic.cli import main
 from llmedic.errors import ModelRegistryError, UpdatesFrozen
-from llmedic.models import ModelRegistry, config_diff
+from llmedic.registry import ModelRegistry, config_diff
+from llmedic.store.tables import registry_events
 from llmedic_sandbox.knowledge import golden_path, shipped_path
 
 S = "svc"
@@ -18,7 +21,7 @@ S = "svc"
 
 @pytest.fixture
 def reg(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "models")
+    return ModelRegistry(tmp_path)
 
 
 def test_last_good_skips_the_current_and_bad_versions(reg: ModelRegistry) -> None:
@@ -61,12 +64,22 @@ def test_a_freeze_refuses_releases_but_not_the_incidents_own_rollback(reg: Model
     assert cur is not None and cur.version == "1.1"
 
 
-def test_damaged_registry_line_names_the_line(reg: ModelRegistry) -> None:
+def test_a_damaged_registry_event_is_named(reg: ModelRegistry) -> None:
     reg.record_release(S, "1.0", by="ci")
-    with (reg.root / f"{S}.jsonl").open("a") as fh:
-        fh.write('{"event": "release", "by": "x"}\n')
-    with pytest.raises(ModelRegistryError, match=r"svc.jsonl:2: damaged registry line"):
+    with reg.store.write() as db:
+        db.execute(
+            sa.insert(registry_events).values(
+                service=S, event="release", at=datetime.now(UTC), doc={"event": "release", "by": "x"}
+            )
+        )
+    with pytest.raises(ModelRegistryError, match=rf"registry event 2 of '{S}' is damaged \(Field required\)"):
         reg.releases(S)
+
+
+@pytest.mark.parametrize("service", ["", "a/b", ".hidden", "x" * 201])
+def test_invalid_service_names_are_refused(reg: ModelRegistry, service: str) -> None:
+    with pytest.raises(ModelRegistryError, match="invalid service name"):
+        reg.events(service)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +155,7 @@ def test_model_cli_release_diff_and_freeze(
     assert (code, out) == (0, "max_num_seqs: None → 128\nquantization: None → 'awq'\n")
     code, _, err = cli(monkeypatch, capsys, "model", "release", S, "m-1.2", "--by", "ci", "--set", "bad")
     assert (code, err.splitlines()[0]) == (2, "error [config-invalid]: --set 'bad' is not KEY=VALUE")
-    ModelRegistry(clean_environ / "models").freeze(S, by="llmedic", note="accuracy", incident="inc-1")
+    ModelRegistry(clean_environ).freeze(S, by="llmedic", note="accuracy", incident="inc-1")
     code, _, err = cli(monkeypatch, capsys, "model", "release", S, "m-1.2", "--by", "ci")
     assert code == 1 and err.startswith("error [updates-frozen]: release of 'm-1.2' refused")
     code, _, err = cli(monkeypatch, capsys, "data", "ingest", "kb", str(shipped_path()), "--by", "etl")

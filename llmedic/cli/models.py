@@ -116,7 +116,7 @@ def model_baseline(
 @model_app.command("diff")
 def model_diff(service: str, old: str, new: str) -> None:
     """Configuration difference between two released versions."""
-    from llmedic.models import config_diff
+    from llmedic.registry import config_diff
 
     reg = _evaluation(service).registry
     diff = config_diff(reg.release_of(service, old).config, reg.release_of(service, new).config)

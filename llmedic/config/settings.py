@@ -93,11 +93,6 @@ class Settings(BaseSettings):
         return self.home / "datasets"
 
     @property
-    def models_dir(self) -> Path:
-        """Model registry: releases, baselines, verdicts and freezes per service."""
-        return self.home / "models"
-
-    @property
     def kb_dir(self) -> Path:
         """Knowledge base: archived incident reports (Markdown + JSON)."""
         return self.home / "kb"

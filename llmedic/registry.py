@@ -1,7 +1,7 @@
 """The model registry: which model version each service runs, with what configuration, how it scored.
 
-One append-only JSONL log per service under ``<home>/models/SERVICE.jsonl``; every line is an
-event, and the state is replayed from them, so nothing is ever overwritten:
+One append-only log of events per service (the ``registry_events`` table of the state store); the
+state is replayed from them, so nothing is ever overwritten:
 
 * ``release`` — a version went into service, with its serving configuration (sampling,
   quantisation, batch/concurrency limits: whatever keys the release names);
@@ -16,18 +16,16 @@ Release pipelines call ``llmedic model release``; llmedic records its own rollba
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmedic.errors import ModelRegistryError, UpdatesFrozen
+from llmedic.errors import ModelRegistryError, StoreError, UpdatesFrozen
 from llmedic.incident import utcnow
+from llmedic.store.base import Repository, utc
+from llmedic.store.tables import registry_events
 
 __all__ = ["Baseline", "Freeze", "ModelRegistry", "RegistryEvent", "Release", "config_diff"]
 
@@ -35,7 +33,7 @@ Scalar = str | int | float | bool | None
 
 
 class RegistryEvent(BaseModel):
-    """One line of a service's registry log."""
+    """One event of a service's registry log."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -106,37 +104,36 @@ def config_diff(old: dict[str, Scalar], new: dict[str, Scalar]) -> list[dict[str
     ]
 
 
-class ModelRegistry:
+class ModelRegistry(Repository):
     """Releases, baselines, verdicts and freezes per service."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _file(self, service: str) -> Path:
-        if not service or "/" in service or service.startswith("."):
+    @staticmethod
+    def _check(service: str) -> str:
+        if not service or "/" in service or service.startswith(".") or len(service) > 200:
             raise ModelRegistryError(f"invalid service name {service!r}")
-        return self.root / f"{service}.jsonl"
+        return service
 
     # reading
     def events(self, service: str) -> list[RegistryEvent]:
         """Every event, oldest first."""
-        path = self._file(service)
+        q = (
+            sa.select(registry_events.c.seq, registry_events.c.doc)
+            .where(registry_events.c.service == self._check(service))
+            .order_by(registry_events.c.seq)
+        )
         try:
-            lines = path.read_text("utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise ModelRegistryError(f"{path}: {exc.strerror or exc}") from None
+            with self.store.read() as db:
+                rows = db.execute(q).all()
+        except StoreError as exc:
+            raise ModelRegistryError(f"model registry: {exc.message}", hint=exc.hint) from None
         out = []
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+        for seq, doc in rows:
             try:
-                out.append(RegistryEvent.model_validate_json(line))
+                out.append(RegistryEvent.model_validate(doc))
             except ValidationError as exc:
                 raise ModelRegistryError(
-                    f"{path}:{n}: damaged registry line ({exc.errors()[0]['msg']})",
-                    hint="the log is append-only; restore the line from a backup",
+                    f"{self.where}: registry event {seq} of {service!r} is damaged ({exc.errors()[0]['msg']})",
+                    hint="the log is append-only; restore the event from a backup of the database",
                 ) from None
         return out
 
@@ -236,25 +233,18 @@ class ModelRegistry:
             )
 
     # writing
-    @contextlib.contextmanager
-    def _locked(self, service: str) -> Iterator[Path]:
-        path = self._file(service)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with (self.root / f".{service}.lock").open("a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    yield path
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
-        except OSError as exc:
-            raise ModelRegistryError(f"model registry {path}: {exc.strerror or exc}") from None
-
     def _append(self, service: str, event: RegistryEvent) -> RegistryEvent:
-        with self._locked(service) as path, path.open("a", encoding="utf-8") as fh:
-            fh.write(event.model_dump_json() + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        row = {
+            "service": self._check(service),
+            "event": event.event,
+            "at": utc(event.at),
+            "doc": event.model_dump(mode="json"),
+        }
+        try:
+            with self.store.write() as db:
+                db.execute(sa.insert(registry_events).values(**row))
+        except StoreError as exc:
+            raise ModelRegistryError(f"model registry: {exc.message}", hint=exc.hint) from None
         return event
 
     def record_release(
