@@ -15,9 +15,15 @@ from typing import Any
 from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.gpu import host_snapshot
 from llmedic.adapters.pyenv import probe_env, try_lock_env
-from llmedic.analysis.deps import broken_requirements, cuda_mismatch, diff_lock, import_failures, parse_lock
 from llmedic.anomalies.dependency.diagnosis import Diagnosis as DependencyDiagnosis
 from llmedic.anomalies.dependency.diagnosis import EnvironmentReport, diagnose_environment
+from llmedic.anomalies.dependency.environment import (
+    broken_requirements,
+    cuda_mismatch,
+    diff_lock,
+    import_failures,
+    parse_lock,
+)
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.incident import Step, StepResult, VerificationCheck
 from llmedic.playbook import DependencySettings

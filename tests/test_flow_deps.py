@@ -13,7 +13,12 @@ import pytest
 import yaml
 
 from llmedic.alerts import Alert
-from llmedic.analysis.deps import broken_requirements, diff_lock, import_failures, parse_lock
+from llmedic.anomalies.dependency.environment import (
+    broken_requirements,
+    diff_lock,
+    import_failures,
+    parse_lock,
+)
 from llmedic.catalog import AnomalyType
 from llmedic.incident import IncidentRequest, Outcome, utcnow
 from llmedic_sandbox.pyenv import BrokenEnv, service_env

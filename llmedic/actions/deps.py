@@ -10,7 +10,7 @@ from pydantic import Field
 from llmedic.actions.catalogue import ActionOutcome, Params, action
 from llmedic.actions.context import ActionContext
 from llmedic.adapters.pyenv import install_pins, probe_env
-from llmedic.analysis.deps import parse_lock
+from llmedic.anomalies.dependency.environment import parse_lock
 from llmedic.catalog import AnomalyType
 from llmedic.errors import ControlError
 
