@@ -10,16 +10,22 @@ from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
 from llmedic.auditing import AuditRecord
-from llmedic.reviews import backups, data_audit
+from llmedic.reviews import backups, data_audit, golden_sample, release_gate
 from llmedic.reviews.capacity import review as capacity
 
 __all__ = [
     "audit_dataset",
+    "judge_version",
+    "open_accuracy_incident",
     "open_data_incidents",
+    "promote_candidate",
     "publish_backups",
     "publish_capacity",
     "publish_data_audit",
+    "publish_golden_sample",
+    "publish_release_gate",
     "review_service",
+    "sample_service",
     "verify_backup",
 ]
 
@@ -88,3 +94,44 @@ def publish_data_audit(records: list[AuditRecord], report: str) -> None:
     create_markdown_artifact(
         markdown=report, key="data-audit-report", description="Data audit report and trend"
     )
+
+
+@task(name="sample-service")
+def sample_service(service: str, size: int | None, day: str) -> golden_sample.SampleRecord:
+    """Score one service's golden sample and judge it against its reference baseline."""
+    return golden_sample.sample_service(service, size, day)
+
+
+@task(name="open-accuracy-incident")
+def open_accuracy_incident(rec: golden_sample.SampleRecord, day: str) -> str:
+    """One ``accuracy_drop`` run per service and day (idempotent)."""
+    return golden_sample.open_incident(rec, day)
+
+
+def publish_golden_sample(records: list[golden_sample.SampleRecord], report: str) -> None:
+    """The golden sample's artifacts: the table and the report."""
+    create_table_artifact(
+        key="golden-sample",
+        table=[r.model_dump(mode="json") for r in records],
+        description="Daily golden sample: one row per service",
+    )
+    create_markdown_artifact(markdown=report, key="golden-sample-report", description="Daily golden sample")
+
+
+@task(name="judge-version")
+def judge_version(
+    req: release_gate.ReleaseGateRequest, canary: str, version: str
+) -> release_gate.Measurement:
+    """Serve ``version`` on the canary and measure it: golden scores, adversarial, load."""
+    return release_gate.judge_version(req, canary, version)
+
+
+@task(name="promote-candidate")
+def promote_candidate(req: release_gate.ReleaseGateRequest, candidate: release_gate.Measurement) -> str:
+    """Record the release and its baseline, then switch every in-rotation instance, one at a time."""
+    return release_gate.promote(req, candidate)
+
+
+def publish_release_gate(report: str) -> None:
+    """The release gate's artifact: its verdict."""
+    create_markdown_artifact(markdown=report, key="release-gate", description="Release gate verdict")
