@@ -23,7 +23,8 @@ from tasks.accuracy import (
     verify_accuracy,
 )
 from tasks.finalize import end_incident
-from tasks.skeleton import ResponsePlan, respond, to_state
+from tasks.legacy_plan import ResponsePlan
+from tasks.respond import respond, to_state
 
 __all__ = ["ACCURACY_PLAN", "accuracy_drop"]
 

@@ -22,8 +22,9 @@ from tasks.confirm import confirm_data
 from tasks.evidence import evidence_data
 from tasks.finalize import end_incident
 from tasks.isolate import quarantine_batch, release_quarantine
+from tasks.legacy_plan import ResponsePlan
 from tasks.reproduce import reproduce_data
-from tasks.skeleton import ResponsePlan, respond, to_state
+from tasks.respond import respond, to_state
 from tasks.verify import verify_data
 
 __all__ = ["DATA_PLAN", "data_format", "data_missing", "data_quality"]

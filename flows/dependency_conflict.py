@@ -16,7 +16,8 @@ from llmedic.incident import IncidentRequest
 from tasks.deps import assess_deps, confirm_deps, evidence_deps, isolate_deps, reproduce_deps, verify_deps
 from tasks.finalize import end_incident
 from tasks.isolate import release_isolation
-from tasks.skeleton import ResponsePlan, respond, to_state
+from tasks.legacy_plan import ResponsePlan
+from tasks.respond import respond, to_state
 
 __all__ = ["DEPENDENCY_PLAN", "dependency_conflict"]
 

@@ -16,7 +16,8 @@ from llmedic.incident import IncidentRequest
 from tasks.finalize import end_incident
 from tasks.gpu import assess_gpu, confirm_gpu, evidence_gpu, isolate_gpu, reproduce_gpu, verify_gpu
 from tasks.isolate import release_isolation
-from tasks.skeleton import ResponsePlan, respond, to_state
+from tasks.legacy_plan import ResponsePlan
+from tasks.respond import respond, to_state
 
 __all__ = ["GPU_PLAN", "gpu_fault"]
 

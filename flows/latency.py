@@ -1,5 +1,8 @@
 """Latency above SLO: confirm with metrics + probes, find the scope, drain a degraded instance,
-reproduce, then shed load, restart (gated) or scale out (gated), verify p99, archive."""
+reproduce, then shed load, restart (gated) or scale out (gated), verify p99, archive.
+
+The behaviour is the latency home's (``llmedic/anomalies/latency/``) and the playbook's
+(``playbooks/latency.yaml``); this module only wires the flow."""
 
 from __future__ import annotations
 
@@ -10,26 +13,10 @@ from prefect.client.schemas.objects import State
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
-from tasks.assess import assess_latency
-from tasks.confirm import confirm_latency
-from tasks.evidence import evidence_latency
 from tasks.finalize import end_incident
-from tasks.isolate import isolate_instance, release_isolation
-from tasks.reproduce import reproduce_latency
-from tasks.skeleton import ResponsePlan, respond, to_state
-from tasks.verify import verify_latency
+from tasks.respond import respond, to_state
 
-__all__ = ["LATENCY_PLAN", "latency"]
-
-LATENCY_PLAN = ResponsePlan(
-    confirm=confirm_latency,
-    assess=assess_latency,
-    evidence=evidence_latency,
-    isolate=isolate_instance,
-    reproduce=reproduce_latency,
-    verify=verify_latency,
-    release=release_isolation,
-)
+__all__ = ["latency"]
 
 
 @flow(
@@ -43,4 +30,4 @@ LATENCY_PLAN = ResponsePlan(
 )
 def latency(request: IncidentRequest) -> State[Any]:
     """Handle a latency incident end to end."""
-    return to_state(respond(AnomalyType.LATENCY, request, LATENCY_PLAN))
+    return to_state(respond(AnomalyType.LATENCY, request))

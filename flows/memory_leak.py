@@ -17,8 +17,9 @@ from tasks.confirm import confirm_leak
 from tasks.evidence import evidence_leak
 from tasks.finalize import end_incident
 from tasks.isolate import isolate_leaking, release_isolation
+from tasks.legacy_plan import ResponsePlan
 from tasks.reproduce import reproduce_leak
-from tasks.skeleton import ResponsePlan, respond, to_state
+from tasks.respond import respond, to_state
 from tasks.verify import verify_leak
 
 __all__ = ["MEMORY_LEAK_PLAN", "memory_leak"]

@@ -22,7 +22,8 @@ from tasks.network import (
     reproduce_network,
     verify_network,
 )
-from tasks.skeleton import ResponsePlan, respond, to_state
+from tasks.legacy_plan import ResponsePlan
+from tasks.respond import respond, to_state
 
 __all__ = ["NETWORK_PLAN", "network_interruption"]
 

@@ -1,5 +1,6 @@
-"""The diagnoses each anomaly type can reach: one enum per type, the names a playbook's
-``fixes[].when`` may use.
+"""The diagnoses of the anomaly types not yet moved into their homes (issue 15): one enum per type,
+the names a playbook's ``fixes[].when`` may use. A moved type declares ``Diagnosis`` in
+``llmedic/anomalies/<home>/diagnosis.py``; ``llmedic.anomalies.DIAGNOSES`` lists where each lives.
 
 The evidence step of each flow ends with exactly one member of its type's enum; the playbook maps
 it to a fix, and a diagnosis no fix lists escalates to a human. Because the set is closed, a
@@ -15,20 +16,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from llmedic.catalog import AnomalyType
-
 __all__ = [
-    "DIAGNOSES",
     "AccuracyDiagnosis",
     "DataFormatDiagnosis",
     "DataMissingDiagnosis",
     "DataQualityDiagnosis",
     "DependencyDiagnosis",
     "GpuDiagnosis",
-    "LatencyDiagnosis",
     "MemoryLeakDiagnosis",
     "NetworkDiagnosis",
-    "diagnoses_of",
 ]
 
 
@@ -78,17 +74,6 @@ class AccuracyDiagnosis(StrEnum):
     UNEXPLAINED = "unexplained"
 
 
-class LatencyDiagnosis(StrEnum):
-    """``llmedic.analysis.latency.diagnose_latency``."""
-
-    INSTANCE_DEGRADED = "instance_degraded"
-    KV_CACHE_PRESSURE = "kv_cache_pressure"
-    QUEUEING = "queueing"
-    SLOW_DECODE = "slow_decode"
-    FLEET_OVERLOAD = "fleet_overload"
-    UNKNOWN = "unknown"
-
-
 class MemoryLeakDiagnosis(StrEnum):
     """``tasks/evidence.py::evidence_leak``."""
 
@@ -130,22 +115,3 @@ class NetworkDiagnosis(StrEnum):
     ENDPOINT_DOWN = "endpoint_down"
     LINK_DEGRADED = "link_degraded"
     HEALTHY = "healthy"
-
-
-DIAGNOSES: dict[AnomalyType, type[StrEnum]] = {
-    AnomalyType.DATA_MISSING: DataMissingDiagnosis,
-    AnomalyType.DATA_FORMAT: DataFormatDiagnosis,
-    AnomalyType.DATA_QUALITY: DataQualityDiagnosis,
-    AnomalyType.ACCURACY_DROP: AccuracyDiagnosis,
-    AnomalyType.LATENCY: LatencyDiagnosis,
-    AnomalyType.MEMORY_LEAK: MemoryLeakDiagnosis,
-    AnomalyType.GPU_FAULT: GpuDiagnosis,
-    AnomalyType.DEPENDENCY_CONFLICT: DependencyDiagnosis,
-    AnomalyType.NETWORK_INTERRUPTION: NetworkDiagnosis,
-}
-"""Each anomaly type's diagnoses (every type has one; a test checks)."""
-
-
-def diagnoses_of(anomaly: AnomalyType) -> list[str]:
-    """The diagnosis names an anomaly type can produce, in declaration order."""
-    return [d.value for d in DIAGNOSES[anomaly]]

@@ -22,7 +22,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from llmedic.actions import actions_for
 from llmedic.catalog import AnomalyType, Risk, parse_anomaly
 from llmedic.config import Settings
-from llmedic.diagnoses import diagnoses_of
+from llmedic.anomalies import diagnoses_of
 from llmedic.errors import PlaybookError
 from llmedic.incident import Step
 from llmedic.yamlfile import format_loc, load_model, validate_model

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
 
-from llmedic.incident import Incident, Step, StepResult
-from llmedic.report import KnowledgeBase, render_markdown
+from llmedic.anomalies.base import Archived
+from llmedic.incident import Incident, Step
+from llmedic.report import render_markdown
+from llmedic.store.knowledge import KnowledgeBase
 from tasks.runtime import StepContext, StepTimer, step_task
 
 __all__ = ["archive_incident", "artifact_key"]
@@ -17,15 +19,15 @@ def artifact_key(incident_id: str) -> str:
 
 
 @step_task(Step.ARCHIVE)
-def archive_incident(ctx: StepContext, incident: Incident) -> StepResult:
+def archive_incident(ctx: StepContext, incident: Incident) -> Archived:
     """Write ``<kb>/<id>.md`` + ``.json`` and publish the report as a Markdown artifact."""
     t = StepTimer(Step.ARCHIVE)
-    final = KnowledgeBase(ctx.settings().kb_dir).archive(incident)
+    final = KnowledgeBase.from_settings(ctx.settings()).archive(incident)
     create_markdown_artifact(
         markdown=render_markdown(final),
         key=artifact_key(incident.id),
         description=f"{incident.anomaly.value} incident on {incident.target}: {incident.outcome.value}",
     )
-    return t.done(
-        f"report {final.report_path}", data={"report_path": final.report_path, "related": final.related}
+    return Archived(
+        **t.stamp(f"report {final.report_path}"), report_path=str(final.report_path), related=final.related
     )

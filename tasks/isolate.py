@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmedic.anomalies import common, home_of
+from llmedic.anomalies.base import Findings, Isolation, Recovery
 from llmedic.catalog import Risk
-from llmedic.diagnoses import LatencyDiagnosis, MemoryLeakDiagnosis
+from llmedic.diagnoses import MemoryLeakDiagnosis
 from llmedic.incident import ActionRecord, Step, StepResult, utcnow
-from llmedic.playbook import LatencySettings, MemoryLeakSettings
+from llmedic.playbook import MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
 __all__ = [
     "drain_if",
-    "isolate_instance",
+    "isolate",
     "isolate_leaking",
     "quarantine_batch",
+    "release",
     "release_isolation",
     "release_quarantine",
 ]
@@ -23,49 +26,22 @@ __all__ = [
 def drain_if(
     ctx: StepContext, diagnosis: object, drain_for: str, others: int, min_healthy: int, why_not_load: str
 ) -> StepResult:
-    """Drain the incident's instance when the diagnosis is ``drain_for`` and enough healthy
-    instances remain; record why not otherwise (shared by every playbook that drains)."""
-    rt = Runtime(ctx)
-    t = StepTimer(Step.ISOLATE)
-    if not rt.playbook.isolate:
-        t.decide("isolate", "no", "the playbook turns isolation off")
-        return t.done("isolation off in the playbook", status="skipped", data={"isolated": False})
-    if diagnosis != drain_for:
-        reason = f"diagnosis {diagnosis}: {why_not_load}"
-        t.decide("isolate", "no", reason)
-        return t.done(reason, status="skipped", data={"isolated": False})
-    if others < max(1, min_healthy):
-        reason = f"only {others} healthy instance(s) would remain (minimum {min_healthy})"
-        t.decide("isolate", "no", reason)
-        return t.done(reason, status="skipped", data={"isolated": False})
-    action = ActionRecord(
-        name="drain_instance",
-        risk=Risk.LOW,
-        target=rt.instance.name,
-        compensation="undrain_instance",
-        dry_run=ctx.dry_run,
-    )
-    if ctx.dry_run:
-        t.decide("isolate", "would drain", f"{others} healthy instance(s) carry the traffic meanwhile")
-        return t.done(f"dry run: would drain {rt.instance.name}", actions=[action], data={"isolated": False})
-    rt.control.drain(rt.instance)
-    action = action.model_copy(update={"applied": True, "result": "drained", "at": utcnow()})
-    t.decide("isolate", "drain", f"{others} healthy instance(s) carry the traffic meanwhile")
-    return t.done(f"drained {rt.instance.name}", actions=[action], data={"isolated": True})
+    """Transitional, for the step tasks not yet moved into a home: see ``llmedic.anomalies.common.drain_if``."""
+    return common.drain_if(Runtime(ctx), diagnosis, drain_for, others, min_healthy, why_not_load)
 
 
 @step_task(Step.ISOLATE)
-def isolate_instance(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
-    """Drain a degraded instance when enough healthy instances remain; never drain for load problems."""
-    s = Runtime(ctx).settings_as(LatencySettings)
-    return drain_if(
-        ctx,
-        evidence.get("diagnosis"),
-        LatencyDiagnosis.INSTANCE_DEGRADED,
-        int(evidence.get("healthy_others", 0)),
-        s.min_healthy_instances,
-        "draining would only push the load onto the other instances",
-    )
+def isolate(ctx: StepContext, found: Findings) -> Isolation:
+    """Keep the problem from hurting users while it is reproduced and fixed (the home decides how)."""
+    result: Isolation = home_of(ctx.anomaly).isolate(Runtime(ctx), found)
+    return result
+
+
+@step_task(Step.RECOVER)
+def release(ctx: StepContext, isolated: bool) -> Recovery:
+    """Undo the isolation once the fix is verified (the home decides how)."""
+    result: Recovery = home_of(ctx.anomaly).release(Runtime(ctx), isolated)
+    return result
 
 
 @step_task(Step.ISOLATE)
@@ -86,15 +62,7 @@ def isolate_leaking(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
 @step_task(Step.RECOVER)
 def release_isolation(ctx: StepContext, isolated: bool) -> StepResult:
     """Put a drained instance back into rotation once the fix is verified."""
-    rt = Runtime(ctx)
-    t = StepTimer(Step.RECOVER)
-    if not isolated:
-        return t.done("nothing was isolated", status="skipped")
-    rt.control.undrain(rt.instance)
-    action = ActionRecord(
-        name="undrain_instance", risk=Risk.LOW, target=rt.instance.name, applied=True, result="undrained"
-    )
-    return t.done(f"{rt.instance.name} back in rotation", actions=[action])
+    return common.release_drain(Runtime(ctx), isolated)
 
 
 @step_task(Step.ISOLATE)

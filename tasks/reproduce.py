@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-from llmedic.adapters.endpoint import summarise_probes
+from llmedic.anomalies import home_of
+from llmedic.anomalies.base import Reproduction
 from llmedic.errors import LlmedicError
 from llmedic.incident import Step, StepResult
-from llmedic.playbook import LatencySettings, MemoryLeakSettings
+from llmedic.playbook import MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["reproduce_data", "reproduce_latency", "reproduce_leak"]
+__all__ = ["reproduce", "reproduce_data", "reproduce_leak"]
 
 
 @step_task(Step.REPRODUCE)
-def reproduce_latency(ctx: StepContext) -> StepResult:
-    """A probe burst straight at the instance (it still answers direct requests while drained)."""
-    rt = Runtime(ctx)
-    s = rt.settings_as(LatencySettings)
-    t = StepTimer(Step.REPRODUCE)
-    with rt.endpoint(timeout=s.probe_timeout_seconds) as ep:
-        results = rt.latency_probes(ep, s.reproduce_probes)
-    summary = summarise_probes(results)
-    reproduced = summary.p99 > s.slo_p99_seconds or summary.failures > 0
-    t.add(
-        "reproduce_probes",
-        "probe",
-        f"{summary.count} probes: p99 {summary.p99:.3f}s (SLO {s.slo_p99_seconds:g}s), {summary.failures} failed",
-        summary.as_dict(),
-    )
-    t.decide(
-        "reproduced",
-        "yes" if reproduced else "no",
-        "the burst shows the slowness"
-        if reproduced
-        else "the burst stayed within the SLO: the problem may be transient",
-    )
-    return t.done(
-        f"{'reproduced' if reproduced else 'not reproduced'}: probe p99 {summary.p99:.3f}s",
-        data={"reproduced": reproduced, "p99": summary.p99},
-    )
+def reproduce(ctx: StepContext) -> Reproduction:
+    """Show the problem again, on the isolated instance, before changing anything (the home knows how)."""
+    result: Reproduction = home_of(ctx.anomaly).reproduce(Runtime(ctx))
+    return result
 
 
 @step_task(Step.REPRODUCE)

@@ -1,6 +1,6 @@
 """Step 7 — verify & recover: did the fix bring the service back within its criteria?
 
-Verification polls in its own loop (``verify_rounds``) instead of relying on task retries: a retried
+Verification polls in its own loop (``rounds``) instead of relying on task retries: a retried
 task inside a Prefect transaction rolls the transaction back on its first failed attempt (see
 ``docs/architecture.md``), and a fix must never be undone by a retry artefact.
 """
@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from typing import Any
 
-from llmedic.adapters.endpoint import ProbeResult, summarise_probes
-from llmedic.errors import MetricsSourceError
+from llmedic.anomalies import home_of
+from llmedic.anomalies.base import Confirmation, VerificationResult
 from llmedic.incident import Step, StepResult, Verification, VerificationCheck
-from llmedic.playbook import LatencySettings, MemoryLeakSettings
+from llmedic.playbook import MemoryLeakSettings
 from tasks.confirm import audit_summary
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["verify_data", "verify_latency", "verify_leak"]
+__all__ = ["verify", "verify_data", "verify_leak"]
+
+
+@step_task(Step.VERIFY)
+def verify(ctx: StepContext, confirmed: Confirmation) -> VerificationResult:
+    """Did the fix bring the service back within its criteria? (the home's criteria)"""
+    result: VerificationResult = home_of(ctx.anomaly).verify(Runtime(ctx), confirmed)
+    return result
 
 
 def verification_result(
@@ -34,70 +40,6 @@ def verification_result(
         verification=Verification(passed=passed, checks=checks),
         data={"passed": passed, **data},
     )
-
-
-@step_task(Step.VERIFY)
-def verify_latency(
-    ctx: StepContext, rounds: int = 3, interval_seconds: float = 2.0, confirm: dict[str, Any] | None = None
-) -> StepResult:
-    """Health, zero failed probes, and probe p99 (and metrics p99 when known) under the SLO."""
-    rt = Runtime(ctx)
-    s = rt.settings_as(LatencySettings)
-    t = StepTimer(Step.VERIFY)
-    checks: list[VerificationCheck] = []
-    for attempt in range(1, rounds + 1):
-        with rt.endpoint(timeout=s.probe_timeout_seconds) as ep:
-            healthy = ep.health()
-
-            def burst() -> list[ProbeResult]:
-                return rt.latency_probes(ep, s.verify_probes)
-
-            metric_p99: float | None = None
-            try:
-                figures, results = rt.metrics.observe(
-                    [rt.instance], engine=rt.service.engine, window_seconds=60, during=burst
-                )
-                metric_p99 = figures[rt.instance.name].e2e_p99
-            except MetricsSourceError:
-                results = burst()
-        summary = summarise_probes(results or [])
-        checks = [
-            VerificationCheck(
-                name="health", passed=healthy, observed="200" if healthy else "not 200", expected="200"
-            ),
-            VerificationCheck(
-                name="probe_failures",
-                passed=summary.failures == 0,
-                observed=float(summary.failures),
-                expected="0",
-            ),
-            VerificationCheck(
-                name="probe_p99_seconds",
-                passed=summary.p99 <= s.slo_p99_seconds,
-                observed=round(summary.p99, 4),
-                expected=f"<= {s.slo_p99_seconds:g}",
-            ),
-        ]
-        if metric_p99 is not None and metric_p99 == metric_p99:  # not NaN
-            checks.append(
-                VerificationCheck(
-                    name="metrics_p99_seconds",
-                    passed=metric_p99 <= s.slo_p99_seconds,
-                    observed=round(metric_p99, 4),
-                    expected=f"<= {s.slo_p99_seconds:g}",
-                )
-            )
-        t.add(
-            f"verify_round_{attempt}",
-            "probe",
-            f"round {attempt}: {summary.count} probes p99 {summary.p99:.3f}s, {summary.failures} failed, health {healthy}",
-            summary.as_dict() | {"metrics_p99": metric_p99},
-        )
-        if all(c.passed for c in checks):
-            break
-        if attempt < rounds:
-            time.sleep(interval_seconds)
-    return verification_result(t, checks)
 
 
 @step_task(Step.VERIFY)

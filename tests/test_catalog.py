@@ -3,7 +3,7 @@ import re
 import pytest
 
 from llmedic.catalog import CATALOG, AnomalyType, Category, Team, anomaly_info, parse_anomaly
-from llmedic.diagnoses import DIAGNOSES, diagnoses_of
+from llmedic.anomalies import DIAGNOSES, diagnoses_of
 from llmedic.errors import UnknownAnomalyType
 
 

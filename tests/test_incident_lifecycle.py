@@ -10,7 +10,6 @@ through a real ``serve()`` runner whose flow-run process is SIGKILLed or cancell
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -31,14 +30,16 @@ from prefect.states import Cancelling, Crashed, Failed, Running, Suspended
 from typer.testing import CliRunner
 
 from llmedic.alerts import Alert
+from llmedic.anomalies.base import Confirmation
 from llmedic.catalog import AnomalyType, Category, Team
 from llmedic.cli import app
 from llmedic.config import Settings
 from llmedic.errors import FlowRunNotFound, OrchestrationError, RunEnded, StepFailed
-from llmedic.incident import Incident, IncidentRequest, IncidentStore, Outcome, Step, StepResult, utcnow
+from llmedic.incident import Incident, IncidentRequest, Outcome, Step, StepResult, utcnow
 from llmedic.orchestration import prefect_env, read_run, runner_children, stop_process
 from llmedic.reconcile import close_escalated, reconcile
-from llmedic.report import KnowledgeBase
+from llmedic.store.incidents import IncidentStore
+from llmedic.store.knowledge import KnowledgeBase
 from tests.conftest import Fleet
 from tests.flowrun import run_flow
 
@@ -60,7 +61,7 @@ def open_incident(home: Path, flow_run_id: str, name: str = "latency-1") -> Inci
         flow_run_id=flow_run_id,
         opened_at=utcnow(),
     )
-    IncidentStore(home / "incidents").save(inc)
+    IncidentStore(home).save(inc)
     return inc
 
 
@@ -130,21 +131,21 @@ def test_reconciler_closes_only_ended_runs(
     open_incident(clean_environ, run_id)
     settings = Settings(home=clean_environ)
     done = reconcile(settings, read=fake_read(state, error), healthy=lambda: True)
-    inc = IncidentStore(clean_environ / "incidents").load("latency-1")
+    inc = IncidentStore(clean_environ).load("latency-1")
     assert done.checked == 1 and done.unreachable is None
     if not closes:
         assert done.closed == [] and inc.outcome == Outcome.OPEN and not inc.escalated
-        assert not KnowledgeBase(clean_environ / "kb").report_path(inc.id).exists()
+        assert not KnowledgeBase(clean_environ).report_path(inc.id).exists()
         return
     assert [(c.incident_id, c.flow_run_id, c.run_state) for c in done.closed] == [
         ("latency-1", run_id, run_state)
     ]
     assert_closed_by_ending(inc, RunEnded.code, str(run_state), "the reconciler")
     # Idempotent: a second pass (or the hook after the reconciler) changes nothing.
-    before = (clean_environ / "incidents" / "latency-1.json").read_bytes()
+    before = IncidentStore(clean_environ).load("latency-1")
     assert reconcile(settings, read=fake_read(state, error), healthy=lambda: True).closed == []
     assert close_escalated("latency-1", code="x", reason="y", closed_by="z", settings=settings) is None
-    assert (clean_environ / "incidents" / "latency-1.json").read_bytes() == before
+    assert IncidentStore(clean_environ).load("latency-1") == before
 
 
 def test_reconciler_closes_nothing_when_the_api_cannot_be_asked(clean_environ: Path) -> None:
@@ -154,7 +155,7 @@ def test_reconciler_closes_nothing_when_the_api_cannot_be_asked(clean_environ: P
         Settings(home=clean_environ), read=fake_read(None, OrchestrationError("cannot reach the Prefect API"))
     )
     assert (done.checked, done.closed, done.unreachable) == (1, [], "cannot reach the Prefect API")
-    assert [i.outcome for i in IncidentStore(clean_environ / "incidents").all()] == [Outcome.OPEN] * 2
+    assert [i.outcome for i in IncidentStore(clean_environ).all()] == [Outcome.OPEN] * 2
 
 
 @pytest.mark.fault(
@@ -171,7 +172,7 @@ def test_a_404_from_something_that_is_not_prefect_closes_nothing(clean_environ: 
     assert (
         done.closed == [] and done.unreachable is not None and "/health does not answer" in done.unreachable
     )
-    assert [i.outcome for i in IncidentStore(clean_environ / "incidents").all()] == [Outcome.OPEN]
+    assert [i.outcome for i in IncidentStore(clean_environ).all()] == [Outcome.OPEN]
 
 
 def test_reconciler_skips_runs_outside_prefect(clean_environ: Path) -> None:
@@ -197,7 +198,7 @@ def test_closing_survives_a_failing_archive(clean_environ: Path, monkeypatch: py
         closed_by="a test",
         settings=Settings(home=clean_environ),
     )
-    inc = IncidentStore(clean_environ / "incidents").load("latency-1")
+    inc = IncidentStore(clean_environ).load("latency-1")
     assert closed is not None and (inc.outcome, inc.escalated) == (Outcome.ESCALATED, True)
     assert [(d.topic, d.choice) for d in inc.decisions] == [("error", "run-ended"), ("archive", "failed")]
     assert "No space left on device" in inc.decisions[1].reason
@@ -242,7 +243,7 @@ def test_reconciler_against_the_server(clean_environ: Path) -> None:
         f"closed a-crashed escalated: flow run {crashed} is Crashed",
         f"closed b-deleted escalated: flow run {deleted} is gone",
     ]
-    by_id = {i.id: i for i in IncidentStore(clean_environ / "incidents").all()}
+    by_id = {i.id: i for i in IncidentStore(clean_environ).all()}
     assert_closed_by_ending(by_id["a-crashed"], RunEnded.code, "Crashed: Process exited", "the reconciler")
     assert_closed_by_ending(by_id["b-deleted"], RunEnded.code, "gone", "the reconciler")
     assert (by_id["c-running"].outcome, by_id["d-gate"].outcome) == (Outcome.OPEN, Outcome.OPEN)
@@ -260,19 +261,19 @@ def test_reconcile_cli_fails_when_prefect_is_unreachable(
         res = CliRunner().invoke(app, ["incidents", "reconcile"])
     assert isinstance(res.exception, OrchestrationError) and not isinstance(res.exception, FlowRunNotFound)
     assert "cannot reach the Prefect API" in res.exception.message
-    assert IncidentStore(clean_environ / "incidents").load("latency-1").outcome == Outcome.OPEN
+    assert IncidentStore(clean_environ).load("latency-1").outcome == Outcome.OPEN
 
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_sweeper_of_llmedic_up_reconciles(clean_environ: Path) -> None:
-    from llmedic.up import Stack
+    from llmedic.stack import Stack
 
     open_incident(clean_environ, server_run(Crashed(message="killed")))
     stack = Stack(Settings(home=clean_environ, approval_sweep_seconds=0.2), api_url=PREFECT_API_URL.value())
     sweeper = threading.Thread(target=stack.sweep_forever, daemon=True)
     sweeper.start()
     try:
-        inc = wait_for_closed(IncidentStore(clean_environ / "incidents"), "latency-1", timeout=30)
+        inc = wait_for_closed(IncidentStore(clean_environ), "latency-1", timeout=30)
     finally:
         stack.stop_event.set()
         sweeper.join(10)
@@ -318,18 +319,14 @@ def test_a_step_timeout_ends_the_incident(sandbox: Fleet) -> None:
     assert [s.step for s in inc.timeline] == [Step.DETECT, Step.ARCHIVE]
 
 
-def confirm_raises(ctx: Any) -> StepResult:
+def confirm_raises(ctx: Any) -> Confirmation:
     raise KeyError("p99_seconds")
 
 
-def false_positive(ctx: Any) -> StepResult:
+def false_positive(ctx: Any) -> Confirmation:
     now = utcnow()
-    return StepResult(
-        step=Step.CONFIRM,
-        started_at=now,
-        finished_at=now,
-        summary="not reproduced",
-        data={"confirmed": False},
+    return Confirmation(
+        step=Step.CONFIRM, started_at=now, finished_at=now, summary="not reproduced", confirmed=False
     )
 
 
@@ -358,28 +355,27 @@ def archive_refuses(ctx: Any, incident: Incident) -> StepResult:
 def test_foreign_exceptions_end_the_incident(
     sandbox: Fleet,
     monkeypatch: pytest.MonkeyPatch,
-    confirm: Callable[..., StepResult],
+    confirm: Callable[..., Confirmation],
     archive: Callable[..., StepResult] | None,
     outcome: Outcome,
     mention: str,
 ) -> None:
-    import tasks.skeleton
-    from flows.latency import LATENCY_PLAN
+    import tasks.respond
     from tasks.finalize import end_incident
+    from tasks.respond import respond, to_state
     from tasks.runtime import step_task
-    from tasks.skeleton import respond, to_state
 
     if archive is not None:
         monkeypatch.setattr(
-            tasks.skeleton, "archive_incident", step_task(Step.ARCHIVE, name="archive-refuses")(archive)
+            tasks.respond, "archive_incident", step_task(Step.ARCHIVE, name="archive-refuses")(archive)
         )
-    plan = dataclasses.replace(
-        LATENCY_PLAN, confirm=step_task(Step.CONFIRM, name=f"confirm-{confirm.__name__}")(confirm)
+    monkeypatch.setattr(
+        tasks.respond, "confirm", step_task(Step.CONFIRM, name=f"confirm-{confirm.__name__}")(confirm)
     )
 
     @flow(name="lifecycle-latency", on_failure=[end_incident])
     def latency_variant(request: IncidentRequest) -> State[Any]:
-        return to_state(respond(AnomalyType.LATENCY, request, plan))
+        return to_state(respond(AnomalyType.LATENCY, request))
 
     state, inc = run_flow(latency_variant, latency_request())
     assert state.is_failed() and (inc.outcome, inc.escalated) == (outcome, True)
@@ -400,7 +396,7 @@ class Runner:
 
     def __init__(self, home: Path, config: Path) -> None:
         self.home = home
-        self.store = IncidentStore(home / "incidents")
+        self.store = IncidentStore(home)
         env = prefect_env(home, PREFECT_API_URL.value(), poll_seconds=1)
         env["LLMEDIC_CONFIG"] = str(config)
         log = open(home / "runner.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -522,10 +518,9 @@ def test_an_incident_that_cannot_be_opened_is_still_recorded(sandbox: Fleet) -> 
 def test_a_retried_run_does_not_act_on_a_closed_incident(sandbox: Fleet) -> None:
     from prefect.context import FlowRunContext
 
-    from flows.latency import LATENCY_PLAN
-    from tasks.skeleton import respond
+    from tasks.respond import respond
 
-    store = IncidentStore(Path(os.environ["LLMEDIC_HOME"]) / "incidents")
+    store = IncidentStore(Path(os.environ["LLMEDIC_HOME"]))
 
     @flow
     def retried() -> Any:
@@ -536,7 +531,7 @@ def test_a_retried_run_does_not_act_on_a_closed_incident(sandbox: Fleet) -> None
         closed = store.load("latency-1")
         closed.close(Outcome.ESCALATED)
         store.save(closed)
-        return respond(AnomalyType.LATENCY, latency_request(), LATENCY_PLAN)
+        return respond(AnomalyType.LATENCY, latency_request())
 
     before = sandbox.state("sandbox-1")
     summary = retried()

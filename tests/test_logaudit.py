@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmedic.analysis.logaudit import audit_log, template_of
+from llmedic.anomalies.logaudit import audit_log, template_of
 from llmedic.hostcheck import host_report, problems
 
 LOG = """2026-11-24T10:00:00Z INFO started worker 7 on 10.0.0.5:8000

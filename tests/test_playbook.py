@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from llmedic.catalog import AnomalyType, Risk
 from llmedic.config import Settings
-from llmedic.diagnoses import diagnoses_of
+from llmedic.anomalies import diagnoses_of
 from llmedic.errors import ControlError, PlaybookError
 from llmedic.incident import Step
 from llmedic.playbook import (
@@ -21,7 +21,7 @@ from llmedic.playbook import (
     load_all_playbooks,
     load_playbook,
 )
-from tasks.confirm import confirm_latency
+from tasks.confirm import confirm as confirm_latency
 from tasks.fix import apply_fix, compensate
 from tasks.runtime import configured_step, run_step, step_task
 
