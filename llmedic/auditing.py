@@ -1,24 +1,27 @@
 """Auditing dataset versions: cached audits of immutable versions, and the audit history.
 
 An audit of a version against its declaration and reference cannot change (versions are
-immutable), so it is cached on disk next to the dataset, keyed by (version, reference, declaration).
-The monthly audit appends one line per dataset to ``<home>/audits/data.jsonl``; that file is the
-trend of data quality the audit report and ``llmedic audit history`` show.
+immutable), so it is cached next to the dataset, keyed by (version, reference, declaration): a file
+beside the dataset's bytes, derived from them and kept where they are (a host that can read the
+dataset can read its cache). The monthly audit appends one record per dataset to the audit history
+(the ``audit_records`` table of the state store); that is the trend of data quality the audit report
+and ``llmedic audit history`` show.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
-from pydantic import BaseModel, Field
+import sqlalchemy as sa
+from pydantic import BaseModel, Field, ValidationError
 
 from llmedic.adapters.datastore import DataStore
 from llmedic.analysis.data_audit import DataAudit, audit_frame
 from llmedic.config import DatasetConfig
+from llmedic.store.base import Repository, utc
+from llmedic.store.files import atomic_write
+from llmedic.store.tables import audit_records
 
 __all__ = ["AuditHistory", "AuditRecord", "audit_version"]
 
@@ -48,10 +51,7 @@ def audit_version(
     result = audit_frame(
         frame, cfg, dataset=name, version=v.id, reference=ref_frame, reference_version=ref_id
     )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(result.model_dump_json(), encoding="utf-8")
-    tmp.replace(cache)
+    atomic_write(cache, result.model_dump_json())
     return result
 
 
@@ -75,33 +75,29 @@ class AuditRecord(BaseModel):
     error: str | None = None
 
 
-class AuditHistory:
-    """Append-only JSONL of audit records."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
+class AuditHistory(Repository):
+    """The audit history: append-only records, one per dataset per audit run."""
 
     def append(self, records: list[AuditRecord]) -> None:
-        """Add records (fsynced, so a crash never loses a finished audit)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(r.model_dump_json() + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Add records (one transaction: a finished audit is recorded whole or not at all)."""
+        rows = [{"dataset": r.dataset, "at": utc(r.at), "doc": r.model_dump(mode="json")} for r in records]
+        if rows:
+            with self.store.write() as db:
+                db.execute(sa.insert(audit_records), rows)
 
     def records(self, dataset: str | None = None) -> list[AuditRecord]:
-        """Every record (of one dataset), oldest first; damaged lines are skipped, never removed."""
-        if not self.path.exists():
-            return []
+        """Every record (of one dataset), oldest first; a record this version cannot read is
+        skipped, never removed."""
+        q = sa.select(audit_records.c.doc).order_by(audit_records.c.seq)
+        if dataset is not None:
+            q = q.where(audit_records.c.dataset == dataset)
         out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = AuditRecord.model_validate(json.loads(line))
-            except ValueError:
-                continue
-            if dataset is None or rec.dataset == dataset:
-                out.append(rec)
+        with self.store.read() as db:
+            for (doc,) in db.execute(q):
+                try:
+                    out.append(AuditRecord.model_validate(doc))
+                except ValidationError:
+                    continue
         return out
 
     def trend(self, dataset: str, last: int = 12) -> list[AuditRecord]:

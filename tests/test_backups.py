@@ -17,6 +17,7 @@ import yaml
 
 from llmedic.config import BackupArtifact
 from llmedic.reviews.backups import MANIFEST, make_backup, verify_backup
+from llmedic.reviews.incidents import ReviewIncidents
 from llmedic_sandbox.knowledge import shipped_path
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -163,8 +164,8 @@ def test_weekly_flow_reports_and_opens_one_incident_per_failing_artifact(
     report = Path(data["report"]).read_text()
     # serving: too old; kb: checksum mismatch, and the changed file no longer loads either.
     assert "| weights | model |" in report and report.count("**FAILED**") == 3
-    incidents = sorted((Path(os.environ["LLMEDIC_HOME"]) / "reviews" / "incidents").glob("*.json"))
-    assert [p.name.split("-20")[0] for p in incidents] == ["backup-kb", "backup-serving"]
+    incidents = sorted(r.id for r in ReviewIncidents(Path(os.environ["LLMEDIC_HOME"])).all())
+    assert [rid.split("-20")[0] for rid in incidents] == ["backup-kb", "backup-serving"]
     assert data["incidents"]["kb"].startswith("updated backup-kb-")  # the second run updated it
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from llmedic.adapters.datastore import DataStore
+from llmedic.auditing import AuditHistory
 from llmedic.cli import main
 from llmedic.config import load_environment
 from llmedic.errors import ConfigError
@@ -195,10 +196,8 @@ def test_monthly_audit_reports_keeps_history_and_opens_one_incident_per_breach(
         store.state("penguins").current,
     )
 
-    history = [
-        json.loads(line) for line in (clean_environ / "audits" / "data.jsonl").read_text().splitlines()
-    ]
-    assert [h["breaches"] for h in history] == [{}, {"data_format": 1}, {"data_format": 1}]
+    history = AuditHistory(clean_environ).records()
+    assert [h.breaches for h in history] == [{}, {"data_format": 1}, {"data_format": 1}]
     report = Path(summaries[1]["report"]).read_text()
     table, trend = report.split("## Trend")
     assert "| penguins | `v0002-" in table and "data_format ×1" in table

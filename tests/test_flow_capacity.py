@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from llmedic.monitoring import HistoryPrometheus
+from llmedic.reviews.incidents import ReviewIncidents
 from llmedic_sandbox.history import HistorySpec, backfill, write_openmetrics
 from tests.conftest import Fleet
 
@@ -72,8 +73,7 @@ def test_capacity_review_against_real_prometheus(
 
     again = capacity_review(return_state=True).result(raise_on_failure=False)
     assert again["incidents"]["pharma-qa"] == incident.replace("opened", "updated")
-    files = list((Path(os.environ["LLMEDIC_HOME"]) / "reviews" / "incidents").glob("*.json"))
-    assert len(files) == 1
+    assert len(ReviewIncidents(Path(os.environ["LLMEDIC_HOME"])).all()) == 1
 
 
 def test_capacity_review_without_prometheus_says_what_it_needs(sandbox: Fleet) -> None:

@@ -62,7 +62,7 @@ def audit_history(dataset: str, as_json: Annotated[bool, typer.Option("--json")]
     """The trend of one dataset's audits."""
     from llmedic.auditing import AuditHistory
 
-    records = AuditHistory(settings_from_env().home / "audits" / "data.jsonl").records(dataset)
+    records = AuditHistory.from_settings(settings_from_env()).records(dataset)
     if as_json:
         out.print_json(json.dumps([r.model_dump(mode="json") for r in records]))
         return

@@ -88,7 +88,7 @@ def review_incidents(
     """Open review incidents (capacity shortfalls, failed backups)."""
     from llmedic.reviews.incidents import ReviewIncidents
 
-    recs = ReviewIncidents(settings_from_env().home / "reviews" / "incidents").all(None if all_ else "open")
+    recs = ReviewIncidents.from_settings(settings_from_env()).all(None if all_ else "open")
     if as_json:
         out.print_json(json.dumps([r.model_dump(mode="json") for r in recs]))
         return
@@ -103,7 +103,7 @@ def review_close(rid: str, by: Annotated[str, typer.Option(help="Who closes it."
     """Close a review incident (it is kept)."""
     from llmedic.reviews.incidents import ReviewIncidents
 
-    rec = ReviewIncidents(settings_from_env().home / "reviews" / "incidents").close(rid, by=by)
+    rec = ReviewIncidents.from_settings(settings_from_env()).close(rid, by=by)
     out.print(f"{rec.id} closed by {by}")
 
 

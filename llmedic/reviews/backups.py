@@ -351,7 +351,7 @@ def open_incidents(
 ) -> dict[str, str]:
     """A review incident per failing artifact (one per artifact and ISO week: a second run that
     week updates it). Artifact → ``opened|updated <id>``."""
-    store = ReviewIncidents(home / "reviews" / "incidents")
+    store = ReviewIncidents(home)
     week = f"{utcnow():%G-W%V}"
     opened: dict[str, str] = {}
     for r in reports:

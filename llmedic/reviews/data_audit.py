@@ -19,6 +19,7 @@ from llmedic.config import EnvironmentFile, load_environment, settings_from_env
 from llmedic.errors import LlmedicError
 from llmedic.incident import utcnow
 from llmedic.orchestration import dispatch_alerts
+from llmedic.store.files import atomic_write
 
 __all__ = [
     "AuditRequest",
@@ -108,7 +109,7 @@ def open_incidents(record: AuditRecord) -> dict[str, str]:
 
 def record_history(home: Path, records: list[AuditRecord]) -> AuditHistory:
     """Append this run's records to the audit history; returns the history (for the trend)."""
-    history = AuditHistory(home / "audits" / "data.jsonl")
+    history = AuditHistory(home)
     history.append(records)
     return history
 
@@ -157,7 +158,7 @@ def write_report(home: Path, records: list[AuditRecord], history: AuditHistory) 
     if not records:
         return None, report
     path = home / "audits" / f"data-{records[0].at:%Y%m%d-%H%M%S}.md"
-    Path(path).write_text(report, encoding="utf-8")
+    atomic_write(path, report)
     return path, report
 
 

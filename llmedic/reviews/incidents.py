@@ -1,18 +1,17 @@
 """Review incidents: what the scheduled reviews (capacity, backups) found that needs the ops team.
 
 They are not anomaly incidents — nothing is remediated automatically — but they are opened, routed
-and closed like them: one JSON record per finding under ``<home>/reviews/incidents/``, one per
+and closed like them: one record per finding in the state store (``review_incidents``), one per
 subject and period (a second review in the same month or week updates it instead of opening
 another), the ops team notified when it opens, closed by a person (``llmedic reviews close``).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
+import sqlalchemy as sa
 from pydantic import BaseModel, Field, ValidationError
 
 from llmedic.catalog import Team
@@ -20,6 +19,8 @@ from llmedic.config import EnvironmentFile
 from llmedic.errors import ConfigError, DataStoreError
 from llmedic.incident import utcnow
 from llmedic.notify import notify_team
+from llmedic.store.base import Repository, utc
+from llmedic.store.tables import review_incidents
 
 __all__ = ["ReviewIncident", "ReviewIncidents"]
 
@@ -44,44 +45,58 @@ class ReviewIncident(BaseModel):
     notifications: list[str] = Field(default_factory=list)
 
 
-class ReviewIncidents:
-    """The review incidents under ``root``."""
+class ReviewIncidents(Repository):
+    """The review incidents of a state store."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _path(self, rid: str) -> Path:
-        if not rid or "/" in rid or rid.startswith("."):
+    @staticmethod
+    def _check(rid: str) -> str:
+        if not rid or "/" in rid or rid.startswith(".") or len(rid) > 300:
             raise ConfigError(f"invalid review incident id {rid!r}")
-        return self.root / f"{rid}.json"
+        return rid
+
+    @staticmethod
+    def _parse(rid: str, doc: object) -> ReviewIncident:
+        try:
+            return ReviewIncident.model_validate(doc)
+        except ValidationError as exc:
+            raise DataStoreError(f"review incident {rid!r}: unreadable ({str(exc).splitlines()[0]})") from None
+
+    def _find(self, rid: str) -> ReviewIncident | None:
+        with self.store.read() as db:
+            doc = db.execute(
+                sa.select(review_incidents.c.doc).where(review_incidents.c.id == self._check(rid))
+            ).scalar_one_or_none()
+        return None if doc is None else self._parse(rid, doc)
 
     def get(self, rid: str) -> ReviewIncident:
         """One record."""
-        path = self._path(rid)
-        try:
-            return ReviewIncident.model_validate_json(path.read_text("utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"no review incident {rid!r}", hint="`llmedic reviews list --all` shows them"
-            ) from None
-        except (OSError, ValidationError) as exc:
-            raise DataStoreError(f"{path}: unreadable review incident ({str(exc).splitlines()[0]})") from None
+        found = self._find(rid)
+        if found is None:
+            raise ConfigError(f"no review incident {rid!r}", hint="`llmedic reviews list --all` shows them")
+        return found
 
     def all(self, status: str | None = None) -> list[ReviewIncident]:
         """Every record (newest first), optionally only ``open`` or ``closed`` ones."""
-        if not self.root.is_dir():
-            return []
-        out = [self.get(p.stem) for p in self.root.glob("*.json")]
-        return sorted(
-            (r for r in out if status is None or r.status == status), key=lambda r: r.opened_at, reverse=True
-        )
+        q = sa.select(review_incidents.c.id, review_incidents.c.doc)
+        if status is not None:
+            q = q.where(review_incidents.c.status == status)
+        with self.store.read() as db:
+            rows = db.execute(q.order_by(review_incidents.c.opened_at.desc())).all()
+        return [self._parse(rid, doc) for rid, doc in rows]
 
     def _save(self, rec: ReviewIncident) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self._path(rec.id)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(rec.model_dump_json(indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        row = {
+            "kind": rec.kind,
+            "status": rec.status,
+            "opened_at": utc(rec.opened_at),
+            "doc": rec.model_dump(mode="json"),
+        }
+        with self.store.write() as db:
+            done = db.execute(
+                sa.update(review_incidents).where(review_incidents.c.id == self._check(rec.id)).values(**row)
+            )
+            if done.rowcount == 0:
+                db.execute(sa.insert(review_incidents).values(id=rec.id, **row))
 
     def open(
         self,
@@ -98,14 +113,11 @@ class ReviewIncidents:
         team is notified when it opens. Returns (record, newly opened)."""
         rid = f"{kind}-{subject}-{period}".replace("/", "_")
         now = utcnow()
-        if self._path(rid).exists():
-            rec = self.get(rid)
-            if rec.status == "open":
-                rec = rec.model_copy(
-                    update={"findings": findings, "report_path": report_path, "updated_at": now}
-                )
-                self._save(rec)
-                return rec, False
+        found = self._find(rid)
+        if found is not None and found.status == "open":
+            rec = found.model_copy(update={"findings": findings, "report_path": report_path, "updated_at": now})
+            self._save(rec)
+            return rec, False
         rec = ReviewIncident(
             id=rid,
             kind=kind,

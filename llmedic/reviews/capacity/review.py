@@ -122,7 +122,7 @@ def write_outputs(home: Path, outcomes: list[ServiceOutcome], reserve: float, wh
 def open_incidents(env: EnvironmentFile, home: Path, outputs: CapacityOutputs) -> dict[str, str]:
     """A review incident per service already below its reserve (one per service and month: a
     second review that month updates it). Service → ``opened|updated <id>``."""
-    store = ReviewIncidents(home / "reviews" / "incidents")
+    store = ReviewIncidents(home)
     opened: dict[str, str] = {}
     for rv in outputs.reviews:
         short = rv.below_target
