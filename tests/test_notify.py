@@ -22,6 +22,7 @@ from llmedic.config import EnvironmentFile
 from llmedic.incident import Incident, NotificationRecord
 from llmedic.notify import deliver, notify_team, notify_team_of, redact_webhook
 from llmedic.report import render_markdown
+from llmedic.store.importer import import_home
 from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.fleet import free_port
 
@@ -292,7 +293,9 @@ def test_incident_records_keep_deliveries_and_old_files_still_load(
     # An incident file written before delivery records: notifications were plain lines.
     legacy = json.loads(incident([]).model_dump_json())
     legacy["notifications"] = [old_line]
-    (tmp_path / "latency-1.json").write_text(json.dumps(legacy))
+    (tmp_path / "incidents").mkdir()
+    (tmp_path / "incidents" / "latency-1.json").write_text(json.dumps(legacy))
+    import_home(tmp_path, store.store)  # `llmedic store import`: how old files reach the store
     loaded = store.load("latency-1")
     assert [(n.kind, n.text, n.deliveries, n.line()) for n in loaded.notifications] == [
         ("legacy", old_line, [], old_line)

@@ -19,10 +19,11 @@ from llmedic.incident import Incident, Outcome
 from llmedic.store.base import Repository, utc
 from llmedic.store.tables import incident_notices, incidents
 
-__all__ = ["IncidentStore"]
+__all__ = ["IncidentStore", "incident_row"]
 
 
-def _row(incident: Incident) -> dict[str, Any]:
+def incident_row(incident: Incident) -> dict[str, Any]:
+    """The row of an incident (without its id)."""
     return {
         "anomaly": incident.anomaly.value,
         "target": incident.target,
@@ -46,7 +47,7 @@ class IncidentStore(Repository):
 
     def save(self, incident: Incident) -> None:
         """Write (replace) the working copy."""
-        row = {"id": _check_id(incident.id), **_row(incident)}
+        row = {"id": _check_id(incident.id), **incident_row(incident)}
         with self.store.write() as db:
             done = db.execute(sa.update(incidents).where(incidents.c.id == incident.id).values(**row))
             if done.rowcount == 0:
@@ -59,7 +60,7 @@ class IncidentStore(Repository):
             done = db.execute(
                 sa.update(incidents)
                 .where(incidents.c.id == _check_id(incident.id), incidents.c.outcome == Outcome.OPEN.value)
-                .values(**_row(incident))
+                .values(**incident_row(incident))
             )
         return done.rowcount == 1
 

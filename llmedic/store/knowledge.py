@@ -23,9 +23,9 @@ from llmedic.store.tables import kb_reports
 if TYPE_CHECKING:
     from llmedic.config import Settings
 
-__all__ = ["KnowledgeBase", "search_terms"]
+__all__ = ["KnowledgeBase", "kb_fts", "kb_row", "search_terms"]
 
-_fts = sa.table("kb_fts", sa.column("id"), sa.column("body"))
+kb_fts = sa.table("kb_fts", sa.column("id"), sa.column("body"))
 
 
 def search_terms(text: str) -> list[str]:
@@ -39,6 +39,20 @@ def _body(incident: Incident) -> str:
         + [e.summary for e in incident.evidence]
         + [f"{d.choice} {d.reason}" for d in incident.decisions]
     )
+
+
+def kb_row(incident: Incident, report_path: str) -> dict[str, Any]:
+    """The index row of an archived incident (without its id)."""
+    return {
+        "anomaly": incident.anomaly.value,
+        "target": incident.target,
+        "outcome": incident.outcome.value,
+        "opened_at": utc(incident.opened_at),
+        "labels": dict(incident.alert.labels),
+        "body": _body(incident),
+        "report_path": report_path,
+        "doc": incident.model_dump(mode="json"),
+    }
 
 
 class KnowledgeBase(Repository):
@@ -72,23 +86,14 @@ class KnowledgeBase(Repository):
 
     def index(self, incident: Incident, report_path: str) -> None:
         """Put an archived incident in the index (replacing an earlier copy)."""
-        row: dict[str, Any] = {
-            "anomaly": incident.anomaly.value,
-            "target": incident.target,
-            "outcome": incident.outcome.value,
-            "opened_at": utc(incident.opened_at),
-            "labels": dict(incident.alert.labels),
-            "body": _body(incident),
-            "report_path": report_path,
-            "doc": incident.model_dump(mode="json"),
-        }
+        row = kb_row(incident, report_path)
         with self.store.write() as db:
             done = db.execute(sa.update(kb_reports).where(kb_reports.c.id == incident.id).values(**row))
             if done.rowcount == 0:
                 db.execute(sa.insert(kb_reports).values(id=incident.id, **row))
             if not self.store.postgres:  # PostgreSQL's tsvector column follows body by itself
-                db.execute(sa.delete(_fts).where(_fts.c.id == incident.id))
-                db.execute(sa.insert(_fts).values(id=incident.id, body=row["body"]))
+                db.execute(sa.delete(kb_fts).where(kb_fts.c.id == incident.id))
+                db.execute(sa.insert(kb_fts).values(id=incident.id, body=row["body"]))
 
     def archive(self, incident: Incident) -> Incident:
         """Archive a closed incident with its similar past incidents and its report path filled in;
@@ -146,7 +151,7 @@ class KnowledgeBase(Repository):
             order = [sa.func.ts_rank(search, query).desc()] if rank else []
         elif terms:
             match = " AND ".join(f'"{t}"*' for t in terms)
-            q = q.join(_fts, _fts.c.id == kb_reports.c.id).where(
+            q = q.join(kb_fts, kb_fts.c.id == kb_reports.c.id).where(
                 sa.text("kb_fts MATCH :match").bindparams(match=match)
             )
             order = [sa.text("bm25(kb_fts)")] if rank else []
