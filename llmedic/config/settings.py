@@ -18,7 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMEDIC_", extra="ignore", use_attribute_docstrings=True)
 
     home: Path = Path(".llmedic")
-    """State directory: Prefect database, incidents, knowledge base, outbox."""
+    """State directory: Prefect database, the state store's SQLite file (unless ``store_url``),
+    rendered reports, datasets, logs."""
     config: Path | None = None
     """Environment file; default ``./llmedic.yaml`` if it exists, else ``<home>/llmedic.yaml``."""
     playbooks_dir: Path | None = None
