@@ -63,11 +63,6 @@ class Settings(BaseSettings):
         return local if local.exists() else self.home / "llmedic.yaml"
 
     @property
-    def incidents_dir(self) -> Path:
-        """Working copies of open and closed incidents."""
-        return self.home / "incidents"
-
-    @property
     def store_path(self) -> Path:
         """The state store's SQLite file (when ``store_url`` is not set)."""
         return self.home / "llmedic.db"
@@ -95,7 +90,7 @@ class Settings(BaseSettings):
 
     @property
     def kb_dir(self) -> Path:
-        """Knowledge base: archived incident reports (Markdown + JSON)."""
+        """Rendered reports of archived incidents (Markdown + JSON); their index is in the state store."""
         return self.home / "kb"
 
 
