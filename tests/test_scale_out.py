@@ -54,6 +54,42 @@ def worker_env(home: Path, api_url: str, store_url: str, sandbox: Fleet) -> dict
     return env
 
 
+def start_workers(envs: list[dict[str, str]], tmp_path: Path) -> list[subprocess.Popen[bytes]]:
+    """The work pool and the latency deployment from ``deployments/prefect.yaml``, and one
+    ``prefect worker`` per host (logs in ``worker-N.log``)."""
+    prefect = [str(BIN / "prefect"), "--no-prompt"]
+    run(envs[0], *prefect, "work-pool", "create", "llmedic", "--type", "process")
+    out = run(
+        envs[0], *prefect, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "latency/default"
+    )
+    assert "llmedic-latency/default" in out  # Prefect matches the entrypoint function
+    return [
+        subprocess.Popen(
+            [prefect[0], "worker", "start", "--pool", "llmedic", "--limit", "1", "--name", f"host-{n}"],
+            env=env,
+            cwd=tmp_path,
+            stdout=(tmp_path / f"worker-{n}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for n, env in enumerate(envs, start=1)
+    ]
+
+
+def assert_seen_from(env: dict[str, str], run_id: str) -> None:
+    """The run's incident, as ``llmedic incidents list / show / search`` on that host show it."""
+    llmedic = str(BIN / "llmedic")
+    (listed,) = json.loads(run(env, llmedic, "incidents", "list", "--json"))
+    assert (listed["flow_run_id"], listed["outcome"], listed["target"]) == (
+        run_id,
+        Outcome.FALSE_POSITIVE.value,
+        "sandbox-0",
+    )
+    assert json.loads(run(env, llmedic, "incidents", "show", listed["id"], "--json"))["id"] == listed["id"]
+    (found,) = json.loads(run(env, llmedic, "incidents", "search", "--target", "sandbox-0", "--json"))
+    assert found["incident"] == listed["id"]
+
+
 def test_two_workers_on_separate_homes_share_incidents_through_one_postgresql_store(
     postgres_server: str, postgres_url: str, sandbox: Fleet, clean_environ: Path, tmp_path: Path
 ) -> None:
@@ -68,39 +104,7 @@ def test_two_workers_on_separate_homes_share_incidents_through_one_postgresql_st
     envs = [worker_env(h, server.api_url, store_url, sandbox) for h in homes]
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        prefect = [str(BIN / "prefect"), "--no-prompt"]
-        run(envs[0], *prefect, "work-pool", "create", "llmedic", "--type", "process")
-        out = run(
-            envs[0],
-            *prefect,
-            "deploy",
-            "--prefect-file",
-            "deployments/prefect.yaml",
-            "--name",
-            "latency/default",
-        )
-        assert "llmedic-latency/default" in out
-        for n, env in enumerate(envs):
-            workers.append(
-                subprocess.Popen(
-                    [
-                        *prefect[:1],
-                        "worker",
-                        "start",
-                        "--pool",
-                        "llmedic",
-                        "--limit",
-                        "1",
-                        "--name",
-                        f"host-{n + 1}",
-                    ],
-                    env=env,
-                    cwd=homes[n].parent,
-                    stdout=(tmp_path / f"worker-{n + 1}.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+        workers = start_workers(envs, tmp_path)
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             from prefect.deployments import run_deployment
 
@@ -122,17 +126,7 @@ def test_two_workers_on_separate_homes_share_incidents_through_one_postgresql_st
         assert sorted(ran) == [False, True], ran
         other = envs[ran.index(False)]  # the host that did not run it, reading its own home
 
-        llmedic = [str(BIN / "llmedic")]
-        (listed,) = json.loads(run(other, *llmedic, "incidents", "list", "--json"))
-        assert (listed["flow_run_id"], listed["outcome"], listed["target"]) == (
-            str(flow_run.id),
-            Outcome.FALSE_POSITIVE.value,
-            "sandbox-0",
-        )
-        shown = json.loads(run(other, *llmedic, "incidents", "show", listed["id"], "--json"))
-        assert shown["id"] == listed["id"]
-        (found,) = json.loads(run(other, *llmedic, "incidents", "search", "--target", "sandbox-0", "--json"))
-        assert found["incident"] == listed["id"]
+        assert_seen_from(other, str(flow_run.id))
         assert sandbox.state("sandbox-0")["actions"] == []  # a healthy instance is left alone
         # Nothing went through a shared disk: neither home holds an incident file or a SQLite store.
         for home in homes:
