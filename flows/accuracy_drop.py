@@ -2,7 +2,10 @@
 baseline, break it down by tag and instance, line up what changed since the baseline (model release
 and configuration, knowledge dataset versions and audits, prompt drift), freeze further updates,
 reproduce the wrong answers, roll back the model or the knowledge dataset behind the approval gate,
-verify the score is back within the baseline's interval, archive."""
+verify the score is back within the baseline's interval, archive.
+
+The behaviour is the accuracy home's (``llmedic/anomalies/accuracy/``) and the playbook's
+(``playbooks/accuracy_drop.yaml``); this module only wires the flow."""
 
 from __future__ import annotations
 
@@ -13,30 +16,10 @@ from prefect.client.schemas.objects import State
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
-from tasks.accuracy import (
-    assess_accuracy,
-    confirm_accuracy,
-    evidence_accuracy,
-    freeze_updates,
-    lift_freeze,
-    reproduce_accuracy,
-    verify_accuracy,
-)
 from tasks.finalize import end_incident
-from tasks.legacy_plan import ResponsePlan
 from tasks.respond import respond, to_state
 
-__all__ = ["ACCURACY_PLAN", "accuracy_drop"]
-
-ACCURACY_PLAN = ResponsePlan(
-    confirm=confirm_accuracy,
-    assess=assess_accuracy,
-    evidence=evidence_accuracy,
-    isolate=freeze_updates,
-    reproduce=reproduce_accuracy,
-    verify=verify_accuracy,
-    release=lift_freeze,
-)
+__all__ = ["accuracy_drop"]
 
 
 @flow(
@@ -50,4 +33,4 @@ ACCURACY_PLAN = ResponsePlan(
 )
 def accuracy_drop(request: IncidentRequest) -> State[Any]:
     """Handle an accuracy-drop incident end to end."""
-    return to_state(respond(AnomalyType.ACCURACY_DROP, request, ACCURACY_PLAN))
+    return to_state(respond(AnomalyType.ACCURACY_DROP, request))

@@ -17,13 +17,11 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
-    "AccuracyDiagnosis",
     "DataFormatDiagnosis",
     "DataMissingDiagnosis",
     "DataQualityDiagnosis",
     "DependencyDiagnosis",
     "GpuDiagnosis",
-    "MemoryLeakDiagnosis",
     "NetworkDiagnosis",
 ]
 
@@ -61,24 +59,6 @@ class DataQualityDiagnosis(StrEnum):
     INVALID_VALUES = "invalid_values"
     BATCH_BROKEN = "batch_broken"
     NONE = "none"
-
-
-class AccuracyDiagnosis(StrEnum):
-    """``tasks/accuracy.py::evidence_accuracy``: the change that explains the newly wrong items."""
-
-    KNOWLEDGE_CORRUPTED = "knowledge_corrupted"
-    KNOWLEDGE_CHANGED = "knowledge_changed"
-    MODEL_REGRESSION = "model_regression"
-    PROMPT_DRIFT = "prompt_drift"
-    """Users ask other things than the golden set: a human decides (no rollback cures it)."""
-    UNEXPLAINED = "unexplained"
-
-
-class MemoryLeakDiagnosis(StrEnum):
-    """``tasks/evidence.py::evidence_leak``."""
-
-    INSTANCE_LEAK = "instance_leak"
-    FLEET_LEAK = "fleet_leak"
 
 
 class GpuDiagnosis(StrEnum):

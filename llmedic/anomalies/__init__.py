@@ -28,12 +28,13 @@ __all__ = ["DIAGNOSES", "diagnoses_of", "diagnosis_of", "has_home", "home_of"]
 
 _HOMES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.home:HOME",
+    AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.home:HOME",
 }
 """Where each anomaly type's :class:`~llmedic.anomalies.base.Home` lives (``module:attribute``)."""
 
 DIAGNOSES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.diagnosis:Diagnosis",
-    AnomalyType.MEMORY_LEAK: "llmedic.diagnoses:MemoryLeakDiagnosis",
+    AnomalyType.MEMORY_LEAK: "llmedic.anomalies.memory_leak.diagnosis:Diagnosis",
     AnomalyType.DATA_MISSING: "llmedic.diagnoses:DataMissingDiagnosis",
     AnomalyType.DATA_FORMAT: "llmedic.diagnoses:DataFormatDiagnosis",
     AnomalyType.DATA_QUALITY: "llmedic.diagnoses:DataQualityDiagnosis",
