@@ -22,6 +22,7 @@ __all__ = [
     "DataQualityDiagnosis",
     "DependencyDiagnosis",
     "GpuDiagnosis",
+    "MemoryLeakDiagnosis",
     "NetworkDiagnosis",
 ]
 
@@ -59,6 +60,13 @@ class DataQualityDiagnosis(StrEnum):
     INVALID_VALUES = "invalid_values"
     BATCH_BROKEN = "batch_broken"
     NONE = "none"
+
+
+class MemoryLeakDiagnosis(StrEnum):
+    """``tasks/evidence.py::evidence_leak``."""
+
+    INSTANCE_LEAK = "instance_leak"
+    FLEET_LEAK = "fleet_leak"
 
 
 class GpuDiagnosis(StrEnum):

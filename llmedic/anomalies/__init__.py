@@ -34,7 +34,7 @@ _HOMES: dict[AnomalyType, str] = {
 
 DIAGNOSES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.diagnosis:Diagnosis",
-    AnomalyType.MEMORY_LEAK: "llmedic.anomalies.memory_leak.diagnosis:Diagnosis",
+    AnomalyType.MEMORY_LEAK: "llmedic.diagnoses:MemoryLeakDiagnosis",
     AnomalyType.DATA_MISSING: "llmedic.diagnoses:DataMissingDiagnosis",
     AnomalyType.DATA_FORMAT: "llmedic.diagnoses:DataFormatDiagnosis",
     AnomalyType.DATA_QUALITY: "llmedic.diagnoses:DataQualityDiagnosis",
