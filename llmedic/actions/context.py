@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from llmedic.adapters.control import ServiceControl
 from llmedic.catalog import AnomalyType
 from llmedic.config import DatasetConfig, EnvironmentFile, InstanceConfig, ServiceConfig, Settings
-from llmedic.models import ModelRegistry
+from llmedic.registry import ModelRegistry
 
 if TYPE_CHECKING:
-    # pandas and SciPy come with these: imported by the data actions where they are used.
+    # Types only: pandas and SciPy come with the data store and the audit (imported by the data
+    # actions where they are used), and naming a type must not import its adapter.
+    from llmedic.adapters.control import ServiceControl
     from llmedic.adapters.datastore import DataStore
     from llmedic.analysis.data_audit import DataAudit
+    from llmedic.registry import ModelRegistry
 
 __all__ = ["ActionContext", "IncidentFacts"]
 

@@ -12,10 +12,10 @@ from llmedic.actions.catalogue import ActionOutcome, Params, action
 from llmedic.actions.context import ActionContext
 from llmedic.adapters.netprobe import probe_link
 from llmedic.adapters.shell import LocalShell, run_template
+from llmedic.anomalies.network.active import active_url, set_active_url
 from llmedic.catalog import AnomalyType
 from llmedic.config import NetworkLink
 from llmedic.errors import ControlError
-from llmedic.network import active_url, set_active_url
 from llmedic.transfer import resume_download
 
 __all__ = [
