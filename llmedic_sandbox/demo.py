@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmedic.alerts import labels_fingerprint
-from llmedic.approvals import submit_decision
+from llmedic.approval import submit_decision
 from llmedic.config import Settings, load_environment
 from llmedic.errors import LlmedicError, OrchestrationError
 from llmedic.incident import Incident, IncidentStore

@@ -1,21 +1,21 @@
 """Step 6 — apply the fix, and its compensation when verification fails.
 
 The actions themselves live in the catalogue (``llmedic/actions/``): this step looks the fix's
-action up there and runs it with its params model. :func:`require_approval` is the single guard
-between a risky fix and production: ``apply_fix`` refuses to act on a fix whose risk the playbook
-gates unless it is handed a matching, positive approval from an allowed approver.
+action up there and runs it with its params model. ``llmedic.approval.require_approval`` is the
+single guard between a risky fix and production: ``apply_fix`` refuses to act on a fix whose risk
+the playbook gates unless it is handed a matching, positive approval from an allowed approver.
 """
 
 from __future__ import annotations
 
 from llmedic.actions import get_action
+from llmedic.approval.guard import require_approval
 from llmedic.catalog import Risk
-from llmedic.errors import ApprovalRequired
 from llmedic.incident import ActionRecord, ApprovalRecord, Step, StepResult, utcnow
-from llmedic.playbook import FixOption, Playbook
+from llmedic.playbook import FixOption
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["FixApplied", "apply_fix", "compensate", "require_approval"]
+__all__ = ["FixApplied", "apply_fix", "compensate"]
 
 
 class FixApplied(StepResult):
@@ -25,32 +25,6 @@ class FixApplied(StepResult):
     def action(self) -> ActionRecord:
         """The action the fix performed (or, in a dry run, would have)."""
         return self.actions[0]
-
-
-def require_approval(playbook: Playbook, fix: FixOption, approval: ApprovalRecord | None) -> None:
-    """Raise :class:`ApprovalRequired` unless ``fix`` may run under ``approval``."""
-    policy = playbook.approval
-    if not policy.needs_approval(fix.risk):
-        return
-    if approval is None:
-        raise ApprovalRequired(
-            f"fix {fix.name!r} is {fix.risk.value} risk and has no approval; it was not run"
-        )
-    if approval.action != fix.name:
-        raise ApprovalRequired(
-            f"the approval is for {approval.action!r}, not {fix.name!r}; the fix was not run"
-        )
-    if not approval.approved:
-        raise ApprovalRequired(f"fix {fix.name!r} was rejected by {approval.by}; it was not run")
-    if not policy.may_approve(approval.by):
-        raise ApprovalRequired(
-            f"{approval.by!r} may not approve {fix.name!r} (approvers: {policy.approvers}); it was not run"
-        )
-    if policy.approvers and (not approval.verified or approval.refused):
-        # The gate verifies who decided; a record that says it did not is never enough.
-        raise ApprovalRequired(
-            f"the approval of {fix.name!r} by {approval.by!r} was not verified; it was not run"
-        )
 
 
 @step_task(Step.FIX)

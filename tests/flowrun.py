@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmedic.approvals import submit_decision
+from llmedic.approval import submit_decision
 from llmedic.incident import Incident, IncidentRequest, IncidentStore
 from llmedic.orchestration import read_run
 

@@ -22,10 +22,9 @@ import yaml
 from prefect.flow_runs import resume_flow_run
 from typer.testing import CliRunner
 
-from llmedic.approvals import pending_gate, submit_decision
+from llmedic.approval import add_token, make_proof, pending_gate, submit_decision
 from llmedic.cli import app
 from llmedic.errors import ApprovalError, ApprovalRefused, ConfigError
-from llmedic.identity import add_token, make_proof
 from llmedic.incident import Incident, IncidentRequest, Outcome
 from llmedic.orchestration import read_run
 from tests.conftest import Fleet
@@ -121,7 +120,7 @@ def test_ui_code_approves_verified_and_is_never_recorded(inbox: list[str], sandb
     ]
     report = Path(inc.report_path or "").read_text()
     assert "by `alice` via prefect, verified by code" in report
-    record = store().path(inc.id).read_text()
+    record = store().load(inc.id).model_dump_json()  # what the store keeps
     assert code not in record and code.replace("-", "") not in record and code not in report
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from llmedic.alerts import Alert
-from llmedic.approvals import sweep_expired
+from llmedic.approval import sweep_expired
 from llmedic.catalog import AnomalyType
 from llmedic.incident import Incident, IncidentRequest, Outcome, Step, utcnow
 from tests.conftest import Fleet

@@ -419,7 +419,7 @@ class GameDay:
 
     def _follow(self, scenario: Scenario, store: IncidentStore, before: set[str]) -> list[Incident]:
         """Answer gates until every new incident is closed (or the scenario times out)."""
-        from llmedic.approvals import submit_decision
+        from llmedic.approval import submit_decision
 
         assert self.server is not None
         decisions = {(e.anomaly, e.target): e.approve for e in scenario.expect}

@@ -3,8 +3,8 @@
 A decision is the same form the Prefect UI shows (:class:`ApprovalDecision`), sent to the paused or
 suspended run with Prefect's resume API. This module is the one seam where Prefect's resume errors
 become :class:`~llmedic.errors.ApprovalError`. Who may decide and how a decision proves it is in
-:mod:`llmedic.identity`; the flow judges every decision itself (``tasks/approve.py``), because the
-Prefect API can be called without this module.
+:mod:`llmedic.approval.identity`; the flow judges every decision itself (:mod:`llmedic.approval.gate`,
+called from ``tasks/approve.py``), because the Prefect API can be called without this module.
 """
 
 from __future__ import annotations
@@ -19,11 +19,19 @@ from prefect.flow_runs import resume_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
+from llmedic.approval.identity import TIMEOUT_APPROVER, make_proof, system_key, valid_person
 from llmedic.errors import ApprovalError, OrchestrationError
-from llmedic.identity import TIMEOUT_APPROVER, make_proof, system_key, valid_person
-from llmedic.incident import IncidentStore, utcnow
+from llmedic.incident import utcnow
+from llmedic.store.incidents import IncidentStore
 
-__all__ = ["TIMEOUT_APPROVER", "ApprovalDecision", "pending_gate", "submit_decision", "sweep_expired"]
+__all__ = [
+    "TIMEOUT_APPROVER",
+    "ApprovalDecision",
+    "pending_gate",
+    "resolve_run",
+    "submit_decision",
+    "sweep_expired",
+]
 
 
 class ApprovalDecision(RunInput):
@@ -69,7 +77,7 @@ def pending_gate(run_id: uuid.UUID, store: IncidentStore) -> dict[str, Any]:
         if str(pending.get("flow_run_id", inc.flow_run_id)) == str(run_id):
             return pending
     raise ApprovalError(
-        f"no incident in {store.directory} is waiting for an approval in flow run {run_id}",
+        f"no incident in {store.where} is waiting for an approval in flow run {run_id}",
         hint="`llmedic approvals list` shows the runs that are (a token proof needs the gate's nonce)",
     )
 
@@ -99,7 +107,10 @@ def submit_decision(
         if store is None:
             raise ApprovalError("a signed decision needs the incident store (for the gate's nonce)")
         pending = pending_gate(run_id, store)
-        secret: str | bytes = system_key(home or store.directory.parent) if system else token or ""
+        key_home = home or store.home  # llmedic's own key is a file in its home
+        if system and key_home is None:
+            raise ApprovalError("a signed timeout needs llmedic's home (its key is <home>/approvals.key)")
+        secret: str | bytes = system_key(key_home or Path()) if system else token or ""
         code = make_proof(
             secret,
             run_id=str(run_id),

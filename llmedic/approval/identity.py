@@ -13,7 +13,8 @@ How each channel proves who decides (docs/operator-guide.md, "Approver identity"
 - **The timeout sweeper**: ``llmedic-timeout`` decisions carry a proof made with the system key;
   without one the flow honours them only once the deadline has really passed.
 
-Nothing here imports Prefect: the flow, the CLI and the sweeper share these functions.
+Nothing here imports Prefect: the flow, the CLI and the sweeper share these functions; the gate
+(:mod:`llmedic.approval.gate`) judges a decision with them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import os
 import re
 import secrets
 import stat
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -37,12 +37,9 @@ from llmedic.errors import ApprovalError, ConfigError
 __all__ = [
     "PROOF_PREFIX",
     "TIMEOUT_APPROVER",
-    "Gate",
     "Identity",
-    "Verdict",
     "add_token",
     "code_digest",
-    "judge",
     "make_proof",
     "new_code",
     "read_secret_file",
@@ -192,110 +189,3 @@ def code_digest(key: bytes, *, run_id: str, action: str, approver: str, code: st
     """What is stored instead of a code: keyed, and bound to the run, the action and the approver."""
     msg = json.dumps([run_id, action, approver, _normal_code(code)], separators=(",", ":")).encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
-
-
-class Gate(BaseModel):
-    """What the flow needs to judge a decision at one gate (no secret in it: codes are digests)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    flow_run_id: str
-    action: str
-    nonce: str
-    """Published with the gate (incident record, form description); part of every token proof."""
-    deadline: datetime
-    approvers: list[str] = Field(default_factory=list)
-    code_digests: dict[str, str] = Field(default_factory=dict)
-    """Approver → keyed digest of the one-time code sent to them."""
-
-
-class Verdict(BaseModel):
-    """Does a submitted decision count, and how was its author verified?"""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    counts: bool
-    identity: Identity
-    verified: bool
-    refused: str = ""
-    """Why it does not count (empty when it does)."""
-
-
-def _refuse(reason: str, identity: Identity = "none") -> Verdict:
-    return Verdict(counts=False, identity=identity, verified=False, refused=reason)
-
-
-def judge(
-    gate: Gate,
-    *,
-    approver: str,
-    approve: bool,
-    comment: str,
-    credential: str,
-    now: datetime,
-    tokens: dict[str, str],
-    key: bytes,
-) -> Verdict:
-    """Judge one decision submitted to ``gate`` (pure: the caller reads files and the clock).
-
-    A decision that does not count never rejects the fix: the gate waits for the next one.
-    """
-    who = approver.strip()
-    cred = credential.strip()
-
-    def proof(secret: str | bytes) -> str:
-        return make_proof(
-            secret,
-            run_id=gate.flow_run_id,
-            action=gate.action,
-            approver=who,
-            approve=approve,
-            comment=comment,
-            nonce=gate.nonce,
-        )
-
-    if who == TIMEOUT_APPROVER:
-        if cred.startswith(PROOF_PREFIX) and hmac.compare_digest(cred, proof(key)):
-            return Verdict(counts=True, identity="system", verified=True)
-        if now >= gate.deadline:  # the flow's own clock says the time is up: nobody needs to prove it
-            return Verdict(counts=True, identity="system", verified=True)
-        return _refuse(
-            f"{TIMEOUT_APPROVER!r} is the sweeper's name: without its proof it counts only after the "
-            f"deadline ({gate.deadline:%Y-%m-%d %H:%M:%S} UTC)"
-        )
-    if not who:
-        return _refuse("the decision names no approver")
-    if who.lower().startswith("llmedic"):
-        return _refuse(f"approver names starting with 'llmedic' are reserved ({who!r})")
-    if not gate.approvers:
-        return Verdict(counts=True, identity="none", verified=False)
-    if who not in gate.approvers:
-        return _refuse(f"{who!r} is not one of the approvers ({', '.join(gate.approvers)})")
-    if now >= gate.deadline:
-        return _refuse(
-            f"the gate's deadline ({gate.deadline:%Y-%m-%d %H:%M:%S} UTC) has passed: the code or proof has expired"
-        )
-    if cred.startswith(PROOF_PREFIX):
-        token = tokens.get(who)
-        if token is None:
-            return _refuse(f"{who!r} has no token on file (`llmedic approvers add {who}`)", "token")
-        if not hmac.compare_digest(cred, proof(token)):
-            return _refuse(
-                f"the token proof for {who!r} does not match (a wrong token, or a proof made for another "
-                "run, action, decision or comment)",
-                "token",
-            )
-        return Verdict(counts=True, identity="token", verified=True)
-    if not cred:
-        return _refuse(
-            f"{who!r} gave no approval code (it was sent to their own route when the gate opened)", "code"
-        )
-    expected = gate.code_digests.get(who)
-    given = code_digest(key, run_id=gate.flow_run_id, action=gate.action, approver=who, code=cred)
-    # Compare even when no code was sent to them, so the answer takes the same time either way.
-    if not hmac.compare_digest(given, expected or "0" * 64) or expected is None:
-        return _refuse(
-            f"the approval code is not valid for {who!r} at this gate (wrong, or from another gate or run)",
-            "code",
-        )
-    return Verdict(counts=True, identity="code", verified=True)
