@@ -20,7 +20,6 @@ __all__ = [
     "DataFormatDiagnosis",
     "DataMissingDiagnosis",
     "DataQualityDiagnosis",
-    "DependencyDiagnosis",
     "GpuDiagnosis",
     "MemoryLeakDiagnosis",
     "NetworkDiagnosis",
@@ -82,15 +81,6 @@ class GpuDiagnosis(StrEnum):
     GPU_RESET_NEEDED = "gpu_reset_needed"
     NODE_FAILURE = "node_failure"
     GPU_LOST = "gpu_lost"
-    UNKNOWN = "unknown"
-
-
-class DependencyDiagnosis(StrEnum):
-    """``tasks/deps.py::evidence_deps``."""
-
-    CUDA_MISMATCH = "cuda_mismatch"
-    DRIFT_FROM_LOCK = "drift_from_lock"
-    IMPORT_FAILURE = "import_failure"
     UNKNOWN = "unknown"
 
 

@@ -29,6 +29,7 @@ __all__ = ["DIAGNOSES", "diagnoses_of", "diagnosis_of", "has_home", "home_of"]
 _HOMES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.home:HOME",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.home:HOME",
+    AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.home:HOME",
 }
 """Where each anomaly type's :class:`~llmedic.anomalies.base.Home` lives (``module:attribute``)."""
 
@@ -40,7 +41,7 @@ DIAGNOSES: dict[AnomalyType, str] = {
     AnomalyType.DATA_QUALITY: "llmedic.diagnoses:DataQualityDiagnosis",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.diagnosis:Diagnosis",
     AnomalyType.GPU_FAULT: "llmedic.diagnoses:GpuDiagnosis",
-    AnomalyType.DEPENDENCY_CONFLICT: "llmedic.diagnoses:DependencyDiagnosis",
+    AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.diagnosis:Diagnosis",
     AnomalyType.NETWORK_INTERRUPTION: "llmedic.diagnoses:NetworkDiagnosis",
 }
 """Where each anomaly type's ``Diagnosis`` enum lives (every type has one; a test checks)."""
