@@ -35,8 +35,8 @@ def _approver_token(token_file: Path | None) -> str | None:
     it would land in shell history and ``ps``)."""
     import os
 
-    from llmedic.errors import ConfigError
     from llmedic.approval import read_secret_file
+    from llmedic.errors import ConfigError
 
     if token_file is not None:
         token = read_secret_file(token_file, "the token file").strip()
@@ -50,9 +50,8 @@ def _decide(run: str, by: str, comment: str, approve: bool, token_file: Path | N
     import hmac
     import os
 
-    from llmedic.approval import pending_gate, resolve_run, submit_decision
+    from llmedic.approval import pending_gate, read_tokens, resolve_run, submit_decision
     from llmedic.errors import ApprovalError, ApprovalRefused
-    from llmedic.approval import read_tokens
     from llmedic.store.incidents import IncidentStore
 
     settings = settings_from_env()
