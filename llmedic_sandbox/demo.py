@@ -32,12 +32,12 @@ from llmedic.alerts import labels_fingerprint
 from llmedic.approval import submit_decision
 from llmedic.config import Settings, load_environment
 from llmedic.errors import LlmedicError, OrchestrationError
-from llmedic.incident import Incident, IncidentStore
-from llmedic.monitoring import HistoryPrometheus, MonitoringStack, binaries
-from llmedic.orchestration import PrefectServer, prefect_env, stop_process, wait_for_run
+from llmedic.incident import Incident
+from llmedic.monitoring import HistoryPrometheus, MonitoringStack, binaries, free_port
+from llmedic.orchestration import stop_process, wait_for_run
 from llmedic.receiver.outbox import Outbox
-from llmedic.receiver.server import ensure_token_file
-from llmedic_sandbox.fleet import free_port
+from llmedic.stack import Stack
+from llmedic.store.incidents import IncidentStore
 
 __all__ = ["Demo", "alertmanager_payload"]
 
@@ -86,8 +86,8 @@ class Demo:
     console: Console = field(default_factory=Console)
     timeout: float = 300.0
     keep: bool = False
-    server: PrefectServer | None = None
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    stack: Stack | None = None
+    fleet: subprocess.Popen[bytes] | None = None
     marks: dict[str, float] = field(default_factory=dict)
     monitoring: MonitoringStack | None = None
     history: HistoryPrometheus | None = None
@@ -99,14 +99,6 @@ class Demo:
     def home(self) -> Path:
         """State directory."""
         return self.settings.home.resolve()
-
-    def _spawn(self, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
-        logs = self.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        fh = open(logs / log, "ab")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        self.children.append(proc)
-        return proc
 
     def _mark(self, name: str) -> None:
         self.marks[name] = time.monotonic()
@@ -139,89 +131,87 @@ class Demo:
         return 0 if ok else 1
 
     def cleanup(self) -> None:
-        """Stop every process the demo started."""
+        """Stop every process the demo started: monitoring, the stack (receiver, runner, server),
+        then the sandbox fleet."""
         if self.monitoring is not None:
             self.monitoring.stop()
             self.monitoring = None
         if self.history is not None:
             self.history.stop()
             self.history = None
-        for proc in reversed(self.children):
-            stop_process(proc, timeout=20)
-        self.children.clear()
-        if self.server is not None:
-            self.server.stop()
+        if self.stack is not None:
+            self.stack.stop()
+        if self.fleet is not None:
+            stop_process(self.fleet, timeout=20)
+            self.fleet = None
 
     def _run(self) -> Incident:
         c = self.console
         self.home.mkdir(parents=True, exist_ok=True)
         c.print(f"[bold]llmedic demo[/] — state in {self.home}")
+        self.stack = Stack(
+            self.settings,
+            port=free_port(),
+            receiver_port=free_port(),
+            poll_seconds=1,
+            external_api=False,
+            own_receiver_token=True,
+        )
         with c.status("starting a Prefect server (SQLite) ...") as status:
-            self.server = PrefectServer(
-                self.home, port=free_port(), log_path=self.home / "logs" / "prefect-server.log"
-            )
-            (self.home / "logs").mkdir(parents=True, exist_ok=True)
-            self.server.start()
-            c.print(f"  Prefect API {self.server.api_url}")
+            self.stack.start_server()
+            c.print(f"  Prefect API {self.stack.api_url}")
             self._mark("server")
-            config = self.home / "demo-llmedic.yaml"
-            config.unlink(missing_ok=True)
-            status.update("starting the sandbox fleet (3 instances + 1 standby, background traffic) ...")
-            env = prefect_env(self.home, self.server.api_url, poll_seconds=1)
-            self._spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "llmedic",
-                    "sandbox",
-                    "--instances",
-                    "3",
-                    "--standby",
-                    "1",
-                    "--port",
-                    "0",
-                    "--load-qps",
-                    "8",
-                    "--write-config",
-                    str(config),
-                ],
-                env,
-                "sandbox.log",
-            )
-            deadline = time.monotonic() + 60
-            while not config.exists():
-                if time.monotonic() > deadline or self.children[-1].poll() is not None:
-                    raise OrchestrationError(
-                        "the sandbox fleet did not start", hint=f"see {self.home / 'logs/sandbox.log'}"
-                    )
-                time.sleep(0.2)
-            env["LLMEDIC_CONFIG"] = str(config)
+            config = self._start_fleet(status)
+            # The runner, the receiver and this process's flow runs all read the fleet's llmedic.yaml.
+            self.stack.config_path = config
             os.environ["LLMEDIC_CONFIG"] = str(config)
             c.print(f"  sandbox fleet described in {config}")
             status.update("serving the deployments ...")
-            self._spawn([sys.executable, "-m", "flows"], env, "runner.log")
+            self.stack.start_runner()
             status.update("starting the alert receiver ...")
-            self.token_file = ensure_token_file(self.home / "receiver.token")
-            self.receiver_port = free_port()
-            env["LLMEDIC_RECEIVER_TOKEN_FILE"] = str(self.token_file)
-            self._spawn(
-                [sys.executable, "-m", "llmedic", "receiver", "--port", str(self.receiver_port)],
-                env,
-                "receiver.log",
-            )
-            self._wait_http(f"http://127.0.0.1:{self.receiver_port}/healthz", "receiver.log")
+            self.stack.start_receiver()
+            assert self.stack.receiver_token_file is not None  # own_receiver_token
+            self.token_file = self.stack.receiver_token_file
+            self.receiver_port = self.stack.receiver_port
+            self.stack.wait_receiver()
             c.print(
                 f"  alert receiver http://127.0.0.1:{self.receiver_port} (bearer token in {self.token_file})"
             )
-            with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
+            with temporary_settings(updates={PREFECT_API_URL: self.stack.api_url}):
                 return self._incident(config, status)
+
+    def _start_fleet(self, status: Any) -> Path:
+        """The sandbox fleet (3 instances + 1 standby, background traffic) in its own process; the
+        llmedic.yaml it writes once it serves."""
+        assert self.stack is not None
+        config = self.home / "demo-llmedic.yaml"
+        config.unlink(missing_ok=True)
+        status.update("starting the sandbox fleet (3 instances + 1 standby, background traffic) ...")
+        args = ["--instances", "3", "--standby", "1", "--port", "0", "--load-qps", "8"]
+        fh = open(self.stack.logs / "sandbox.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.fleet = subprocess.Popen(
+            [sys.executable, "-m", "llmedic", "sandbox", *args, "--write-config", str(config)],
+            env=self.stack.environment(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not config.exists():
+            if time.monotonic() > deadline or self.fleet.poll() is not None:
+                raise OrchestrationError(
+                    "the sandbox fleet did not start", hint=f"see {self.stack.logs / 'sandbox.log'}"
+                )
+            time.sleep(0.2)
+        return config
 
     def _incident(self, config: Path, status: Any) -> Incident:
         c = self.console
         env_file = load_environment(config)
         service = env_file.services[0]
         slow = next(i for i in service.instances if i.name == SLOW_INSTANCE)
-        self._wait_deployment()
+        assert self.stack is not None
+        self.stack.wait_deployments()
         c.print("  deployments served: llmedic-latency/default")
         status.update(f"injecting a latency fault on {slow.name} (+2.5 s per request) ...")
         httpx.post(
@@ -260,7 +250,7 @@ class Demo:
 
         def show(run: FlowRun) -> None:
             state = run.state.name if run.state else "?"
-            inc = IncidentStore(self.settings.incidents_dir.resolve()).find_by_run(str(run_id))
+            inc = IncidentStore.from_settings(self.settings).find_by_run(str(run_id))
             last = inc.timeline[-1] if inc and inc.timeline else None
             step = f" — {last.step.value}: {last.summary[:90]}" if last else ""
             status.update(f"flow run {state}{step}")
@@ -286,7 +276,7 @@ class Demo:
             run_id, lambda r: bool(r.state and r.state.is_final()), timeout=remaining, on_poll=show
         )
         self._mark("done")
-        inc = IncidentStore(self.settings.incidents_dir.resolve()).find_by_run(str(run_id))
+        inc = IncidentStore.from_settings(self.settings).find_by_run(str(run_id))
         if inc is None:
             raise OrchestrationError(
                 f"no incident record for run {run_id} (state {run.state.name if run.state else '?'})"
@@ -296,19 +286,6 @@ class Demo:
     def token(self) -> str:
         """The receiver's bearer token."""
         return self.token_file.read_text(encoding="utf-8").strip()
-
-    def _wait_http(self, url: str, log: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url, timeout=1).status_code in (200, 503):
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.children and self.children[-1].poll() is not None:
-                break
-            time.sleep(0.2)
-        raise OrchestrationError(f"{url} did not answer", hint=f"see {self.home / 'logs' / log}")
 
     def _wait_started(self, since: float, timeout: float = 150) -> str:
         outbox = Outbox.from_settings(self.settings)
@@ -323,25 +300,6 @@ class Demo:
             hint=f"see {self.home / 'logs/receiver.log'} and `llmedic alerts list`",
         )
 
-    def _wait_deployment(self) -> None:
-        from prefect.client.orchestration import get_client
-
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with get_client(sync_client=True) as client:
-                    client.read_deployment_by_name("llmedic-latency/default")
-                    return
-            except Exception:
-                if self.children and self.children[-1].poll() is not None:
-                    raise OrchestrationError(
-                        "the deployment runner exited", hint=f"see {self.home / 'logs/runner.log'}"
-                    ) from None
-                time.sleep(0.5)
-        raise OrchestrationError(
-            "the deployments did not appear within 90 s", hint=f"see {self.home / 'logs/runner.log'}"
-        )
-
     def _reviews(self) -> bool:
         """The scheduled prevention flows on the demo's fleet: the capacity review over a synthetic
         month backfilled into Prometheus, and the verification of fresh backups. Skipped (and said
@@ -354,8 +312,8 @@ class Demo:
 
         from flows.backup_verify import backup_verify
         from flows.capacity_review import capacity_review
-        from llmedic.backups import make_backup
         from llmedic.config import BackupArtifact
+        from llmedic.reviews.backups import make_backup
         from llmedic_sandbox.history import HistorySpec, backfill, write_openmetrics
         from llmedic_sandbox.knowledge import golden_path
 
@@ -397,8 +355,8 @@ class Demo:
         previous = os.environ["LLMEDIC_CONFIG"]
         os.environ["LLMEDIC_CONFIG"] = str(reviews_config)
         try:
-            assert self.server is not None
-            with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
+            assert self.stack is not None
+            with temporary_settings(updates={PREFECT_API_URL: self.stack.api_url}):
                 cap = capacity_review(return_state=True)
                 bak = backup_verify(return_state=True)
                 # Send the runs' logs now: the server stops with the demo, and logs still queued
@@ -429,7 +387,7 @@ class Demo:
         table = Table(title="llmedic demo — summary", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
-        ui = self.server.ui_url if self.server else ""
+        ui = self.stack.server.ui_url if self.stack and self.stack.server else ""
         rows = [
             ("incident", inc.id),
             ("type", f"{inc.anomaly.value} ({inc.category.value}, team {inc.team.value})"),

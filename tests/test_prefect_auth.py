@@ -29,7 +29,7 @@ from llmedic.prefect_auth import (
     is_loopback,
 )
 from llmedic_sandbox.fleet import free_port
-from llmedic.up import Stack
+from llmedic.stack import Stack
 
 AUTH = "llmedic:s3cret-for-the-test"
 

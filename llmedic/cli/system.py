@@ -105,7 +105,7 @@ def up(
     ] = None,
 ) -> None:
     """Start the Prefect server (unless PREFECT_API_URL is set), every deployment and the approval sweeper."""
-    from llmedic.up import Stack
+    from llmedic.stack import Stack
 
     settings = settings_from_env()
     env = load_environment(config, settings)
