@@ -2,7 +2,7 @@
 
 ``alerts`` (alerts, alert send), ``approvals`` (approve, reject, approvers, approvals),
 ``incidents``, ``data``, ``audit``, ``models`` (model, golden), ``reviews`` (review, backup),
-``system`` (up, receiver, config, playbooks, host, gpu) and, when helper modules add them, more.
+``system`` (up, receiver, config, playbooks, host, gpu), ``store`` (store import HOME).
 Commands from other packages (the sandbox's demo, gameday, sandbox …) are loaded from the
 entry-point group :data:`PLUGIN_GROUP`.
 """
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from llmedic.cli import alerts, approvals, audit, data, incidents, models, reviews, system
+from llmedic.cli import alerts, approvals, audit, data, incidents, models, reviews, store, system
 from llmedic.config import settings_from_env
 from llmedic.errors import AuthoringError, LlmedicError
 
@@ -36,6 +36,7 @@ for _name, _group in (
     ("gpu", system.gpu_app),
     ("host", system.host_app),
     ("alerts", alerts.alerts_app),
+    ("store", store.app),
 ):
     app.add_typer(_group, name=_name)
 for _command in (system.up, system.receiver, approvals.approve, approvals.reject):
