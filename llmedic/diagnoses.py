@@ -22,7 +22,6 @@ __all__ = [
     "DataQualityDiagnosis",
     "GpuDiagnosis",
     "MemoryLeakDiagnosis",
-    "NetworkDiagnosis",
 ]
 
 
@@ -82,14 +81,3 @@ class GpuDiagnosis(StrEnum):
     NODE_FAILURE = "node_failure"
     GPU_LOST = "gpu_lost"
     UNKNOWN = "unknown"
-
-
-class NetworkDiagnosis(StrEnum):
-    """``tasks/network.py::evidence_network``: the failing hop, from llmedic and from the hosts."""
-
-    SYNC_INTERRUPTED = "sync_interrupted"
-    ORCHESTRATOR_PATH = "orchestrator_path"
-    """Only llmedic's own path is broken: nothing is failed over for it."""
-    ENDPOINT_DOWN = "endpoint_down"
-    LINK_DEGRADED = "link_degraded"
-    HEALTHY = "healthy"

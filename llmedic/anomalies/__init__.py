@@ -30,6 +30,7 @@ _HOMES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.home:HOME",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.home:HOME",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.home:HOME",
+    AnomalyType.NETWORK_INTERRUPTION: "llmedic.anomalies.network.home:HOME",
 }
 """Where each anomaly type's :class:`~llmedic.anomalies.base.Home` lives (``module:attribute``)."""
 
@@ -42,7 +43,7 @@ DIAGNOSES: dict[AnomalyType, str] = {
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.diagnosis:Diagnosis",
     AnomalyType.GPU_FAULT: "llmedic.diagnoses:GpuDiagnosis",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.diagnosis:Diagnosis",
-    AnomalyType.NETWORK_INTERRUPTION: "llmedic.diagnoses:NetworkDiagnosis",
+    AnomalyType.NETWORK_INTERRUPTION: "llmedic.anomalies.network.diagnosis:Diagnosis",
 }
 """Where each anomaly type's ``Diagnosis`` enum lives (every type has one; a test checks)."""
 
