@@ -5,7 +5,7 @@ limit) to 2 GiB/h (steep), under the same noise and GC saw-tooth as the stable o
 are noise, a GC saw-tooth, or a one-off step (a cache filling up, then flat). Every series is 6 h at
 one sample per 30 s after a 10-minute warm-up, from an 8 GiB baseline with a 16 GiB limit.
 
-Judged every 30 minutes on the window so far, the detector (``llmedic.analysis.leak``) is compared
+Judged every 30 minutes on the window so far, the detector (``llmedic.anomalies.memory_leak.detector``) is compared
 with Prometheus-style ``predict_linear(rss[1h], H) > limit`` rules. Printed: TPR and FPR at the end
 of the series, FPR at any of the checks, and the median delay from the start to the first detection.
 Goal: TPR ≥ 0.95 at FPR ≤ 0.01, ahead of the rule. Not a test; ``make bench`` runs it.
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmedic.analysis.leak import detect_leak, predict_linear_alert
+from llmedic.anomalies.memory_leak.detector import detect_leak, predict_linear_alert
 
 GIB, MIB = 2**30, 2**20
 STEP_S, HOURS, WARMUP_S = 30.0, 6.0, 600.0

@@ -1,7 +1,10 @@
 """Memory leak: judge the resident-memory series of every in-rotation instance, drain the leaking
 one, reproduce with requests straight at it, restart it (or, when the release leaks, restart the
 fleet one instance at a time) behind the approval gate, verify memory is back near its baseline and
-flat, archive with the fitted trend."""
+flat, archive with the fitted trend.
+
+The behaviour is the memory-leak home's (``llmedic/anomalies/memory_leak/``) and the playbook's
+(``playbooks/memory_leak.yaml``); this module only wires the flow."""
 
 from __future__ import annotations
 
@@ -12,27 +15,10 @@ from prefect.client.schemas.objects import State
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
-from tasks.assess import assess_leak
-from tasks.confirm import confirm_leak
-from tasks.evidence import evidence_leak
 from tasks.finalize import end_incident
-from tasks.isolate import isolate_leaking, release_isolation
-from tasks.legacy_plan import ResponsePlan
-from tasks.reproduce import reproduce_leak
 from tasks.respond import respond, to_state
-from tasks.verify import verify_leak
 
-__all__ = ["MEMORY_LEAK_PLAN", "memory_leak"]
-
-MEMORY_LEAK_PLAN = ResponsePlan(
-    confirm=confirm_leak,
-    assess=assess_leak,
-    evidence=evidence_leak,
-    isolate=isolate_leaking,
-    reproduce=reproduce_leak,
-    verify=verify_leak,
-    release=release_isolation,
-)
+__all__ = ["memory_leak"]
 
 
 @flow(
@@ -46,4 +32,4 @@ MEMORY_LEAK_PLAN = ResponsePlan(
 )
 def memory_leak(request: IncidentRequest) -> State[Any]:
     """Handle a memory-leak incident end to end."""
-    return to_state(respond(AnomalyType.MEMORY_LEAK, request, MEMORY_LEAK_PLAN))
+    return to_state(respond(AnomalyType.MEMORY_LEAK, request))

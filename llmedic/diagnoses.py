@@ -21,7 +21,7 @@ __all__ = [
     "DataMissingDiagnosis",
     "DataQualityDiagnosis",
     "GpuDiagnosis",
-    "MemoryLeakDiagnosis",
+    "NetworkDiagnosis",
 ]
 
 
@@ -60,13 +60,6 @@ class DataQualityDiagnosis(StrEnum):
     NONE = "none"
 
 
-class MemoryLeakDiagnosis(StrEnum):
-    """``tasks/evidence.py::evidence_leak``."""
-
-    INSTANCE_LEAK = "instance_leak"
-    FLEET_LEAK = "fleet_leak"
-
-
 class GpuDiagnosis(StrEnum):
     """``llmedic.analysis.gpu_health.diagnose_gpu`` per device, and ``tasks/gpu.py::evidence_gpu``."""
 
@@ -81,3 +74,14 @@ class GpuDiagnosis(StrEnum):
     NODE_FAILURE = "node_failure"
     GPU_LOST = "gpu_lost"
     UNKNOWN = "unknown"
+
+
+class NetworkDiagnosis(StrEnum):
+    """``tasks/network.py::evidence_network``: the failing hop, from llmedic and from the hosts."""
+
+    SYNC_INTERRUPTED = "sync_interrupted"
+    ORCHESTRATOR_PATH = "orchestrator_path"
+    """Only llmedic's own path is broken: nothing is failed over for it."""
+    ENDPOINT_DOWN = "endpoint_down"
+    LINK_DEGRADED = "link_degraded"
+    HEALTHY = "healthy"

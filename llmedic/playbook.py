@@ -180,7 +180,7 @@ class DataSettings(_Strict):
 
 
 class MemoryLeakSettings(_Strict):
-    """Thresholds of the memory-leak playbook (see llmedic/analysis/leak.py for the tests)."""
+    """Thresholds of the memory-leak playbook (see llmedic/anomalies/memory_leak/detector.py for the tests)."""
 
     window_seconds: float = Field(3600, gt=0)
     """Prometheus: the range judged (ending now). Direct scrape: how long to sample."""

@@ -10,7 +10,7 @@ from llmedic.catalog import anomaly_info
 from llmedic.incident import Step, StepResult
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
-__all__ = ["assess", "assess_data", "assess_leak"]
+__all__ = ["assess", "assess_data"]
 
 
 @step_task(Step.ASSESS)
@@ -60,30 +60,4 @@ def assess_data(ctx: StepContext, confirm: dict[str, Any] | None = None) -> Step
             "row_share": share,
             "team": info.team.value,
         },
-    )
-
-
-@step_task(Step.ASSESS)
-def assess_leak(ctx: StepContext, confirm: dict[str, Any] | None = None) -> StepResult:
-    """Where memory stands now on every in-rotation instance, and who responds."""
-    rt = Runtime(ctx)
-    t = StepTimer(Step.ASSESS)
-    fleet = rt.in_rotation()
-    now = rt.memory(fleet, 0, 1)
-    rss = {name: (ser["y"][-1] if ser["y"] else None) for name, ser in now.items()}
-    info = anomaly_info(ctx.anomaly)
-    known = {n: v for n, v in rss.items() if v is not None}
-    impact = (
-        f"{rt.instance.name} holds {known.get(rt.instance.name, float('nan')) / 2**20:.0f} MiB; "
-        f"{len(fleet)} instance(s) of {rt.service.name} in rotation"
-    )
-    t.add(
-        "memory_now",
-        str(next(iter(now.values()))["source"]) if now else "metrics",
-        impact,
-        {"rss_bytes": rss},
-    )
-    t.decide("route", info.team.value, f"{info.category.value} anomalies go to the {info.team.value} team")
-    return t.done(
-        f"{impact}; routed to {info.team.value}", data={"scope": "instance", "impact": impact, "rss": rss}
     )

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from llmedic.anomalies import home_of
 from llmedic.anomalies.base import Confirmation
-from llmedic.errors import MetricsSourceError
 from llmedic.incident import Step, StepResult
-from llmedic.playbook import MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
 if TYPE_CHECKING:  # pandas/SciPy: imported where used, not at every flow's start-up
     from llmedic.analysis.data_audit import DataAudit
-    from llmedic.analysis.leak import LeakVerdict
 
-__all__ = ["audit_summary", "confirm", "confirm_data", "confirm_leak", "leak_verdict"]
+__all__ = [
+    "audit_summary",
+    "confirm",
+    "confirm_data",
+]
 
 
 @step_task(Step.CONFIRM)
@@ -86,53 +85,4 @@ def confirm_data(ctx: StepContext) -> StepResult:
             "summary": audit_summary(audit),
             "other_anomalies": others,
         },
-    )
-
-
-def leak_verdict(s: MemoryLeakSettings, series: dict[str, object]) -> LeakVerdict:
-    """The detector on one instance's series, with the playbook's thresholds."""
-    from llmedic.analysis.leak import detect_leak
-
-    return detect_leak(
-        np.asarray(series["t"], dtype=float),
-        np.asarray(series["y"], dtype=float),
-        limit=s.limit_bytes,
-        warmup_seconds=s.warmup_seconds,
-        min_samples=s.min_samples,
-        p_value=s.p_value,
-        horizon_hours=s.horizon_hours,
-        min_growth_share=s.min_growth_share,
-    )
-
-
-@step_task(Step.CONFIRM)
-def confirm_leak(ctx: StepContext) -> StepResult:
-    """Read the resident memory of every in-rotation instance of the service over the window and
-    judge each series (Theil–Sen + Hamed–Rao Mann–Kendall + projected time to the limit).
-
-    Confirmed when the incident's instance leaks. A series too short to judge is not a verdict of
-    health: that raises (``metrics-unavailable``) and the incident is escalated, not closed."""
-    rt = Runtime(ctx)
-    s = rt.settings_as(MemoryLeakSettings)
-    t = StepTimer(Step.CONFIRM)
-    fleet = rt.in_rotation()
-    series = rt.memory(fleet, s.window_seconds, s.sample_interval_seconds)
-    verdicts = {name: leak_verdict(s, ser) for name, ser in series.items()}
-    mine = verdicts[rt.instance.name]
-    source = series[rt.instance.name]["source"]
-    t.add(
-        "memory_series",
-        str(source),
-        f"{rt.instance.name}: {mine.samples} samples over {s.window_seconds:g}s; {mine.reason}",
-        {"verdict": mine.as_dict(), "t": series[rt.instance.name]["t"], "y": series[rt.instance.name]["y"]},
-    )
-    if not mine.judged:
-        raise MetricsSourceError(
-            f"{rt.instance.name}: cannot judge memory growth: {mine.reason}",
-            hint="lengthen window_seconds or shorten sample_interval_seconds in the memory_leak playbook",
-        )
-    t.decide("confirmed", "yes" if mine.leaking else "no", mine.reason)
-    return t.done(
-        f"{'confirmed' if mine.leaking else 'not confirmed'}: {mine.reason}",
-        data={"confirmed": mine.leaking, "fleet": {n: v.as_dict() for n, v in verdicts.items()}},
     )

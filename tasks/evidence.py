@@ -7,16 +7,15 @@ from typing import TYPE_CHECKING, Any
 from llmedic.anomalies import home_of
 from llmedic.anomalies.base import Assessment, Confirmation, Findings
 from llmedic.anomalies.common import release_evidence, system_evidence
-from llmedic.diagnoses import MemoryLeakDiagnosis
 from llmedic.incident import Step, StepResult
-from llmedic.playbook import DataSettings, MemoryLeakSettings
+from llmedic.playbook import DataSettings
 from llmedic.redact import mask
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
 if TYPE_CHECKING:  # pandas/SciPy: imported where used, not at every flow's start-up
     from llmedic.adapters.datastore import Version
 
-__all__ = ["evidence", "evidence_data", "evidence_leak", "release_evidence", "system_evidence"]
+__all__ = ["evidence", "evidence_data", "release_evidence", "system_evidence"]
 
 
 @step_task(Step.EVIDENCE)
@@ -115,47 +114,4 @@ def evidence_data(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, A
     return t.done(
         f"diagnosis {diagnosis}: {reason}",
         data={"diagnosis": diagnosis, "reason": reason, "first_bad": first_bad.id if first_bad else None},
-    )
-
-
-@step_task(Step.EVIDENCE)
-def evidence_leak(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, Any]) -> StepResult:
-    """The fitted trend of each instance and their state → one leaking process, or the release."""
-    rt = Runtime(ctx)
-    s = rt.settings_as(MemoryLeakSettings)
-    t = StepTimer(Step.EVIDENCE)
-    fleet: dict[str, dict[str, Any]] = confirm.get("fleet", {})
-    leaking = sorted(n for n, v in fleet.items() if v.get("leaking"))
-    states = {i.name: rt.control.state(i) for i in rt.in_rotation()}
-    for name, v in fleet.items():
-        st = states.get(name)
-        t.add(
-            f"trend_{name}",
-            "leak-detector",
-            f"{name}: {v.get('reason')}",
-            {**v, "state": st.as_dict() if st else None},
-        )
-    share = len(leaking) / len(fleet) if fleet else 0.0
-    healthy_others = sum(
-        1 for n, st in states.items() if n != rt.instance.name and st.healthy and n not in leaking
-    )
-    mine = fleet.get(rt.instance.name, {})
-    versions = sorted({st.model_version or "?" for st in states.values()})
-    release_evidence(rt, t, served={n: st.model_version or "unknown" for n, st in states.items()})
-    if len(fleet) > 1 and share >= s.fleet_share_threshold:
-        diagnosis = MemoryLeakDiagnosis.FLEET_LEAK
-        reason = f"{len(leaking)} of {len(fleet)} instances leak (model versions {versions}): the release leaks, not one process"
-    else:
-        diagnosis = MemoryLeakDiagnosis.INSTANCE_LEAK
-        hours = mine.get("hours_to_limit")
-        reason = (
-            f"{rt.instance.name} grows {float(mine.get('slope_per_hour', 0)) / 2**20:.0f} MiB/h"
-            + (f", limit in {float(hours):.1f} h" if hours is not None else "")
-            + f"; {len(fleet) - len(leaking)} other instance(s) flat"
-        )
-    system_evidence(rt, t)
-    t.decide("diagnosis", diagnosis, reason)
-    return t.done(
-        f"diagnosis {diagnosis}: {reason}",
-        data={"diagnosis": diagnosis, "reason": reason, "leaking": leaking, "healthy_others": healthy_others},
     )

@@ -7,15 +7,12 @@ from typing import Any
 from llmedic.anomalies import common, home_of
 from llmedic.anomalies.base import Findings, Isolation, Recovery
 from llmedic.catalog import Risk
-from llmedic.diagnoses import MemoryLeakDiagnosis
 from llmedic.incident import ActionRecord, Step, StepResult, utcnow
-from llmedic.playbook import MemoryLeakSettings
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
 __all__ = [
     "drain_if",
     "isolate",
-    "isolate_leaking",
     "quarantine_batch",
     "release",
     "release_isolation",
@@ -42,21 +39,6 @@ def release(ctx: StepContext, isolated: bool) -> Recovery:
     """Undo the isolation once the fix is verified (the home decides how)."""
     result: Recovery = home_of(ctx.anomaly).release(Runtime(ctx), isolated)
     return result
-
-
-@step_task(Step.ISOLATE)
-def isolate_leaking(ctx: StepContext, evidence: dict[str, Any]) -> StepResult:
-    """Drain the leaking instance (it keeps answering direct requests, for the reproduction) when
-    enough healthy instances remain; a fleet-wide leak is not isolated (nowhere to send traffic)."""
-    s = Runtime(ctx).settings_as(MemoryLeakSettings)
-    return drain_if(
-        ctx,
-        evidence.get("diagnosis"),
-        MemoryLeakDiagnosis.INSTANCE_LEAK,
-        int(evidence.get("healthy_others", 0)),
-        s.min_healthy_instances,
-        "every instance leaks; draining one would only load the others",
-    )
 
 
 @step_task(Step.RECOVER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmedic.analysis.leak import detect_leak, mann_kendall_hr, predict_linear_alert
+from llmedic.anomalies.memory_leak.detector import detect_leak, mann_kendall_hr, predict_linear_alert
 
 MIB, GIB = 2**20, 2**30
 T = np.arange(0, 4 * 3600, 30.0)  # 4 h at 30 s

@@ -28,22 +28,22 @@ __all__ = ["DIAGNOSES", "diagnoses_of", "diagnosis_of", "has_home", "home_of"]
 
 _HOMES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.home:HOME",
+    AnomalyType.MEMORY_LEAK: "llmedic.anomalies.memory_leak.home:HOME",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.home:HOME",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.home:HOME",
-    AnomalyType.NETWORK_INTERRUPTION: "llmedic.anomalies.network.home:HOME",
 }
 """Where each anomaly type's :class:`~llmedic.anomalies.base.Home` lives (``module:attribute``)."""
 
 DIAGNOSES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.diagnosis:Diagnosis",
-    AnomalyType.MEMORY_LEAK: "llmedic.diagnoses:MemoryLeakDiagnosis",
+    AnomalyType.MEMORY_LEAK: "llmedic.anomalies.memory_leak.diagnosis:Diagnosis",
     AnomalyType.DATA_MISSING: "llmedic.diagnoses:DataMissingDiagnosis",
     AnomalyType.DATA_FORMAT: "llmedic.diagnoses:DataFormatDiagnosis",
     AnomalyType.DATA_QUALITY: "llmedic.diagnoses:DataQualityDiagnosis",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.diagnosis:Diagnosis",
     AnomalyType.GPU_FAULT: "llmedic.diagnoses:GpuDiagnosis",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.diagnosis:Diagnosis",
-    AnomalyType.NETWORK_INTERRUPTION: "llmedic.anomalies.network.diagnosis:Diagnosis",
+    AnomalyType.NETWORK_INTERRUPTION: "llmedic.diagnoses:NetworkDiagnosis",
 }
 """Where each anomaly type's ``Diagnosis`` enum lives (every type has one; a test checks)."""
 
