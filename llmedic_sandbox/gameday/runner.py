@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,11 +30,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from llmedic.catalog import AnomalyType
 from llmedic.config import Settings, load_environment
 from llmedic.errors import ConfigError, LlmedicError, OrchestrationError
-from llmedic.incident import Incident, IncidentStore, Outcome, utcnow
-from llmedic.monitoring import MonitoringStack, binaries
-from llmedic.orchestration import PrefectServer, prefect_env, read_run, stop_process, stop_runner
+from llmedic.incident import Incident, Outcome, utcnow
+from llmedic.monitoring import MonitoringStack, binaries, free_port
+from llmedic.orchestration import read_run
 from llmedic.playbook import load_playbook
-from llmedic.receiver.server import ensure_token_file
+from llmedic.stack import Stack
+from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.faultproxy import FaultProxy
 from llmedic_sandbox.gameday.scenario import (
     APPROVER,
@@ -62,8 +62,7 @@ class GameDay:
     settings: Settings
     scenarios: list[Scenario]
     log: Any = print
-    server: PrefectServer | None = None
-    children: list[Any] = field(default_factory=list)
+    stack: Stack | None = None
     fleet_stop: threading.Event = field(default_factory=threading.Event)
     fleet_thread: threading.Thread | None = None
     urls: dict[str, str] = field(default_factory=dict)
@@ -84,8 +83,9 @@ class GameDay:
     # -- the stack -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Fleet, Prefect server, deployment runner and receiver; returns once all answer."""
-        from llmedic_sandbox.fleet import FleetSpec, free_port, start_fleet
+        """The sandbox fleet, then the stack (Prefect server, deployment runner, receiver) with the
+        fleet's llmedic.yaml and the scenarios' playbooks; returns once all answer."""
+        from llmedic_sandbox.fleet import FleetSpec, start_fleet
 
         self.home.mkdir(parents=True, exist_ok=True)
         logs = self.home / "logs"
@@ -107,32 +107,25 @@ class GameDay:
         self.log(f"sandbox fleet: {', '.join(self.urls)} ({self.config})")
         self._extend_sandbox(base)
 
-        self.server = PrefectServer(self.home, port=free_port(), log_path=logs / "prefect-server.log")
-        self.server.start()
-        self.log(f"Prefect API {self.server.api_url}")
-        env = prefect_env(self.home, self.server.api_url, poll_seconds=1)
-        env["LLMEDIC_CONFIG"] = str(self.config)
-        env["LLMEDIC_PLAYBOOKS_DIR"] = str(self._playbooks())
-        self.token_file = ensure_token_file(self.home / "receiver.token")
-        env["LLMEDIC_RECEIVER_TOKEN_FILE"] = str(self.token_file)
-        self._spawn([sys.executable, "-m", "flows"], env, logs / "runner.log")
-        port = free_port()
-        self._spawn(
-            [sys.executable, "-m", "llmedic", "receiver", "--port", str(port)], env, logs / "receiver.log"
+        self.stack = Stack(
+            Settings(home=self.home),
+            port=free_port(),
+            receiver_port=free_port(),
+            config_path=self.config,
+            poll_seconds=1,
+            external_api=False,
+            own_receiver_token=True,
+            child_env={"LLMEDIC_PLAYBOOKS_DIR": str(self._playbooks())},
         )
-        self.receiver_url = f"http://127.0.0.1:{port}"
-        self._wait(
-            lambda: httpx.get(f"{self.receiver_url}/healthz", timeout=1).status_code == 200, "receiver"
-        )
-        with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
-            from prefect.client.orchestration import get_client
-
-            def served() -> bool:
-                with get_client(sync_client=True) as client:
-                    client.read_deployment_by_name("llmedic-latency/default")
-                    return True
-
-            self._wait(served, "the deployment runner", timeout=120)
+        self.stack.start_server()
+        self.log(f"Prefect API {self.stack.api_url}")
+        self.stack.start_runner()
+        self.stack.start_receiver()
+        assert self.stack.receiver_token_file is not None  # own_receiver_token
+        self.token_file = self.stack.receiver_token_file
+        self.receiver_url = self.stack.receiver_url
+        self.stack.wait_receiver()
+        self.stack.wait_deployments(timeout=120)
         self.log("deployments served; receiver ready")
 
     def _kinds(self) -> set[str]:
@@ -172,28 +165,6 @@ class GameDay:
         tmp.write_text(yaml.safe_dump(env, sort_keys=False))
         tmp.replace(self.config)
 
-    def _spawn(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        import subprocess
-
-        fh = log.open("ab")
-        self.children.append(
-            subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        )
-
-    def _wait(self, ready: Any, what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if ready():
-                    return
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise OrchestrationError(
-                    f"{what} did not come up within {timeout:g}s", hint=f"see {self.home / 'logs'}"
-                )
-            time.sleep(0.3)
-
     def _playbooks(self) -> Path:
         """Shipped playbooks with every scenario's overrides applied (one merged file per type)."""
         out = self.home / "playbooks"
@@ -216,15 +187,9 @@ class GameDay:
 
     def stop(self) -> None:
         """Stop everything the game day started."""
-        for proc in reversed(self.children):
-            if proc.args[-1] == "flows":
-                stop_runner(proc)
-            else:
-                stop_process(proc, timeout=20)
-        self.children.clear()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
         if self.proxy is not None:
             self.proxy.close()
             self.proxy = None
@@ -324,10 +289,10 @@ class GameDay:
                 raise ConfigError("no network link in this game day")
             self.proxy.mode = fault.mode
         else:
-            from llmedic.models import ModelRegistry
+            from llmedic.registry import ModelRegistry
 
             env = load_environment(self.config, self._settings())
-            reg = ModelRegistry(self._settings().models_dir)
+            reg = ModelRegistry.from_settings(self._settings())
             reg.ensure_seeded(fault.service, env.service(fault.service).model)
             reg.record_release(
                 fault.service, fault.version, config=fault.config, by=APPROVER, note="game day"
@@ -371,7 +336,7 @@ class GameDay:
         scorecard says what went wrong."""
         self.log(f"\n== {scenario.name}: {scenario.description}")
         self.reset()
-        store = IncidentStore(self._settings().incidents_dir)
+        store = IncidentStore.from_settings(self._settings())
         before = {i.id for i in store.all()}
         rows = [
             ScoreRow(scenario.name, e.anomaly.value, e.target, expected_outcome=e.outcome.value)
@@ -421,11 +386,11 @@ class GameDay:
         """Answer gates until every new incident is closed (or the scenario times out)."""
         from llmedic.approval import submit_decision
 
-        assert self.server is not None
+        assert self.stack is not None
         decisions = {(e.anomaly, e.target): e.approve for e in scenario.expect}
         answered: set[str] = set()
         deadline = time.monotonic() + scenario.timeout_seconds
-        with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: self.stack.api_url}):
             while True:
                 new = [i for i in store.all() if i.id not in before]
                 for inc in new:
