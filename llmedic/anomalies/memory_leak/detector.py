@@ -122,6 +122,51 @@ def _downsample(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tm, ym
 
 
+def _clean(t: np.ndarray, y: np.ndarray, warmup_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Finite samples only, in time order, after the warm-up."""
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(y, dtype=float)
+    keep = np.isfinite(t) & np.isfinite(y)
+    t, y = t[keep], y[keep]
+    if t.size:
+        order = np.argsort(t, kind="stable")
+        t, y = t[order], y[order]
+        after = t >= t[0] + warmup_seconds
+        t, y = t[after], y[after]
+    return t, y
+
+
+def _why_not(
+    *,
+    trend: bool,
+    p: float,
+    p_value: float,
+    factor: float,
+    low_per_hour: float,
+    recent_low: float,
+    material: bool,
+    growth: float,
+    horizon_hours: float,
+    min_growth_share: float,
+    scale: float,
+) -> list[str]:
+    """Each test a series that does not leak failed, in words."""
+    why = []
+    if not trend:
+        why.append(
+            f"no significant upward trend (Mann–Kendall p {p:.2g} ≥ {p_value:g}, variance ×{factor:.1f})"
+        )
+    if low_per_hour <= 0:
+        why.append(f"the slope's 95 % interval includes zero ({low_per_hour / 2**20:.2f} MiB/h)")
+    elif recent_low <= 0:
+        why.append("memory stopped growing in the recent part of the window (a step, not a leak)")
+    if not material:
+        why.append(
+            f"growth of {growth / 2**20:.1f} MiB per {horizon_hours:g} h is below {min_growth_share:.0%} of {scale / 2**20:.0f} MiB"
+        )
+    return why
+
+
 def detect_leak(
     t: np.ndarray,
     y: np.ndarray,
@@ -137,15 +182,7 @@ def detect_leak(
 ) -> LeakVerdict:
     """Judge one series: ``t`` seconds, ``y`` bytes (NaN samples dropped). ``limit``: the memory
     limit in bytes (without one, growth is judged against the series' own level)."""
-    t = np.asarray(t, dtype=float)
-    y = np.asarray(y, dtype=float)
-    keep = np.isfinite(t) & np.isfinite(y)
-    t, y = t[keep], y[keep]
-    if t.size:
-        order = np.argsort(t, kind="stable")
-        t, y = t[order], y[order]
-        after = t >= t[0] + warmup_seconds
-        t, y = t[after], y[after]
+    t, y = _clean(t, y, warmup_seconds)
     if t.size < min_samples:
         return LeakVerdict(
             leaking=False,
@@ -187,6 +224,32 @@ def detect_leak(
                 "samples": int(t.size),
             }
         )
+    return _judge_trend(
+        t,
+        y,
+        td,
+        yd,
+        limit=limit,
+        p_value=p_value,
+        horizon_hours=horizon_hours,
+        min_growth_share=min_growth_share,
+        recent_share=recent_share,
+    )
+
+
+def _judge_trend(
+    t: np.ndarray,
+    y: np.ndarray,
+    td: np.ndarray,
+    yd: np.ndarray,
+    *,
+    limit: float | None,
+    p_value: float,
+    horizon_hours: float,
+    min_growth_share: float,
+    recent_share: float,
+) -> LeakVerdict:
+    """Tests 1-4 on a series with no level shift (``td``/``yd``: downsampled)."""
     slope, intercept, low, high = (float(v) for v in stats.theilslopes(yd, td, alpha=0.95))
     z, p, factor = mann_kendall_hr(yd)
     per_h = 3600.0
@@ -212,20 +275,21 @@ def detect_leak(
             + (f"; the limit is reached in {hours_to_limit:.1f} h" if hours_to_limit is not None else "")
         )
     else:
-        why = []
-        if not trend:
-            why.append(
-                f"no significant upward trend (Mann–Kendall p {p:.2g} ≥ {p_value:g}, variance ×{factor:.1f})"
+        reason = "; ".join(
+            _why_not(
+                trend=trend,
+                p=p,
+                p_value=p_value,
+                factor=factor,
+                low_per_hour=low * per_h,
+                recent_low=recent_low,
+                material=material,
+                growth=growth,
+                horizon_hours=horizon_hours,
+                min_growth_share=min_growth_share,
+                scale=scale,
             )
-        if low <= 0:
-            why.append(f"the slope's 95 % interval includes zero ({low * per_h / 2**20:.2f} MiB/h)")
-        elif recent_low <= 0:
-            why.append("memory stopped growing in the recent part of the window (a step, not a leak)")
-        if not material:
-            why.append(
-                f"growth of {growth / 2**20:.1f} MiB per {horizon_hours:g} h is below {min_growth_share:.0%} of {scale / 2**20:.0f} MiB"
-            )
-        reason = "; ".join(why)
+        )
     return LeakVerdict(  # plain Python types: the verdict goes into JSON evidence
         leaking=bool(leaking),
         judged=True,
