@@ -69,6 +69,91 @@ async def _json(request: Request) -> Any:
         raise ValueError(f"body is not JSON: {exc}") from None
 
 
+def _models_body(inst: SandboxInstance) -> dict[str, Any]:
+    """``GET /v1/models`` as vLLM answers it."""
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": inst.model_version,
+                "object": "model",
+                "created": int(inst.started_at),
+                "owned_by": "llmedic-sandbox",
+                "root": inst.model_version,
+                "parent": None,
+                "max_model_len": 4096,
+                "permission": [],
+            }
+        ],
+    }
+
+
+def _heap_profile() -> Response:
+    """``GET /admin/heap``: the top allocation sites (tracemalloc)."""
+    if not tracemalloc.is_tracing():
+        return JSONResponse(
+            {"error": "heap profiling is off: start the sandbox with --trace-memory"},
+            status_code=409,
+        )
+    # Allocations of the import machinery are modules loading, not a leak.
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        (
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+        )
+    )
+    stats = snapshot.statistics("lineno")[:15]
+    top = [
+        {"site": f"{st.traceback[0].filename}:{st.traceback[0].lineno}", "bytes": st.size, "count": st.count}
+        for st in stats
+    ]
+    return JSONResponse({"kind": "tracemalloc", "top": top})
+
+
+def _admin_read(inst: SandboxInstance, action: str, request: Request) -> Response | None:
+    """The GET actions (state, heap, prompts); None for any other."""
+    if action == "state":
+        return JSONResponse(inst.state())
+    if action == "heap":
+        return _heap_profile()
+    if action == "prompts":
+        limit = int(request.query_params.get("limit", "500"))
+        recent = list(inst.prompts)[-max(1, min(limit, 2000)) :]
+        return JSONResponse({"prompts": [{"at": at, "prompt": p} for at, p in recent]})
+    return None
+
+
+async def _admin_act(inst: SandboxInstance, action: str, request: Request) -> Response | None:
+    """The POST actions; a response for an unknown one, None when done."""
+    if action == "faults":
+        fault = Fault.model_validate(await _json(request))
+        inst.faults[fault.kind] = fault
+        inst.record("inject", kind=fault.kind)
+    elif action == "drain":
+        inst.drained = True
+        inst.record("drain")
+    elif action == "undrain":
+        inst.drained = False
+        inst.standby = False
+        inst.record("undrain")
+    elif action == "reset":
+        inst.reset()
+    elif action == "restart":
+        inst.restart()
+    elif action == "concurrency":
+        await inst.set_limit(_Limit.model_validate(await _json(request)).limit)
+    elif action == "env":
+        env = _Env.model_validate(await _json(request))
+        inst.env_python, inst.env_imports = env.python, env.imports
+        inst.record("env", python=env.python, imports=env.imports)
+    elif action == "model":
+        inst.model_version = _Model.model_validate(await _json(request)).version
+        inst.record("model", version=inst.model_version)
+    else:
+        return JSONResponse({"error": f"unknown admin action {action!r}"}, status_code=404)
+    return None
+
+
 def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlette:
     """The ASGI app for one instance."""
 
@@ -82,23 +167,7 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
         return Response(status_code=200 if inst.healthy else 503)
 
     async def models(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": inst.model_version,
-                        "object": "model",
-                        "created": int(inst.started_at),
-                        "owned_by": "llmedic-sandbox",
-                        "root": inst.model_version,
-                        "parent": None,
-                        "max_model_len": 4096,
-                        "permission": [],
-                    }
-                ],
-            }
-        )
+        return JSONResponse(_models_body(inst))
 
     async def chat(request: Request) -> Response:
         if not inst.healthy:
@@ -127,39 +196,8 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
             return JSONResponse({"error": "admin token required"}, status_code=401)
         action = request.path_params["action"]
         try:
-            if request.method == "GET" and action == "state":
-                return JSONResponse(inst.state())
-            if request.method == "GET" and action == "heap":
-                if not tracemalloc.is_tracing():
-                    return JSONResponse(
-                        {"error": "heap profiling is off: start the sandbox with --trace-memory"},
-                        status_code=409,
-                    )
-                # Allocations of the import machinery are modules loading, not a leak.
-                snapshot = tracemalloc.take_snapshot().filter_traces(
-                    (
-                        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
-                        tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
-                    )
-                )
-                stats = snapshot.statistics("lineno")[:15]
-                return JSONResponse(
-                    {
-                        "kind": "tracemalloc",
-                        "top": [
-                            {
-                                "site": f"{st.traceback[0].filename}:{st.traceback[0].lineno}",
-                                "bytes": st.size,
-                                "count": st.count,
-                            }
-                            for st in stats
-                        ],
-                    }
-                )
-            if request.method == "GET" and action == "prompts":
-                limit = int(request.query_params.get("limit", "500"))
-                recent = list(inst.prompts)[-max(1, min(limit, 2000)) :]
-                return JSONResponse({"prompts": [{"at": at, "prompt": p} for at, p in recent]})
+            if request.method == "GET" and (read := _admin_read(inst, action, request)) is not None:
+                return read
             if request.method == "DELETE" and action == "faults":
                 inst.faults.clear()
                 inst.record("clear_faults")
@@ -167,32 +205,8 @@ def create_app(inst: SandboxInstance, admin_token: str | None = None) -> Starlet
                 return JSONResponse(
                     {"error": f"{request.method} /admin/{action} not allowed"}, status_code=405
                 )
-            elif action == "faults":
-                fault = Fault.model_validate(await _json(request))
-                inst.faults[fault.kind] = fault
-                inst.record("inject", kind=fault.kind)
-            elif action == "drain":
-                inst.drained = True
-                inst.record("drain")
-            elif action == "undrain":
-                inst.drained = False
-                inst.standby = False
-                inst.record("undrain")
-            elif action == "reset":
-                inst.reset()
-            elif action == "restart":
-                inst.restart()
-            elif action == "concurrency":
-                await inst.set_limit(_Limit.model_validate(await _json(request)).limit)
-            elif action == "env":
-                env = _Env.model_validate(await _json(request))
-                inst.env_python, inst.env_imports = env.python, env.imports
-                inst.record("env", python=env.python, imports=env.imports)
-            elif action == "model":
-                inst.model_version = _Model.model_validate(await _json(request)).version
-                inst.record("model", version=inst.model_version)
-            else:
-                return JSONResponse({"error": f"unknown admin action {action!r}"}, status_code=404)
+            elif (refused := await _admin_act(inst, action, request)) is not None:
+                return refused
         except (ValidationError, ValueError) as exc:
             return _bad(exc)
         return JSONResponse({"ok": True, "at": time.time(), "state": inst.state()})

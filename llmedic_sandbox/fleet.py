@@ -156,6 +156,44 @@ def write_healthy_gpus(scenario: Path, count: int) -> None:
     scenario.with_name("kern.log").write_text("")
 
 
+def _host_sections(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]:
+    """``hosts:`` (the fake GPUs, their kernel log, DCGM) and ``commands:`` (kernel log, GPU reset,
+    instance logs) of the fleet's llmedic.yaml, as far as the spec asks for them."""
+    commands: dict[str, object] = {}
+    out: dict[str, object] = {}
+    if spec.gpu_scenario is not None:
+        log = spec.gpu_scenario.with_name("kern.log")
+        out["hosts"] = [
+            {
+                "name": "local",
+                "nvml": {"backend": FAKE_NVML_BACKEND, "scenario": str(spec.gpu_scenario)},
+                "kernel_log": "kernel_log",
+                "dcgm_url": f"http://{spec.host}:{ports[spec.names()[0][0]]}/dcgm/metrics",
+            }
+        ]
+        commands = {
+            "kernel_log": {
+                "template": f"cat {shlex.quote(str(log))}",
+                "description": "the host's kernel log",
+            },
+            "reset_gpu": {
+                "template": f"{shlex.quote(sys.executable)} -m llmedic_sandbox.fake_nvml reset "
+                f"--scenario {shlex.quote(str(spec.gpu_scenario))} --gpu {{gpu}}",
+                "params": {"gpu": {"pattern": r"^[0-9]{1,2}$"}},
+                "description": "reset one GPU (nvidia-smi -r -i {gpu} on a real host)",
+            },
+        }
+    if spec.log_dir is not None:
+        commands["instance_logs"] = {
+            "template": f"tail -n 500 {shlex.quote(str(spec.log_dir))}/{{instance}}.log",
+            "params": {"instance": {"pattern": r"^sandbox-[0-9]{1,2}$"}},
+            "description": "the instance's recent log lines",
+        }
+    if commands:
+        out["commands"] = commands
+    return out
+
+
 def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]:
     """The ``llmedic.yaml`` content that points llmedic at this fleet."""
 
@@ -165,42 +203,7 @@ def environment_for(spec: FleetSpec, ports: dict[str, int]) -> dict[str, object]
             out["gpus"] = [int(name.rsplit("-", 1)[1])]
         return out
 
-    gpu: dict[str, object] = {}
-    if spec.gpu_scenario is not None:
-        log = spec.gpu_scenario.with_name("kern.log")
-        gpu = {
-            "hosts": [
-                {
-                    "name": "local",
-                    "nvml": {"backend": FAKE_NVML_BACKEND, "scenario": str(spec.gpu_scenario)},
-                    "kernel_log": "kernel_log",
-                    "dcgm_url": f"http://{spec.host}:{ports[spec.names()[0][0]]}/dcgm/metrics",
-                }
-            ],
-            "commands": {
-                "kernel_log": {
-                    "template": f"cat {shlex.quote(str(log))}",
-                    "description": "the host's kernel log",
-                },
-                "reset_gpu": {
-                    "template": f"{shlex.quote(sys.executable)} -m llmedic_sandbox.fake_nvml reset "
-                    f"--scenario {shlex.quote(str(spec.gpu_scenario))} --gpu {{gpu}}",
-                    "params": {"gpu": {"pattern": r"^[0-9]{1,2}$"}},
-                    "description": "reset one GPU (nvidia-smi -r -i {gpu} on a real host)",
-                },
-            },
-        }
-    logs: dict[str, object] = {}
-    if spec.log_dir is not None:
-        logs = {
-            "instance_logs": {
-                "template": f"tail -n 500 {shlex.quote(str(spec.log_dir))}/{{instance}}.log",
-                "params": {"instance": {"pattern": r"^sandbox-[0-9]{1,2}$"}},
-                "description": "the instance's recent log lines",
-            }
-        }
-        gpu_commands = dict(gpu.get("commands", {}))  # type: ignore[call-overload]
-        gpu = {**gpu, "commands": {**gpu_commands, **logs}}
+    gpu = _host_sections(spec, ports)
     control: dict[str, object] = {"kind": "sandbox"}
     if spec.admin_token:
         control["admin_token"] = spec.admin_token

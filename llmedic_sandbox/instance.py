@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmedic_sandbox.knowledge import ClinicalFacts, LiveKnowledge
+from llmedic_sandbox.metrics import InstanceMetrics
 
 __all__ = ["Fault", "SandboxInstance", "dcgm_exposition"]
 
@@ -39,30 +39,6 @@ _LEADING = re.compile(r"\bno (known )?interaction\b|\bperfectly safe\b", re.I)
 
 # Faults a restart clears (they live in the process); the others live in load, data or the model.
 PROCESS_FAULTS: frozenset[str] = frozenset({"slow", "leak", "down", "cuda_error"})
-
-E2E_BUCKETS = (
-    0.05,
-    0.1,
-    0.2,
-    0.3,
-    0.5,
-    0.8,
-    1.0,
-    1.5,
-    2.0,
-    2.5,
-    3.0,
-    4.0,
-    5.0,
-    7.5,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    60.0,
-)
-TTFT_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0)
-ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0)
 
 
 class Fault(BaseModel):
@@ -91,69 +67,6 @@ class Fault(BaseModel):
     """leak: resident memory that grows with time, with or without traffic."""
     survives_restart: bool = False
     """Keep the fault across restarts (a bad node, not a bad process)."""
-
-
-class _Metrics:
-    """A fresh registry (a restart resets counters, as a real process restart does)."""
-
-    def __init__(self, model: str) -> None:
-        self.registry = CollectorRegistry()
-        labels = ["model_name", "engine"]
-        self.lv = {"model_name": model, "engine": "0"}
-        r = self.registry
-        self.running = Gauge(
-            "vllm:num_requests_running", "Number of requests in model execution batches.", labels, registry=r
-        )
-        self.waiting = Gauge(
-            "vllm:num_requests_waiting", "Number of requests waiting to be processed.", labels, registry=r
-        )
-        self.kv = Gauge(
-            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", labels, registry=r
-        )
-        self.success = Counter(
-            "vllm:request_success",
-            "Count of successfully processed requests.",
-            [*labels, "finished_reason"],
-            registry=r,
-        )
-        self.preemptions = Counter(
-            "vllm:num_preemptions", "Cumulative number of preemption.", labels, registry=r
-        )
-        self.prompt_tokens = Counter(
-            "vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=r
-        )
-        self.gen_tokens = Counter(
-            "vllm:generation_tokens", "Number of generation tokens processed.", labels, registry=r
-        )
-        self.e2e = Histogram(
-            "vllm:e2e_request_latency_seconds",
-            "End-to-end request latency.",
-            labels,
-            buckets=E2E_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "vllm:time_to_first_token_seconds",
-            "Time to first token.",
-            labels,
-            buckets=TTFT_BUCKETS,
-            registry=r,
-        )
-        self.itl = Histogram(
-            "vllm:inter_token_latency_seconds",
-            "Inter-token latency.",
-            labels,
-            buckets=ITL_BUCKETS,
-            registry=r,
-        )
-        self.queue = Histogram(
-            "vllm:request_queue_time_seconds", "Time spent waiting.", labels, buckets=E2E_BUCKETS, registry=r
-        )
-        self.rss = Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", registry=r)
-        for g in (self.running, self.waiting, self.kv):
-            g.labels(**self.lv).set(0)
-        for reason in ("stop", "length", "abort", "error"):
-            self.success.labels(**self.lv, finished_reason=reason)
 
 
 @dataclass
@@ -192,7 +105,7 @@ class SandboxInstance:
     def __post_init__(self) -> None:
         self.drained = self.drained or self.standby
         self._initial = (self.standby, self.concurrency_limit, self.model_version)
-        self.metrics = _Metrics(self.model_version)
+        self.metrics = InstanceMetrics(self.model_version)
         self._running = 0
         self._waiting = 0
         self._cond: asyncio.Condition | None = None
@@ -297,7 +210,7 @@ class SandboxInstance:
         self.prompts.clear()
         self._retained.clear()
         self.env_python, self.env_imports = None, []
-        self.metrics = _Metrics(self.model_version)
+        self.metrics = InstanceMetrics(self.model_version)
         self._leak_tick = time.monotonic()
 
     def restart(self) -> None:
@@ -311,7 +224,7 @@ class SandboxInstance:
         self.leaked_bytes = 0
         self._retained.clear()
         self._leak_tick = time.monotonic()
-        self.metrics = _Metrics(self.model_version)
+        self.metrics = InstanceMetrics(self.model_version)
         self.record("restart")
         broken = self.check_env()
         if broken is not None:
@@ -378,8 +291,6 @@ class SandboxInstance:
             self.prompts.append((time.time(), question))
         if self._cond is None:
             self._cond = asyncio.Condition()
-        m = self.metrics
-        lv = m.lv
         arrived = time.perf_counter()
         self._waiting += 1
         self._update_gauges()
@@ -390,78 +301,97 @@ class SandboxInstance:
         queued = time.perf_counter() - arrived
         self._update_gauges()
         try:
-            answer = self.answer(question)
-            gen = min(max_tokens, len(answer.split()) + 1)
-            prompt_tokens = len(question.split())
-            kv = self.fault("kv_pressure")
-            slots = kv.kv_slots if kv else self.kv_slots
-            over = max(0, self._running - slots)
-            factor = 1.0 + 0.6 * over
-            if over:
-                m.preemptions.labels(**lv).inc(over)
-            ttft = (0.02 + 0.001 * prompt_tokens) * factor
-            slow = self.fault("slow")
-            if slow:
-                ttft += slow.delay_seconds
-            itl = 0.004 * factor
-            decode = self.fault("slow_decode")
-            if decode:
-                itl += decode.itl_seconds
-            if self.quantised:
-                itl /= 4
-            await asyncio.sleep(ttft + itl * gen)
-            cuda = self.gpu_fault() or (
-                "CUDA error: an illegal memory access was encountered" if self.fault("cuda_error") else None
-            )
-            if cuda is not None:
-                self.log("ERROR", f"request failed: RuntimeError: {cuda}")
-                m.success.labels(**lv, finished_reason="error").inc()
-                return 500, {"error": {"message": cuda, "type": "InternalServerError"}}
-            failing = self.fault("errors")
-            if failing and self._rng.random() < failing.rate:
-                m.success.labels(**lv, finished_reason="error").inc()
-                return 500, {"error": {"message": "internal engine error", "type": "InternalServerError"}}
-            garbage = self.fault("garbage")
-            if garbage and self._rng.random() < garbage.rate:
-                return 200, {"id": "chatcmpl-garbage", "object": "chat.completion", "choices": []}
-            leak = self.fault("leak")
-            if leak:
-                self.leaked_bytes += leak.bytes_per_request
-                # Keep a real allocation too (a 64th, at most 64 KiB), so a heap profile
-                # (tracemalloc) of the sandbox process points at this line.
-                self._retained.append(bytearray(min(leak.bytes_per_request // 64, 65536)))
-            total = time.perf_counter() - arrived
-            m.e2e.labels(**lv).observe(total)
-            m.ttft.labels(**lv).observe(queued + ttft)
-            m.itl.labels(**lv).observe(itl)
-            m.queue.labels(**lv).observe(queued)
-            m.prompt_tokens.labels(**lv).inc(prompt_tokens)
-            m.gen_tokens.labels(**lv).inc(gen)
-            reason = "length" if gen >= max_tokens else "stop"
-            m.success.labels(**lv, finished_reason=reason).inc()
-            return 200, {
-                "id": f"chatcmpl-{self.name}-{int(arrived * 1e6)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": self.model_version,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": answer},
-                        "finish_reason": reason,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": gen,
-                    "total_tokens": prompt_tokens + gen,
-                },
-            }
+            return await self._serve(question, max_tokens, arrived, queued)
         finally:
             async with self._cond:
                 self._running -= 1
                 self._cond.notify_all()
             self._update_gauges()
+
+    def _timings(self, prompt_tokens: int) -> tuple[float, float]:
+        """(time to first token, inter-token latency) of one request now: KV-cache pressure
+        (preemptions) slows both, the slow and slow_decode faults add to them, a quantised model
+        decodes four times faster."""
+        m = self.metrics
+        kv = self.fault("kv_pressure")
+        slots = kv.kv_slots if kv else self.kv_slots
+        over = max(0, self._running - slots)
+        factor = 1.0 + 0.6 * over
+        if over:
+            m.preemptions.labels(**m.lv).inc(over)
+        ttft = (0.02 + 0.001 * prompt_tokens) * factor
+        slow = self.fault("slow")
+        if slow:
+            ttft += slow.delay_seconds
+        itl = 0.004 * factor
+        decode = self.fault("slow_decode")
+        if decode:
+            itl += decode.itl_seconds
+        if self.quantised:
+            itl /= 4
+        return ttft, itl
+
+    def _failure(self) -> tuple[int, dict[str, Any]] | None:
+        """The failed answer an injected fault makes of this request (CUDA, errors, garbage), if any."""
+        m = self.metrics
+        cuda = self.gpu_fault() or (
+            "CUDA error: an illegal memory access was encountered" if self.fault("cuda_error") else None
+        )
+        if cuda is not None:
+            self.log("ERROR", f"request failed: RuntimeError: {cuda}")
+            m.success.labels(**m.lv, finished_reason="error").inc()
+            return 500, {"error": {"message": cuda, "type": "InternalServerError"}}
+        failing = self.fault("errors")
+        if failing and self._rng.random() < failing.rate:
+            m.success.labels(**m.lv, finished_reason="error").inc()
+            return 500, {"error": {"message": "internal engine error", "type": "InternalServerError"}}
+        garbage = self.fault("garbage")
+        if garbage and self._rng.random() < garbage.rate:
+            return 200, {"id": "chatcmpl-garbage", "object": "chat.completion", "choices": []}
+        return None
+
+    async def _serve(
+        self, question: str, max_tokens: int, arrived: float, queued: float
+    ) -> tuple[int, dict[str, Any]]:
+        """One admitted request: simulated decoding, injected faults, metrics, the answer."""
+        m = self.metrics
+        lv = m.lv
+        answer = self.answer(question)
+        gen = min(max_tokens, len(answer.split()) + 1)
+        prompt_tokens = len(question.split())
+        ttft, itl = self._timings(prompt_tokens)
+        await asyncio.sleep(ttft + itl * gen)
+        failed = self._failure()
+        if failed is not None:
+            return failed
+        leak = self.fault("leak")
+        if leak:
+            self.leaked_bytes += leak.bytes_per_request
+            # Keep a real allocation too (a 64th, at most 64 KiB), so a heap profile
+            # (tracemalloc) of the sandbox process points at this line.
+            self._retained.append(bytearray(min(leak.bytes_per_request // 64, 65536)))
+        m.e2e.labels(**lv).observe(time.perf_counter() - arrived)
+        m.ttft.labels(**lv).observe(queued + ttft)
+        m.itl.labels(**lv).observe(itl)
+        m.queue.labels(**lv).observe(queued)
+        m.prompt_tokens.labels(**lv).inc(prompt_tokens)
+        m.gen_tokens.labels(**lv).inc(gen)
+        reason = "length" if gen >= max_tokens else "stop"
+        m.success.labels(**lv, finished_reason=reason).inc()
+        return 200, {
+            "id": f"chatcmpl-{self.name}-{int(arrived * 1e6)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_version,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": reason}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": gen,
+                "total_tokens": prompt_tokens + gen,
+            },
+        }
 
 
 def dcgm_exposition(scenario: Path) -> str:
