@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from llmedic.actions import actions_for
+from llmedic.anomalies import diagnoses_of
 from llmedic.catalog import AnomalyType, Risk, parse_anomaly
 from llmedic.config import Settings
-from llmedic.anomalies import diagnoses_of
 from llmedic.errors import PlaybookError
 from llmedic.incident import Step
 from llmedic.yamlfile import format_loc, load_model, validate_model
