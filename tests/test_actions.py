@@ -88,3 +88,24 @@ def test_restart_waits_for_health(sandbox: Fleet, clean_environ: Path) -> None:
     assert done.actions[0].result == "sandbox-2 restarted and healthy"
     state = sandbox.state("sandbox-2")
     assert (state["restarts"], state["healthy"]) == (1, True)
+
+
+def test_every_compensation_is_a_registered_action_and_unknown_names_list_the_valid_ones() -> None:
+    from llmedic.actions import ACTIONS, get_action
+    from llmedic.errors import ControlError
+
+    assert {a.compensation for a in ACTIONS.values() if a.compensation} <= set(ACTIONS)
+    with pytest.raises(ControlError) as exc:
+        get_action("reboot_everything")
+    assert exc.value.message == "no action named 'reboot_everything'"
+    assert "set_concurrency" in (exc.value.hint or "")
+
+
+def test_state_a_compensation_passes_back_is_not_a_playbook_param() -> None:
+    from llmedic.actions import get_action
+    from llmedic.actions.model import SwitchModelUndo
+
+    switch = get_action("switch_model")
+    assert switch.accepts is SwitchModelUndo and "previous" not in switch.params.model_fields
+    bound = switch.bind({"variant": "m-1", "previous": {"sandbox-0": "m-0"}})
+    assert isinstance(bound, SwitchModelUndo) and bound.previous == {"sandbox-0": "m-0"}
