@@ -2,7 +2,10 @@
 completion; decide by the XID table and NVML's recovery hint — restart the worker, reset the GPU,
 drain the node and mark it for replacement, or shed load while it throttles — behind the approval
 gate for the risky ones; verify the GPUs need no action, no new XID appeared and the canary answers;
-archive."""
+archive.
+
+The behaviour is the gpu home's (``llmedic/anomalies/gpu/``) and the playbook's
+(``playbooks/gpu_fault.yaml``); this module only wires the flow."""
 
 from __future__ import annotations
 
@@ -14,22 +17,9 @@ from prefect.client.schemas.objects import State
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
 from tasks.finalize import end_incident
-from tasks.gpu import assess_gpu, confirm_gpu, evidence_gpu, isolate_gpu, reproduce_gpu, verify_gpu
-from tasks.isolate import release_isolation
-from tasks.legacy_plan import ResponsePlan
 from tasks.respond import respond, to_state
 
-__all__ = ["GPU_PLAN", "gpu_fault"]
-
-GPU_PLAN = ResponsePlan(
-    confirm=confirm_gpu,
-    assess=assess_gpu,
-    evidence=evidence_gpu,
-    isolate=isolate_gpu,
-    reproduce=reproduce_gpu,
-    verify=verify_gpu,
-    release=release_isolation,
-)
+__all__ = ["gpu_fault"]
 
 
 @flow(
@@ -43,4 +33,4 @@ GPU_PLAN = ResponsePlan(
 )
 def gpu_fault(request: IncidentRequest) -> State[Any]:
     """Handle a GPU-fault incident end to end."""
-    return to_state(respond(AnomalyType.GPU_FAULT, request, GPU_PLAN))
+    return to_state(respond(AnomalyType.GPU_FAULT, request))

@@ -20,8 +20,6 @@ __all__ = [
     "DataFormatDiagnosis",
     "DataMissingDiagnosis",
     "DataQualityDiagnosis",
-    "GpuDiagnosis",
-    "NetworkDiagnosis",
 ]
 
 
@@ -58,30 +56,3 @@ class DataQualityDiagnosis(StrEnum):
     INVALID_VALUES = "invalid_values"
     BATCH_BROKEN = "batch_broken"
     NONE = "none"
-
-
-class GpuDiagnosis(StrEnum):
-    """``llmedic.analysis.gpu_health.diagnose_gpu`` per device, and ``tasks/gpu.py::evidence_gpu``."""
-
-    HEALTHY = "healthy"
-    """Per device only: a healthy GPU never becomes an incident's diagnosis."""
-    APP_ERROR = "app_error"
-    THERMAL_THROTTLE = "thermal_throttle"
-    POWER_THROTTLE = "power_throttle"
-    THROTTLE = "throttle"
-    """Load must be shed for a reason NVML does not name (an XID that calls for it)."""
-    GPU_RESET_NEEDED = "gpu_reset_needed"
-    NODE_FAILURE = "node_failure"
-    GPU_LOST = "gpu_lost"
-    UNKNOWN = "unknown"
-
-
-class NetworkDiagnosis(StrEnum):
-    """``tasks/network.py::evidence_network``: the failing hop, from llmedic and from the hosts."""
-
-    SYNC_INTERRUPTED = "sync_interrupted"
-    ORCHESTRATOR_PATH = "orchestrator_path"
-    """Only llmedic's own path is broken: nothing is failed over for it."""
-    ENDPOINT_DOWN = "endpoint_down"
-    LINK_DEGRADED = "link_degraded"
-    HEALTHY = "healthy"

@@ -210,7 +210,7 @@ class MemoryLeakSettings(_Strict):
 
 
 class AccuracySettings(_Strict):
-    """Thresholds of the accuracy-drop playbook (llmedic/analysis/accuracy.py has the tests)."""
+    """Thresholds of the accuracy-drop playbook (llmedic/anomalies/accuracy/stats.py has the tests)."""
 
     sample_size: int | None = Field(None, ge=10)
     """Golden items re-scored to confirm (stratified by first tag); null: the whole set."""
@@ -236,7 +236,7 @@ class AccuracySettings(_Strict):
 
 
 class GpuSettings(_Strict):
-    """Thresholds of the GPU-fault playbook (the XID table is in llmedic/analysis/gpu_health.py)."""
+    """Thresholds of the GPU-fault playbook (the XID table is in llmedic/anomalies/gpu/diagnosis.py)."""
 
     canary_prompt: str = DEFAULT_PROBE_PROMPT
     """The completion asked of the canary after the fix: it must answer, and answer in time."""

@@ -18,7 +18,7 @@ import yaml
 
 from llmedic.adapters.gpu import NvmlReader, host_snapshot, load_nvml
 from llmedic.alerts import Alert
-from llmedic.analysis.gpu_health import GpuAction, decode_throttle, diagnose_gpu, parse_kernel_log
+from llmedic.anomalies.gpu.diagnosis import GpuAction, decode_throttle, diagnose_gpu, parse_kernel_log
 from llmedic.catalog import AnomalyType
 from llmedic.config import NvmlBackend, load_environment
 from llmedic.errors import ConfigError
@@ -167,7 +167,7 @@ def test_no_production_module_imports_the_sandbox() -> None:
 
 def test_reading_gpus_imports_no_sandbox_module() -> None:
     code = (
-        "import sys, llmedic.adapters.gpu, llmedic.adapters.control, tasks.gpu, flows.gpu_fault; "
+        "import sys, llmedic.adapters.gpu, llmedic.adapters.control, llmedic.anomalies.gpu.home, flows.gpu_fault; "
         "print(sorted(m for m in sys.modules if m.startswith('llmedic_sandbox')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

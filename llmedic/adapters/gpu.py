@@ -22,7 +22,7 @@ import pynvml
 
 from llmedic.adapters.http import translate_http_errors
 from llmedic.adapters.shell import make_shell, run_template
-from llmedic.analysis.gpu_health import decode_throttle
+from llmedic.anomalies.gpu.diagnosis import decode_throttle
 from llmedic.config import EnvironmentFile, NvmlBackend
 from llmedic.errors import ConfigError, MetricsSourceError, RemoteCommandError
 

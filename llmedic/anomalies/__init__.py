@@ -31,6 +31,8 @@ _HOMES: dict[AnomalyType, str] = {
     AnomalyType.MEMORY_LEAK: "llmedic.anomalies.memory_leak.home:HOME",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.home:HOME",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.home:HOME",
+    AnomalyType.NETWORK_INTERRUPTION: "llmedic.anomalies.network.home:HOME",
+    AnomalyType.GPU_FAULT: "llmedic.anomalies.gpu.home:HOME",
 }
 """Where each anomaly type's :class:`~llmedic.anomalies.base.Home` lives (``module:attribute``)."""
 
@@ -41,9 +43,9 @@ DIAGNOSES: dict[AnomalyType, str] = {
     AnomalyType.DATA_FORMAT: "llmedic.diagnoses:DataFormatDiagnosis",
     AnomalyType.DATA_QUALITY: "llmedic.diagnoses:DataQualityDiagnosis",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.diagnosis:Diagnosis",
-    AnomalyType.GPU_FAULT: "llmedic.diagnoses:GpuDiagnosis",
+    AnomalyType.GPU_FAULT: "llmedic.anomalies.gpu.diagnosis:Diagnosis",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.diagnosis:Diagnosis",
-    AnomalyType.NETWORK_INTERRUPTION: "llmedic.diagnoses:NetworkDiagnosis",
+    AnomalyType.NETWORK_INTERRUPTION: "llmedic.anomalies.network.diagnosis:Diagnosis",
 }
 """Where each anomaly type's ``Diagnosis`` enum lives (every type has one; a test checks)."""
 

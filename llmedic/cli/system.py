@@ -62,7 +62,7 @@ def gpu_snapshot(
 ) -> None:
     """Every GPU of this host with its health and diagnosis; says so when there is no GPU or driver."""
     from llmedic.adapters.gpu import NvmlReader, load_nvml
-    from llmedic.analysis.gpu_health import diagnose_gpu
+    from llmedic.anomalies.gpu.diagnosis import diagnose_gpu
     from llmedic.config import NvmlBackend
     from llmedic.errors import ConfigError
     from llmedic.yamlfile import validate_model

@@ -1,5 +1,6 @@
-"""GPU health: the XID → action table, the kernel-log XID parser, clock-event (throttle) reasons, and
-the judgement of a GPU snapshot into a diagnosis with the action it calls for.
+"""GPU health: the XID → action table, the kernel-log XID parser, clock-event (throttle) reasons, the
+judgement of a GPU snapshot into a diagnosis with the action it calls for, and the incident's
+diagnosis from every GPU of the instance (``diagnose_instance``).
 
 The XID actions are the "Immediate Action" bucket of NVIDIA's XID catalog as NVIDIA's NVSentinel
 encodes it; NVIDIA's k8s-device-plugin treats 13, 31, 43, 45 and 68 as application errors ("the GPU
@@ -13,20 +14,37 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from llmedic.diagnoses import GpuDiagnosis
-
 __all__ = [
     "THROTTLE_BITS",
     "XID_TABLE",
+    "Diagnosis",
     "GpuAction",
     "GpuVerdict",
     "XidEvent",
     "XidInfo",
     "decode_throttle",
     "diagnose_gpu",
+    "diagnose_instance",
     "parse_kernel_log",
     "same_pci",
+    "worst_verdict",
 ]
+
+
+class Diagnosis(StrEnum):
+    """``diagnose_gpu`` per device, and ``diagnose_instance`` for the incident."""
+
+    HEALTHY = "healthy"
+    """Per device only: a healthy GPU never becomes an incident's diagnosis."""
+    APP_ERROR = "app_error"
+    THERMAL_THROTTLE = "thermal_throttle"
+    POWER_THROTTLE = "power_throttle"
+    THROTTLE = "throttle"
+    """Load must be shed for a reason NVML does not name (an XID that calls for it)."""
+    GPU_RESET_NEEDED = "gpu_reset_needed"
+    NODE_FAILURE = "node_failure"
+    GPU_LOST = "gpu_lost"
+    UNKNOWN = "unknown"
 
 
 class GpuAction(StrEnum):
@@ -192,7 +210,7 @@ class GpuVerdict:
 
     index: int
     action: GpuAction
-    diagnosis: GpuDiagnosis
+    diagnosis: Diagnosis
     reasons: tuple[str, ...]
 
     @property
@@ -212,7 +230,7 @@ def diagnose_gpu(device: dict[str, Any], xids: list[XidEvent]) -> GpuVerdict:
     action, reasons, names = GpuAction.NONE, [], []
     if device.get("lost"):
         return GpuVerdict(
-            idx, GpuAction.DRAIN_NODE, GpuDiagnosis.GPU_LOST, (f"GPU {idx} is lost: {device.get('error')}",)
+            idx, GpuAction.DRAIN_NODE, Diagnosis.GPU_LOST, (f"GPU {idx} is lost: {device.get('error')}",)
         )
     for ev in xids:
         info = ev.info
@@ -255,14 +273,29 @@ def diagnose_gpu(device: dict[str, Any], xids: list[XidEvent]) -> GpuVerdict:
             f"clocks held back: {', '.join(throttles) or 'none reported'}"
             + (f"; {temp} °C at or above the {slow} °C slowdown threshold" if hot else "")
         )
-        names.append(GpuDiagnosis.THERMAL_THROTTLE if thermal else GpuDiagnosis.POWER_THROTTLE)
+        names.append(Diagnosis.THERMAL_THROTTLE if thermal else Diagnosis.POWER_THROTTLE)
     diagnosis = {
-        GpuAction.NONE: GpuDiagnosis.HEALTHY,
-        GpuAction.RESTART_APP: GpuDiagnosis.APP_ERROR,
+        GpuAction.NONE: Diagnosis.HEALTHY,
+        GpuAction.RESTART_APP: Diagnosis.APP_ERROR,
         GpuAction.REDUCE_LOAD: next(
-            (GpuDiagnosis(n) for n in names if n.endswith("_throttle")), GpuDiagnosis.THROTTLE
+            (Diagnosis(n) for n in names if n.endswith("_throttle")), Diagnosis.THROTTLE
         ),
-        GpuAction.RESET_GPU: GpuDiagnosis.GPU_RESET_NEEDED,
-        GpuAction.DRAIN_NODE: GpuDiagnosis.NODE_FAILURE,
+        GpuAction.RESET_GPU: Diagnosis.GPU_RESET_NEEDED,
+        GpuAction.DRAIN_NODE: Diagnosis.NODE_FAILURE,
     }[action]
     return GpuVerdict(idx, action, diagnosis, tuple(reasons))
+
+
+def worst_verdict(verdicts: list[GpuVerdict]) -> GpuVerdict | None:
+    """The GPU whose finding calls for the strongest action (the first of equals)."""
+    return max(verdicts, key=lambda v: _ORDER.index(v.action), default=None)
+
+
+def diagnose_instance(verdicts: list[GpuVerdict], cuda_error: str | None) -> tuple[Diagnosis, str]:
+    """The worst GPU finding decides; CUDA errors with healthy GPUs are the application's."""
+    worst = worst_verdict([v for v in verdicts if not v.healthy])
+    if worst is not None:
+        return worst.diagnosis, f"GPU {worst.index}: " + "; ".join(worst.reasons)
+    if cuda_error:
+        return Diagnosis.APP_ERROR, f"the GPUs read healthy but the worker answers {cuda_error!r}: restart it"
+    return Diagnosis.UNKNOWN, "nothing on the GPUs or in the service explains the alert"
