@@ -126,40 +126,6 @@ def model_diff(service: str, old: str, new: str) -> None:
         out.print("same configuration")
 
 
-@model_app.command("gate")
-def model_gate(
-    service: str,
-    candidate: str,
-    by: Annotated[str, typer.Option(help="Who asks (recorded with a promotion).")] = "release-gate",
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Candidate configuration KEY=VALUE.")
-    ] = None,
-    canary: Annotated[str | None, typer.Option(help="Drained instance to judge on.")] = None,
-    promote: Annotated[bool, typer.Option(help="On a pass, release it and switch the fleet.")] = False,
-) -> None:
-    """Run the release gate now: exit 0 when the candidate passes, 1 when it is blocked."""
-    from flows.release_gate import ReleaseGateRequest, release_gate
-
-    req = ReleaseGateRequest(
-        service=service,
-        candidate=candidate,
-        config=_config(set_ or []),
-        canary=canary,
-        promote=promote,
-        by=by,
-    )
-    state = release_gate(req, return_state=True)
-    data: Any = state.result(raise_on_failure=False) if state.data is not None else None
-    out.print(state.message or "")
-    if isinstance(data, dict):
-        for c in data["checks"]:
-            out.print(
-                f"  {c['name']}: {'pass' if c['passed'] else 'BLOCKED'} (current {c['current']}, candidate {c['candidate']})"
-            )
-        out.print(f"report: {data['report']}")
-    raise typer.Exit(0 if state.is_completed() else 1)
-
-
 @model_app.command("unfreeze")
 def model_unfreeze(
     service: str,

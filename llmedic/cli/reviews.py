@@ -42,44 +42,6 @@ def report_run(state: Any, as_json: bool, *, failed: str | None = None) -> dict[
     return data
 
 
-def _finish(state: Any, as_json: bool) -> None:
-    report_run(state, as_json)
-    raise typer.Exit(0 if state.is_completed() else 1)
-
-
-@review_app.command("capacity")
-def review_capacity(
-    service: Annotated[list[str] | None, typer.Option("--service", help="Only these (repeatable).")] = None,
-    reserve: Annotated[
-        float | None, typer.Option(help="Headroom target for this run (0.2–0.3 typical).")
-    ] = None,
-    open_incidents: Annotated[bool, typer.Option(help="Open review incidents for shortfalls.")] = True,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Run the capacity review now (exit 1 when a service could not be reviewed)."""
-    from flows.capacity_review import CapacityRequest, capacity_review
-
-    req = CapacityRequest(services=service or [], reserve=reserve, open_incidents=open_incidents)
-    _finish(capacity_review(req, return_state=True), as_json)
-
-
-@review_app.command("backups")
-def review_backups(
-    artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Only these (repeatable).")] = None,
-    open_incidents: Annotated[bool, typer.Option(help="Open review incidents for failures.")] = True,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Verify the latest backups now (exit 1 when any check fails)."""
-    from flows.backup_verify import BackupRequest, backup_verify
-
-    _finish(
-        backup_verify(
-            BackupRequest(artifacts=artifact or [], open_incidents=open_incidents), return_state=True
-        ),
-        as_json,
-    )
-
-
 @review_app.command("incidents")
 def review_incidents(
     all_: Annotated[bool, typer.Option("--all", help="Closed ones too.")] = False,
