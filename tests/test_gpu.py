@@ -16,9 +16,9 @@ from typing import Any, get_args
 import pytest
 import yaml
 
-from llmedic.adapters.gpu import NvmlReader, host_snapshot, load_nvml
+from llmedic.adapters.gpu import NvmlReader, decode_throttle, host_snapshot, load_nvml
 from llmedic.alerts import Alert
-from llmedic.anomalies.gpu.diagnosis import GpuAction, decode_throttle, diagnose_gpu, parse_kernel_log
+from llmedic.anomalies.gpu.diagnosis import GpuAction, diagnose_gpu, parse_kernel_log
 from llmedic.catalog import AnomalyType
 from llmedic.config import NvmlBackend, load_environment
 from llmedic.errors import ConfigError

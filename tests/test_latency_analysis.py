@@ -3,7 +3,7 @@ import math
 import pytest
 
 from llmedic.anomalies.latency.diagnosis import InstanceLatency, diagnose_latency
-from llmedic.anomalies.latency.quantiles import bucket_delta, histogram_quantile, sample_quantile
+from llmedic.quantiles import bucket_delta, histogram_quantile, sample_quantile
 
 INF = math.inf
 # 10 observations: 2 ≤ 0.1 s, 5 in (0.1, 0.5], 2 in (0.5, 1], 1 above 1 s.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from llmedic.adapters.http import translate_http_errors
-from llmedic.anomalies.latency.quantiles import sample_quantile
+from llmedic.quantiles import sample_quantile
 from llmedic.errors import EndpointError
 
 __all__ = ["Endpoint", "ProbeResult", "ProbeSummary", "summarise_probes"]

@@ -22,11 +22,37 @@ import pynvml
 
 from llmedic.adapters.http import translate_http_errors
 from llmedic.adapters.shell import make_shell, run_template
-from llmedic.anomalies.gpu.diagnosis import decode_throttle
 from llmedic.config import EnvironmentFile, NvmlBackend
 from llmedic.errors import ConfigError, MetricsSourceError, RemoteCommandError
 
-__all__ = ["RECOVERY_ACTIONS", "DeviceHealth", "GpuSnapshot", "NvmlReader", "load_nvml"]
+__all__ = [
+    "RECOVERY_ACTIONS",
+    "THROTTLE_BITS",
+    "DeviceHealth",
+    "GpuSnapshot",
+    "NvmlReader",
+    "decode_throttle",
+    "load_nvml",
+]
+
+# NVML's clock-event (throttle) reason bits (nvml.h, nvmlClocksEventReason*)
+THROTTLE_BITS: dict[int, str] = {
+    0x1: "GpuIdle",
+    0x2: "ApplicationsClocksSetting",
+    0x4: "SwPowerCap",
+    0x8: "HwSlowdown",
+    0x10: "SyncBoost",
+    0x20: "SwThermalSlowdown",
+    0x40: "HwThermalSlowdown",
+    0x80: "HwPowerBrakeSlowdown",
+    0x100: "DisplayClockSetting",
+}
+
+
+def decode_throttle(mask: int) -> list[str]:
+    """Names of the clock-event reasons set in ``mask``."""
+    return [name for bit, name in THROTTLE_BITS.items() if mask & bit]
+
 
 RECOVERY_ACTIONS = {0: "NONE", 1: "GPU_RESET", 2: "NODE_REBOOT", 3: "DRAIN_P2P", 4: "DRAIN_AND_RESET"}
 

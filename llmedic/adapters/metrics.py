@@ -6,7 +6,7 @@ memory) over a window — and say in :attr:`InstanceMetrics.source` / ``window``
 
 * Prometheus: PromQL over ``[window]`` (``histogram_quantile`` over ``rate`` of buckets, etc.).
 * Direct scrape (no Prometheus): two scrapes around the observed period; quantiles from the bucket
-  deltas, with Prometheus' own interpolation (:func:`llmedic.anomalies.latency.quantiles.histogram_quantile`);
+  deltas, with Prometheus' own interpolation (:func:`llmedic.quantiles.histogram_quantile`);
   gauges sampled through the period, so load that comes and goes inside it is seen.
 """
 
@@ -25,7 +25,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmedic.adapters.http import translate_http_errors
-from llmedic.anomalies.latency.quantiles import Bucket, bucket_delta, histogram_quantile
+from llmedic.quantiles import Bucket, bucket_delta, histogram_quantile
 from llmedic.config import InstanceConfig, MetricsConfig
 from llmedic.errors import MetricsSourceError
 

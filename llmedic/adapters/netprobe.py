@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from llmedic.anomalies.latency.quantiles import sample_quantile
+from llmedic.quantiles import sample_quantile
 
 __all__ = ["LinkProbe", "probe_link"]
 

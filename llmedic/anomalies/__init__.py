@@ -9,8 +9,7 @@ verification criteria), ``results.py`` (the typed step results) and ``home.py`` 
 ``base.py``; ``runtime.py`` is what every step function receives.
 
 Homes are imported when first asked for (:func:`home_of`, :func:`diagnosis_of`): a latency run does
-not pay for the data home's pandas and SciPy, and the adapters may use a home's pure helpers (the
-latency quantiles) without importing every step.
+not pay for the data home's pandas and SciPy.
 """
 
 from __future__ import annotations
@@ -39,9 +38,9 @@ _HOMES: dict[AnomalyType, str] = {
 DIAGNOSES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.diagnosis:Diagnosis",
     AnomalyType.MEMORY_LEAK: "llmedic.anomalies.memory_leak.diagnosis:Diagnosis",
-    AnomalyType.DATA_MISSING: "llmedic.diagnoses:DataMissingDiagnosis",
-    AnomalyType.DATA_FORMAT: "llmedic.diagnoses:DataFormatDiagnosis",
-    AnomalyType.DATA_QUALITY: "llmedic.diagnoses:DataQualityDiagnosis",
+    AnomalyType.DATA_MISSING: "llmedic.anomalies.data.diagnosis:MissingDiagnosis",
+    AnomalyType.DATA_FORMAT: "llmedic.anomalies.data.diagnosis:FormatDiagnosis",
+    AnomalyType.DATA_QUALITY: "llmedic.anomalies.data.diagnosis:QualityDiagnosis",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.diagnosis:Diagnosis",
     AnomalyType.GPU_FAULT: "llmedic.anomalies.gpu.diagnosis:Diagnosis",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.diagnosis:Diagnosis",

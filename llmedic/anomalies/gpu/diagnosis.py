@@ -15,14 +15,12 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
-    "THROTTLE_BITS",
     "XID_TABLE",
     "Diagnosis",
     "GpuAction",
     "GpuVerdict",
     "XidEvent",
     "XidInfo",
-    "decode_throttle",
     "diagnose_gpu",
     "diagnose_instance",
     "parse_kernel_log",
@@ -142,17 +140,6 @@ XID_TABLE: dict[int, XidInfo] = {
     )
 }
 
-THROTTLE_BITS: dict[int, str] = {
-    0x1: "GpuIdle",
-    0x2: "ApplicationsClocksSetting",
-    0x4: "SwPowerCap",
-    0x8: "HwSlowdown",
-    0x10: "SyncBoost",
-    0x20: "SwThermalSlowdown",
-    0x40: "HwThermalSlowdown",
-    0x80: "HwPowerBrakeSlowdown",
-    0x100: "DisplayClockSetting",
-}
 _HARMFUL_THROTTLE = {
     "SwPowerCap",
     "HwSlowdown",
@@ -197,11 +184,6 @@ def same_pci(kernel: str, nvml: str) -> bool:
         return ":".join(p.split(".")[0] for p in parts[-2:]) if len(parts) >= 2 else v.lower()
 
     return bool(kernel and nvml) and key(kernel) == key(nvml)
-
-
-def decode_throttle(mask: int) -> list[str]:
-    """Names of the clock-event reasons set in ``mask``."""
-    return [name for bit, name in THROTTLE_BITS.items() if mask & bit]
 
 
 @dataclass(frozen=True)
