@@ -113,7 +113,7 @@ def llmedic_config(checks: list[str] | None = None) -> Any:
 def run_llmedic(
     frame: pd.DataFrame, reference: pd.DataFrame | None, checks: list[str] | None
 ) -> dict[str, Any]:
-    from llmedic.analysis.data_audit import audit_frame
+    from llmedic.anomalies.data.audit import audit_frame
 
     audit = audit_frame(frame, llmedic_config(checks), reference=reference)
     return {
@@ -224,7 +224,7 @@ def child(tool: str, path: Path, ref: Path | None) -> None:
     reference = pd.read_parquet(ref) if ref is not None and tool == "llmedic-all" else None
     # Imports happen before the clock starts: the figure is the checking, not the start-up.
     if tool.startswith("llmedic"):
-        import llmedic.analysis.data_audit  # noqa: F401
+        import llmedic.anomalies.data.audit  # noqa: F401
     elif tool == "pandera":
         import pandera.pandas  # noqa: F401
     elif tool == "gx":

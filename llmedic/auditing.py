@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field, ValidationError
 
 from llmedic.adapters.datastore import DataStore
-from llmedic.analysis.data_audit import DataAudit, audit_frame
+from llmedic.anomalies.data.audit import audit_frame
+from llmedic.anomalies.data.findings import DataAudit
 from llmedic.config import DatasetConfig
 from llmedic.store.base import Repository, utc
 from llmedic.store.files import atomic_write

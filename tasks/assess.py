@@ -25,7 +25,7 @@ def assess_data(ctx: StepContext, confirm: dict[str, Any] | None = None) -> Step
     """Share of rows and columns hit, who consumes the dataset, and who responds."""
     # Imported here: the data analysis pulls in pandas and SciPy, and every other flow imports this
     # module — at module level it added ~2.5 s to the start of every latency or GPU run.
-    from llmedic.analysis.data_diagnosis import rows_hit
+    from llmedic.anomalies.data.diagnosis import rows_hit
 
     rt = Runtime(ctx)
     t = StepTimer(Step.ASSESS)

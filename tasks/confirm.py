@@ -10,7 +10,7 @@ from llmedic.incident import Step, StepResult
 from tasks.runtime import Runtime, StepContext, StepTimer, step_task
 
 if TYPE_CHECKING:  # pandas/SciPy: imported where used, not at every flow's start-up
-    from llmedic.analysis.data_audit import DataAudit
+    from llmedic.anomalies.data.findings import DataAudit
 
 __all__ = [
     "audit_summary",

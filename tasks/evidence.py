@@ -29,7 +29,7 @@ def evidence(ctx: StepContext, confirmed: Confirmation, assessed: Assessment) ->
 def evidence_data(ctx: StepContext, confirm: dict[str, Any], assess: dict[str, Any]) -> StepResult:
     """Profile, worst columns, sample rows (secrets masked), version history and the first version
     with the defect → a diagnosis."""
-    from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
+    from llmedic.anomalies.data.diagnosis import bisect_first_bad, diagnose_data
 
     rt = Runtime(ctx)
     s = rt.settings_as(DataSettings)

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 from vega_datasets import data as vega
 
-from llmedic.analysis.conformance import shape_of
-from llmedic.analysis.data_audit import DataAudit, audit_frame
-from llmedic.analysis.data_diagnosis import bisect_first_bad, diagnose_data
-from llmedic.analysis.drift import choose_method, column_drift, psi
-from llmedic.analysis.outliers import fences
-from llmedic.analysis.repair import apply_operations
-from llmedic.analysis.repair_ops import (
+from llmedic.anomalies.data.audit import audit_frame
+from llmedic.anomalies.data.conformance import shape_of
+from llmedic.anomalies.data.diagnosis import bisect_first_bad, diagnose_data
+from llmedic.anomalies.data.drift import choose_method, column_drift, psi
+from llmedic.anomalies.data.findings import DataAudit
+from llmedic.anomalies.data.outliers import fences
+from llmedic.anomalies.data.repair import apply_operations
+from llmedic.anomalies.data.repair_ops import (
     Coerce,
     Dedupe,
     DropRows,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     # actions where they are used), and naming a type must not import its adapter.
     from llmedic.adapters.control import ServiceControl
     from llmedic.adapters.datastore import DataStore
-    from llmedic.analysis.data_audit import DataAudit
+    from llmedic.anomalies.data.findings import DataAudit
     from llmedic.registry import ModelRegistry
 
 __all__ = ["ActionContext", "IncidentFacts"]

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from llmedic.actions.catalogue import ActionOutcome, Params, action
 from llmedic.actions.context import ActionContext
-from llmedic.analysis.repair_ops import Operation
+from llmedic.anomalies.data.repair_ops import Operation
 from llmedic.catalog import AnomalyType
 from llmedic.errors import ControlError
 
@@ -46,7 +46,7 @@ def repair_dataset(p: RepairParams, rt: ActionContext) -> ActionOutcome:
     """Apply the operations to the incident's version and commit the result (bounded row loss)."""
     # pandas comes with these: imported here so that no other action pays for it.
     from llmedic.adapters.datastore import Producer
-    from llmedic.analysis.repair import apply_operations
+    from llmedic.anomalies.data.repair import apply_operations
 
     name, cfg = rt.ctx.target, rt.dataset
     before = rt.store.current(name)

@@ -122,7 +122,7 @@ def data_validate(
     Exit 0 when nothing breaches, 1 when something does or the file cannot be used as the dataset.
     """
     from llmedic.adapters.datastore import check_columns, read_table
-    from llmedic.analysis.data_audit import audit_frame
+    from llmedic.anomalies.data.audit import audit_frame
     from llmedic.errors import DatasetError
 
     store, cfg = open_dataset(dataset)

@@ -1,5 +1,5 @@
 """The monthly data audit review: every declared dataset's current version audited against its
-schema and reference version (the audit itself is ``llmedic.analysis.data_audit`` via
+schema and reference version (the audit itself is ``llmedic.anomalies.data.audit`` via
 ``llmedic.auditing``), one incident flow per breaching anomaly type, the audit history (so the
 trend of data quality is visible), and the report. ``flows/data_audit.py`` wires it; its tasks and
 artifacts are in ``tasks/review.py``."""
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from llmedic.adapters.datastore import DataStore
 from llmedic.alerts import Alert
-from llmedic.analysis.data_audit import FINDING_ANOMALY
+from llmedic.anomalies.data.findings import FINDING_ANOMALY
 from llmedic.auditing import AuditHistory, AuditRecord, audit_version
 from llmedic.config import EnvironmentFile, load_environment, settings_from_env
 from llmedic.errors import LlmedicError

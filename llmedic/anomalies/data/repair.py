@@ -2,9 +2,8 @@
 
 Each operation is a typed model (a playbook names them in a fix's ``params.operations``) and only
 touches what the schema says is wrong: imputing fills missing cells of the columns that have them,
-coercion turns values that are not of the declared type into missing ones, date normalisation
-rewrites recognised formats in the canonical one, and so on. The flow writes the result as a *new*
-version; the version it came from stays as it was.
+coercion turns values not of the declared type into missing ones, date normalisation rewrites
+recognised formats in the canonical one... The result is a *new* version; its source stays as is.
 """
 
 from __future__ import annotations
@@ -17,10 +16,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from llmedic.analysis.conformance import MOJIBAKE, as_text, missing_mask, parse_column
-from llmedic.analysis.data_audit import duplicated_rows, effective_schema
-from llmedic.analysis.outliers import fences, outlier_mask
-from llmedic.analysis.repair_ops import (
+from llmedic.anomalies.data.conformance import MOJIBAKE, as_text, missing_mask, parse_column
+from llmedic.anomalies.data.duplicates import duplicated_rows
+from llmedic.anomalies.data.findings import effective_schema
+from llmedic.anomalies.data.outliers import fences, outlier_mask
+from llmedic.anomalies.data.repair_ops import (
     Coerce,
     Dedupe,
     DropRows,
@@ -34,7 +34,7 @@ from llmedic.analysis.repair_ops import (
 from llmedic.config import ColumnSchema, DatasetConfig
 from llmedic.errors import ControlError
 
-__all__ = ["RepairLog", "apply_operations"]  # the operations themselves: llmedic.analysis.repair_ops
+__all__ = ["RepairLog", "apply_operations"]  # the operations themselves: llmedic.anomalies.data.repair_ops
 
 
 @dataclass
@@ -275,7 +275,7 @@ def _dates(
     op: NormaliseDates,
     log: RepairLog,
 ) -> pd.DataFrame:
-    from llmedic.analysis.conformance import COMMON_DATE_FORMATS
+    from llmedic.anomalies.data.conformance import COMMON_DATE_FORMATS
 
     for name in _targets(frame, schema, op, lambda s: s.dtype in ("date", "datetime")):
         col = schema[name]

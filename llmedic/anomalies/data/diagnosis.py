@@ -1,47 +1,107 @@
 """From a data audit to a diagnosis the playbook maps to a fix, and the bisection of a lineage.
+Pure: no adapter, no I/O, no Prefect.
 
-Diagnoses per anomaly type (the ``when:`` names of the data playbooks):
+The data home serves three anomaly types, each with its own closed set of diagnoses (the ``when:``
+names of its playbook):
 
-* ``data_missing``: ``sparse_missing`` (few rows hit: drop them), ``column_missing`` (impute),
-  ``batch_broken`` (a column mostly empty, or too many rows hit: roll back);
-* ``data_format``: ``bad_encoding``, ``mixed_date_formats``, ``type_mismatch``,
-  ``pattern_violations`` (the commonest kind of bad cell wins), or ``batch_broken``;
-* ``data_quality``: ``drift`` (dataset drift against the reference), ``duplicates``, ``outliers``,
-  ``invalid_values`` (out of range / not allowed), or ``batch_broken``.
+* ``data_missing`` (:class:`MissingDiagnosis`): ``sparse_missing`` (few rows hit: drop them),
+  ``column_missing`` (impute), ``batch_broken`` (a column mostly empty, or too many rows hit: roll
+  back);
+* ``data_format`` (:class:`FormatDiagnosis`): ``bad_encoding``, ``mixed_date_formats``,
+  ``type_mismatch``, ``pattern_violations`` (the commonest kind of bad cell wins), or
+  ``batch_broken``;
+* ``data_quality`` (:class:`QualityDiagnosis`): ``drift`` (dataset drift against the reference),
+  ``duplicates``, ``outliers``, ``invalid_values`` (out of range / not allowed), or ``batch_broken``.
+
+Each includes ``none``: the audit finds no breach of the kind (the confirm step and the audit
+disagree); the shipped playbooks let it escalate on purpose.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import TypeVar
 
-from llmedic.analysis.data_audit import DataAudit, Finding
+from llmedic.anomalies.data.findings import DataAudit, Finding
 from llmedic.catalog import AnomalyType
-from llmedic.diagnoses import DataFormatDiagnosis, DataMissingDiagnosis, DataQualityDiagnosis
 
-__all__ = ["DataDiagnosis", "bisect_first_bad", "diagnose_data", "rows_hit"]
+__all__ = [
+    "DIAGNOSIS_OF",
+    "DataDiagnosis",
+    "FormatDiagnosis",
+    "MissingDiagnosis",
+    "QualityDiagnosis",
+    "bisect_first_bad",
+    "diagnose_data",
+    "rows_hit",
+]
 
 T = TypeVar("T")
 
-DataDiagnosis = DataMissingDiagnosis | DataFormatDiagnosis | DataQualityDiagnosis
+
+class MissingDiagnosis(StrEnum):
+    """:func:`diagnose_data` for missing values (``data_missing``)."""
+
+    SPARSE_MISSING = "sparse_missing"
+    """Few rows hit: drop them."""
+    COLUMN_MISSING = "column_missing"
+    """Gaps concentrated in columns that may be imputed."""
+    BATCH_BROKEN = "batch_broken"
+    """Too much is missing (or in columns that may not be imputed): roll back."""
+    NONE = "none"
+    """The audit finds no breach of this kind (the confirm step and the audit disagree)."""
+
+
+class FormatDiagnosis(StrEnum):
+    """:func:`diagnose_data` for badly formatted values (``data_format``; the commonest kind of bad
+    cell wins)."""
+
+    BAD_ENCODING = "bad_encoding"
+    MIXED_DATE_FORMATS = "mixed_date_formats"
+    TYPE_MISMATCH = "type_mismatch"
+    PATTERN_VIOLATIONS = "pattern_violations"
+    BATCH_BROKEN = "batch_broken"
+    NONE = "none"
+
+
+class QualityDiagnosis(StrEnum):
+    """:func:`diagnose_data` for low-quality values (``data_quality``)."""
+
+    DRIFT = "drift"
+    DUPLICATES = "duplicates"
+    OUTLIERS = "outliers"
+    INVALID_VALUES = "invalid_values"
+    BATCH_BROKEN = "batch_broken"
+    NONE = "none"
+
+
+DataDiagnosis = MissingDiagnosis | FormatDiagnosis | QualityDiagnosis
+
+DIAGNOSIS_OF: dict[AnomalyType, type[StrEnum]] = {
+    AnomalyType.DATA_MISSING: MissingDiagnosis,
+    AnomalyType.DATA_FORMAT: FormatDiagnosis,
+    AnomalyType.DATA_QUALITY: QualityDiagnosis,
+}
+"""The ``Diagnosis`` enum of each anomaly type the data home serves."""
 
 _FORMAT_DIAGNOSIS = {
-    "encoding": DataFormatDiagnosis.BAD_ENCODING,
-    "date_format": DataFormatDiagnosis.MIXED_DATE_FORMATS,
-    "type": DataFormatDiagnosis.TYPE_MISMATCH,
-    "pattern": DataFormatDiagnosis.PATTERN_VIOLATIONS,
+    "encoding": FormatDiagnosis.BAD_ENCODING,
+    "date_format": FormatDiagnosis.MIXED_DATE_FORMATS,
+    "type": FormatDiagnosis.TYPE_MISMATCH,
+    "pattern": FormatDiagnosis.PATTERN_VIOLATIONS,
 }
 _QUALITY_DIAGNOSIS = {
-    "duplicate_rows": DataQualityDiagnosis.DUPLICATES,
-    "duplicate_keys": DataQualityDiagnosis.DUPLICATES,
-    "outliers": DataQualityDiagnosis.OUTLIERS,
-    "range": DataQualityDiagnosis.INVALID_VALUES,
-    "allowed": DataQualityDiagnosis.INVALID_VALUES,
+    "duplicate_rows": QualityDiagnosis.DUPLICATES,
+    "duplicate_keys": QualityDiagnosis.DUPLICATES,
+    "outliers": QualityDiagnosis.OUTLIERS,
+    "range": QualityDiagnosis.INVALID_VALUES,
+    "allowed": QualityDiagnosis.INVALID_VALUES,
 }
 _NONE: dict[AnomalyType, DataDiagnosis] = {
-    AnomalyType.DATA_MISSING: DataMissingDiagnosis.NONE,
-    AnomalyType.DATA_FORMAT: DataFormatDiagnosis.NONE,
-    AnomalyType.DATA_QUALITY: DataQualityDiagnosis.NONE,
+    AnomalyType.DATA_MISSING: MissingDiagnosis.NONE,
+    AnomalyType.DATA_FORMAT: FormatDiagnosis.NONE,
+    AnomalyType.DATA_QUALITY: QualityDiagnosis.NONE,
 }
 
 
@@ -71,30 +131,30 @@ def diagnose_data(
     worst: Finding = max(breaches, key=lambda f: f.share)
     if anomaly == AnomalyType.DATA_MISSING:
         if worst.share > rollback_row_share or share > rollback_row_share:
-            return DataMissingDiagnosis.BATCH_BROKEN, (
+            return MissingDiagnosis.BATCH_BROKEN, (
                 f"{worst.column} is {worst.share:.1%} missing and {share:.1%} of rows have gaps "
                 f"(> {rollback_row_share:.0%}): the batch is broken, not sparse"
             )
         if share <= drop_max_share:
             return (
-                DataMissingDiagnosis.SPARSE_MISSING,
+                MissingDiagnosis.SPARSE_MISSING,
                 f"{audit.rows_with_missing} rows ({share:.2%} ≤ {drop_max_share:.0%}) have missing values",
             )
         guarded = sorted({f.column for f in breaches if f.column in no_impute})
         if guarded:
-            return DataMissingDiagnosis.BATCH_BROKEN, (
+            return MissingDiagnosis.BATCH_BROKEN, (
                 f"{share:.1%} of rows (> {drop_max_share:.0%}) have gaps in {guarded}, whose values "
                 "cannot be imputed: roll back rather than invent them"
             )
         cols = ", ".join(f"{f.column} {f.share:.1%}" for f in breaches)
         return (
-            DataMissingDiagnosis.COLUMN_MISSING,
+            MissingDiagnosis.COLUMN_MISSING,
             f"missing values concentrated in columns: {cols}; {share:.1%} of rows hit",
         )
     if anomaly == AnomalyType.DATA_FORMAT:
         if share > rollback_row_share:
             return (
-                DataFormatDiagnosis.BATCH_BROKEN,
+                FormatDiagnosis.BATCH_BROKEN,
                 f"{share:.1%} of rows have badly formatted values (> {rollback_row_share:.0%})",
             )
         by_kind: dict[str, int] = {}
@@ -107,13 +167,13 @@ def diagnose_data(
         return _FORMAT_DIAGNOSIS[kind], detail
     drift = next((f for f in breaches if f.kind == "drift"), None)
     if drift is not None:
-        return DataQualityDiagnosis.DRIFT, drift.message + ": " + "; ".join(drift.patterns)
+        return QualityDiagnosis.DRIFT, drift.message + ": " + "; ".join(drift.patterns)
     if share > rollback_row_share:
         return (
-            DataQualityDiagnosis.BATCH_BROKEN,
+            QualityDiagnosis.BATCH_BROKEN,
             f"{share:.1%} of rows have quality problems (> {rollback_row_share:.0%})",
         )
-    by_quality: dict[DataQualityDiagnosis, int] = {}
+    by_quality: dict[QualityDiagnosis, int] = {}
     for f in breaches:
         d = _QUALITY_DIAGNOSIS[f.kind]
         by_quality[d] = by_quality.get(d, 0) + f.count

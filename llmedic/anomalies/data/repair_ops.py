@@ -1,6 +1,6 @@
 """The repair operations a playbook can name in a fix's ``params.operations``: typed models only.
 
-Kept apart from :mod:`llmedic.analysis.repair`, which applies them with pandas and SciPy, so that
+Kept apart from :mod:`llmedic.anomalies.data.repair`, which applies them with pandas and SciPy, so that
 validating a playbook (every flow does it at start-up) does not import those.
 """
 
