@@ -30,7 +30,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from llmedic.adapters.endpoint import Endpoint
-from llmedic.anomalies.accuracy.stats import (
+from llmedic.answer_scoring import (
     SemanticScorer,
     TfidfScorer,
     exact_match,

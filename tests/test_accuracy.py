@@ -7,18 +7,15 @@ import math
 import pytest
 
 from llmedic.anomalies.accuracy.stats import (
-    TfidfScorer,
     compare_runs,
-    exact_match,
     mcnemar,
-    normalize_answer,
     paired_bootstrap,
     power_warning,
     required_items,
-    token_f1,
     two_proportion_z,
     wilson_interval,
 )
+from llmedic.answer_scoring import TfidfScorer, exact_match, normalize_answer, token_f1
 
 
 @pytest.mark.parametrize(

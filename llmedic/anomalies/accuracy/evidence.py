@@ -321,25 +321,27 @@ def _dataset_changes(
             "current": now_v,
             "breaches": [f.model_dump(mode="json") for f in breaches],
         }
+        rows: set[str] = set()
         moved = bool(then and then != now_v)
         if then and moved:
             rows = _changed_rows(rt, ds, then, now_v)
+            hit = sorted(set(newly_wrong) & rows)
             entry["changed_rows"] = sorted(rows)
-            entry["newly_wrong_in_changed_rows"] = sorted(set(newly_wrong) & rows)
+            entry["newly_wrong_in_changed_rows"] = hit
             changed.append(
                 DatasetChange(
                     dataset=ds,
                     baseline_version=then,
                     current=now_v,
                     breach_anomalies=[f.anomaly for f in breaches],
-                    newly_wrong_in_changed_rows=len(entry["newly_wrong_in_changed_rows"]),
+                    newly_wrong_in_changed_rows=len(hit),
                 )
             )
         t.add(
             f"dataset_{ds}",
             "datastore",
             f"{ds}: {then or 'unknown'} at the baseline → {now_v} now"
-            + (f"; {len(entry['changed_rows'])} rows changed" if moved else "; unchanged")
+            + (f"; {len(rows)} rows changed" if moved else "; unchanged")
             + (f"; audit: {len(breaches)} breach(es)" if breaches else "; audit clean"),
             entry,
         )
