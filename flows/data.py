@@ -1,11 +1,15 @@
 """The three data anomaly flows: missing values, bad formats, poor quality (outliers, duplicates,
-drift). One plan serves all three; each playbook decides thresholds, diagnoses → fixes and approvals.
+drift). One home serves all three (``llmedic/anomalies/data/``, each type with its own diagnoses);
+each playbook decides thresholds, diagnoses → fixes and approvals.
 
 confirm (re-profile the pinned version) → assess (rows/columns hit, consumers) → evidence (profile,
 worst columns, masked sample rows, lineage bisected to the first bad version) → quarantine the
 version (consumers move to the last good one) → reproduce on the stored copy → approval → repair
 into a new version, or roll back → verify by re-auditing what consumers now see → archive with the
 before/after figures. The bad version is never modified; compensation re-points consumers.
+
+The behaviour is the data home's and the playbooks' (``playbooks/data_*.yaml``); this module only
+wires the flows.
 """
 
 from __future__ import annotations
@@ -17,27 +21,10 @@ from prefect.client.schemas.objects import State
 
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.incident import IncidentRequest
-from tasks.assess import assess_data
-from tasks.confirm import confirm_data
-from tasks.evidence import evidence_data
 from tasks.finalize import end_incident
-from tasks.isolate import quarantine_batch, release_quarantine
-from tasks.legacy_plan import ResponsePlan
-from tasks.reproduce import reproduce_data
 from tasks.respond import respond, to_state
-from tasks.verify import verify_data
 
-__all__ = ["DATA_PLAN", "data_format", "data_missing", "data_quality"]
-
-DATA_PLAN = ResponsePlan(
-    confirm=confirm_data,
-    assess=assess_data,
-    evidence=evidence_data,
-    isolate=quarantine_batch,
-    reproduce=reproduce_data,
-    verify=verify_data,
-    release=release_quarantine,
-)
+__all__ = ["data_format", "data_missing", "data_quality"]
 
 
 @flow(
@@ -51,7 +38,7 @@ DATA_PLAN = ResponsePlan(
 )
 def data_missing(request: IncidentRequest) -> State[Any]:
     """Missing values in a dataset version: drop a few rows, impute, or roll back."""
-    return to_state(respond(AnomalyType.DATA_MISSING, request, DATA_PLAN))
+    return to_state(respond(AnomalyType.DATA_MISSING, request))
 
 
 @flow(
@@ -65,7 +52,7 @@ def data_missing(request: IncidentRequest) -> State[Any]:
 )
 def data_format(request: IncidentRequest) -> State[Any]:
     """Wrong types, mixed date formats, bad encoding: coerce, normalise, apply rules, or roll back."""
-    return to_state(respond(AnomalyType.DATA_FORMAT, request, DATA_PLAN))
+    return to_state(respond(AnomalyType.DATA_FORMAT, request))
 
 
 @flow(
@@ -79,4 +66,4 @@ def data_format(request: IncidentRequest) -> State[Any]:
 )
 def data_quality(request: IncidentRequest) -> State[Any]:
     """Outliers, duplicates, invalid values, drift: clean into a new version, or roll back."""
-    return to_state(respond(AnomalyType.DATA_QUALITY, request, DATA_PLAN))
+    return to_state(respond(AnomalyType.DATA_QUALITY, request))

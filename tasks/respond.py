@@ -10,7 +10,7 @@ order, the gate, the compensation and the record are the same for every anomaly 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from prefect import Task
 from prefect.client.schemas.objects import State
@@ -55,9 +55,6 @@ from tasks.notify import notification_of, notify_team
 from tasks.reproduce import reproduce
 from tasks.runtime import StepContext, run_step
 from tasks.verify import verify
-
-if TYPE_CHECKING:
-    from tasks.legacy_plan import ResponsePlan
 
 __all__ = ["IncidentSummary", "Response", "respond", "summary_of", "to_state"]
 
@@ -378,18 +375,13 @@ class Response:
             )
 
 
-def respond(
-    anomaly: AnomalyType, request: IncidentRequest, plan: ResponsePlan | None = None
-) -> IncidentSummary:
+def respond(anomaly: AnomalyType, request: IncidentRequest) -> IncidentSummary:
     """Run the response process for one incident. Call it from a flow (the gate needs the flow).
 
     Every way through ends the incident: an llmedic error or any other exception a step raises
     closes it ``escalated`` with the error on its record (Prefect's pause/suspend signals excepted,
     they are not errors); what a run cannot see itself (its process killed, a cancellation) is
     closed by the flows' state hooks and ``llmedic/reconcile.py``.
-
-    ``plan`` is transitional (issue 15): the anomaly types whose step tasks have not yet moved into
-    a home still hand their own tasks over (``tasks/legacy_plan.py``).
     """
     run = FlowRunContext.get()
     flow_run_id = str(run.flow_run.id) if run and run.flow_run else "local"
@@ -425,9 +417,4 @@ def respond(
         )
         return summary_of(unopened)
     store.save(incident)
-    kb = KnowledgeBase(home)
-    if plan is not None:
-        from tasks.legacy_plan import LegacyResponse
-
-        return LegacyResponse(incident, ctx, playbook, store, kb, plan).run()
-    return Response(incident, ctx, playbook, store, kb).run()
+    return Response(incident, ctx, playbook, store, KnowledgeBase(home)).run()

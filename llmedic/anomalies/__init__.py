@@ -23,11 +23,14 @@ from llmedic.catalog import AnomalyType
 if TYPE_CHECKING:
     from llmedic.anomalies.base import AnyHome
 
-__all__ = ["DIAGNOSES", "diagnoses_of", "diagnosis_of", "has_home", "home_of"]
+__all__ = ["DIAGNOSES", "diagnoses_of", "diagnosis_of", "home_of"]
 
 _HOMES: dict[AnomalyType, str] = {
     AnomalyType.LATENCY: "llmedic.anomalies.latency.home:HOME",
     AnomalyType.MEMORY_LEAK: "llmedic.anomalies.memory_leak.home:HOME",
+    AnomalyType.DATA_MISSING: "llmedic.anomalies.data.home:MISSING",
+    AnomalyType.DATA_FORMAT: "llmedic.anomalies.data.home:FORMAT",
+    AnomalyType.DATA_QUALITY: "llmedic.anomalies.data.home:QUALITY",
     AnomalyType.ACCURACY_DROP: "llmedic.anomalies.accuracy.home:HOME",
     AnomalyType.DEPENDENCY_CONFLICT: "llmedic.anomalies.dependency.home:HOME",
     AnomalyType.NETWORK_INTERRUPTION: "llmedic.anomalies.network.home:HOME",
@@ -61,11 +64,6 @@ def home_of(anomaly: AnomalyType) -> AnyHome:
     home = _load(_HOMES[anomaly])
     assert isinstance(home, Home), f"{_HOMES[anomaly]} is not a Home"
     return home
-
-
-def has_home(anomaly: AnomalyType) -> bool:
-    """Whether ``anomaly`` has moved onto a typed home (transitional, while issue 15 lands)."""
-    return anomaly in _HOMES
 
 
 def diagnosis_of(anomaly: AnomalyType) -> type[StrEnum]:
