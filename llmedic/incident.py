@@ -308,7 +308,9 @@ class Incident(_Record):
 
 
 class StepResult(_Record):
-    """What one step task returns; the flow folds it into the incident with :meth:`Incident.apply`."""
+    """The record part of what one step task returns (each step returns a typed subclass, with the
+    figures a later step reads: ``llmedic.anomalies.base``); the flow folds it into the incident
+    with :meth:`Incident.apply`."""
 
     step: Step
     started_at: datetime
@@ -319,8 +321,6 @@ class StepResult(_Record):
     decisions: list[Decision] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)
     verification: Verification | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
-    """Step-specific figures later steps read (e.g. ``confirmed``, ``diagnosis``)."""
 
     def record(self) -> StepRecord:
         """The timeline entry."""

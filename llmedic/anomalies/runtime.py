@@ -306,13 +306,8 @@ class StepTimer:
         summary: str,
         *,
         status: Literal["ok", "skipped", "failed", "waiting"] = "ok",
-        data: dict[str, Any] | None = None,
         actions: list[ActionRecord] | None = None,
         verification: Verification | None = None,
     ) -> StepResult:
-        """A plain step result (a step no later step reads: recovery, rollback)."""
-        # ``data`` is transitional: the homes not yet moved onto typed results (issue 15) still pass it.
-        return StepResult(
-            **self.stamp(summary, status=status, actions=actions, verification=verification),
-            data=data or {},
-        )
+        """A plain step result (a step no later step reads: the rollback)."""
+        return StepResult(**self.stamp(summary, status=status, actions=actions, verification=verification))
