@@ -24,7 +24,8 @@ from llmedic.store.base import Repository, utc
 from llmedic.store.files import atomic_write
 from llmedic.store.tables import audit_records
 
-__all__ = ["AuditHistory", "AuditRecord", "audit_version"]
+# DataAudit: what audit_version returns (the step runtime names it through this seam, not the data home)
+__all__ = ["AuditHistory", "AuditRecord", "DataAudit", "audit_version"]
 
 
 def audit_version(

@@ -15,7 +15,6 @@ from vega_datasets import data as vega
 from llmedic.anomalies.data.audit import audit_frame
 from llmedic.anomalies.data.conformance import shape_of
 from llmedic.anomalies.data.diagnosis import bisect_first_bad, diagnose_data
-from llmedic.anomalies.data.drift import choose_method, column_drift, psi
 from llmedic.anomalies.data.findings import DataAudit
 from llmedic.anomalies.data.outliers import fences
 from llmedic.anomalies.data.repair import apply_operations
@@ -32,6 +31,7 @@ from llmedic.anomalies.data.repair_ops import (
 )
 from llmedic.catalog import AnomalyType
 from llmedic.config import DatasetConfig, DataThresholds
+from llmedic.drift import choose_method, column_drift, psi
 from llmedic.errors import ControlError
 from llmedic.redact import MASK, mask, redact_text
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     # The data and accuracy machinery pulls in pandas and SciPy: imported where it is used, so a
     # latency or GPU run does not pay for it at start-up (seconds per flow-run process).
     from llmedic.adapters.datastore import DataStore
-    from llmedic.anomalies.data.findings import DataAudit
+    from llmedic.auditing import DataAudit
     from llmedic.evaluation import Evaluation
     from llmedic.golden import GoldenItem, Scorecard
 

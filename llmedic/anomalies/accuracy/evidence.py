@@ -35,10 +35,10 @@ from llmedic.anomalies.accuracy.results import (
 )
 from llmedic.anomalies.accuracy.stats import DropVerdict, compare_runs, wilson_interval
 from llmedic.anomalies.common import release_evidence, system_evidence
-from llmedic.anomalies.data.drift import column_drift
 from llmedic.anomalies.runtime import Runtime, StepTimer
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.config import DataThresholds
+from llmedic.drift import column_drift
 from llmedic.errors import ConfigError, LlmedicError
 from llmedic.golden import GoldenItem, Scorecard, sample_items
 from llmedic.incident import Step

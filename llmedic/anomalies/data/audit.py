@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from llmedic.anomalies.data.conformance import Parsed, as_text, isin_text, missing_mask, parse_column
-from llmedic.anomalies.data.drift import column_drift
 from llmedic.anomalies.data.duplicates import duplicated_rows
 from llmedic.anomalies.data.findings import (
     ColumnReport,
@@ -34,6 +33,7 @@ from llmedic.anomalies.data.findings import (
 )
 from llmedic.anomalies.data.outliers import fences, outlier_mask
 from llmedic.config import ColumnSchema, DatasetConfig, DataThresholds
+from llmedic.drift import column_drift
 from llmedic.redact import MASK, redact_text
 
 __all__ = ["audit_frame"]

@@ -6,6 +6,9 @@ automatic choice per column (KS / chi-square for a reference of at most 1000 row
 Jensen–Shannon above, because with many rows p-values flag differences nobody cares about). Every
 column also gets its PSI with the usual reading (< 0.1 little change, 0.1–0.25 moderate, > 0.25
 significant), whatever decided the drift.
+
+Pure, and in the core rather than the data home: the data audit measures each column against the
+dataset's reference with it, and the accuracy home the golden set's prompts against the baseline's.
 """
 
 from __future__ import annotations
