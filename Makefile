@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test tools bench gameday soak check lint format typecheck clean
+.PHONY: demo up test tools bench gameday soak check lint format typecheck contracts clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,7 +61,10 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck test  ## ruff (lint + format) + mypy strict + tests
+contracts: $(STAMP)  ## The layer contracts of pyproject.toml (import-linter)
+	$(BIN)/lint-imports --no-cache
+
+check: lint typecheck contracts test  ## ruff (lint + format) + mypy strict + layer contracts + tests
 
 clean:
 	rm -rf $(VENV) .llmedic .mypy_cache .ruff_cache .pytest_cache

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from llmedic.approval import submit_decision
-from llmedic.incident import Incident, IncidentRequest, IncidentStore
+from llmedic.incident import Incident, IncidentRequest
 from llmedic.orchestration import read_run
+from llmedic.store.incidents import IncidentStore
 
 
 def store() -> IncidentStore:
-    return IncidentStore(Path(os.environ["LLMEDIC_HOME"]) / "incidents")
+    return IncidentStore(Path(os.environ["LLMEDIC_HOME"]))
 
 
 def run_flow(

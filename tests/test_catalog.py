@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from llmedic.catalog import CATALOG, AnomalyType, Category, Team, anomaly_info, parse_anomaly
 from llmedic.anomalies import DIAGNOSES, diagnoses_of
+from llmedic.catalog import CATALOG, AnomalyType, Category, Team, anomaly_info, parse_anomaly
 from llmedic.errors import UnknownAnomalyType
 
 

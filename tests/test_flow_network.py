@@ -21,9 +21,9 @@ from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType
 from llmedic.errors import RemoteCommandError
 from llmedic.incident import IncidentRequest, Outcome, utcnow
+from llmedic.transfer import partial_of, resume_download
 from llmedic_sandbox.faultproxy import FaultProxy
 from llmedic_sandbox.fleet import free_port
-from llmedic.transfer import partial_of, resume_download
 from tests.flowrun import approve, run_flow
 from tests.netfaults import file_server, namespace_link
 from tests.sshd import Sshd

@@ -5,9 +5,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from llmedic.anomalies import diagnoses_of
 from llmedic.catalog import AnomalyType, Risk
 from llmedic.config import Settings
-from llmedic.anomalies import diagnoses_of
 from llmedic.errors import ControlError, PlaybookError
 from llmedic.incident import Step
 from llmedic.playbook import (

@@ -28,8 +28,8 @@ from llmedic.prefect_auth import (
     ensure_auth_file,
     is_loopback,
 )
-from llmedic_sandbox.fleet import free_port
 from llmedic.stack import Stack
+from llmedic_sandbox.fleet import free_port
 
 AUTH = "llmedic:s3cret-for-the-test"
 

@@ -164,9 +164,7 @@ def test_heap_profile_points_at_the_leaking_line(sandbox: Fleet, tracing: None) 
 
 
 def _leak_line() -> int:
-    src = (
-        (Path(__file__).resolve().parents[1] / "llmedic_sandbox" / "instance.py").read_text().splitlines()
-    )
+    src = (Path(__file__).resolve().parents[1] / "llmedic_sandbox" / "instance.py").read_text().splitlines()
     return next(n for n, line in enumerate(src, 1) if "self._retained.append(" in line)
 
 

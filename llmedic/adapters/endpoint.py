@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import httpx
 
 from llmedic.adapters.http import translate_http_errors
-from llmedic.quantiles import sample_quantile
 from llmedic.errors import EndpointError
+from llmedic.quantiles import sample_quantile
 
 __all__ = ["Endpoint", "ProbeResult", "ProbeSummary", "summarise_probes"]
 

@@ -25,9 +25,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmedic.adapters.http import translate_http_errors
-from llmedic.quantiles import Bucket, bucket_delta, histogram_quantile
 from llmedic.config import InstanceConfig, MetricsConfig
 from llmedic.errors import MetricsSourceError
+from llmedic.quantiles import Bucket, bucket_delta, histogram_quantile
 
 __all__ = [
     "ENGINE_METRICS",

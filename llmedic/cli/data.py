@@ -185,10 +185,10 @@ def data_ingest(
     """Add a batch as a new version. A batch that breaches is kept but quarantined (exit 1)."""
     from llmedic.adapters.datastore import Producer
     from llmedic.auditing import audit_version
-    from llmedic.models import ModelRegistry
+    from llmedic.registry import ModelRegistry
 
     store, cfg = open_dataset(dataset)
-    registry = ModelRegistry(settings_from_env().models_dir)
+    registry = ModelRegistry.from_settings(settings_from_env())
     for service in cfg.consumers:
         registry.check_not_frozen(service, f"ingest into {dataset}")
     v = store.commit(

@@ -59,7 +59,9 @@ class ReviewIncidents(Repository):
         try:
             return ReviewIncident.model_validate(doc)
         except ValidationError as exc:
-            raise DataStoreError(f"review incident {rid!r}: unreadable ({str(exc).splitlines()[0]})") from None
+            raise DataStoreError(
+                f"review incident {rid!r}: unreadable ({str(exc).splitlines()[0]})"
+            ) from None
 
     def _find(self, rid: str) -> ReviewIncident | None:
         with self.store.read() as db:
@@ -115,7 +117,9 @@ class ReviewIncidents(Repository):
         now = utcnow()
         found = self._find(rid)
         if found is not None and found.status == "open":
-            rec = found.model_copy(update={"findings": findings, "report_path": report_path, "updated_at": now})
+            rec = found.model_copy(
+                update={"findings": findings, "report_path": report_path, "updated_at": now}
+            )
             self._save(rec)
             return rec, False
         rec = ReviewIncident(

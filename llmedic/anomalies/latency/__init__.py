@@ -2,4 +2,3 @@
 results (``results``), the evidence collectors (``evidence``), the verification criteria
 (``verify``) and the steps (``home``). The percentiles themselves (as Prometheus computes them) are
 :mod:`llmedic.quantiles`, shared with the adapters."""
-
