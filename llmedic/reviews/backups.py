@@ -35,6 +35,7 @@ from llmedic.config import BackupArtifact, EnvironmentFile, load_environment, se
 from llmedic.errors import DataStoreError, LlmedicError
 from llmedic.incident import utcnow
 from llmedic.reviews.incidents import ReviewIncidents
+from llmedic.reviews.selection import choose
 
 __all__ = [
     "BackupCheck",
@@ -280,11 +281,7 @@ class BackupRequest(BaseModel):
 
 def check_request(env: EnvironmentFile, req: BackupRequest) -> tuple[list[str], str | None]:
     """The artifacts to verify, or why the run cannot go on (then the list is empty)."""
-    names = req.artifacts or sorted(env.backups)
-    unknown = [n for n in names if n not in env.backups]
-    if unknown:
-        return [], f"unknown artifact(s) {unknown}; declared under backups: {sorted(env.backups)}"
-    return names, None
+    return choose(req.artifacts, env.backups, kind="artifact")
 
 
 def verify_declared(name: str) -> BackupReport:

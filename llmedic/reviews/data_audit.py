@@ -19,6 +19,7 @@ from llmedic.config import EnvironmentFile, load_environment, settings_from_env
 from llmedic.errors import LlmedicError
 from llmedic.incident import utcnow
 from llmedic.orchestration import dispatch_alerts
+from llmedic.reviews.selection import choose
 from llmedic.store.files import atomic_write
 
 __all__ = [
@@ -45,11 +46,7 @@ class AuditRequest(BaseModel):
 
 def check_request(env: EnvironmentFile, req: AuditRequest) -> tuple[list[str], str | None]:
     """The datasets to audit, or why the run cannot go on (then the list is empty)."""
-    names = req.datasets or sorted(env.datasets)
-    unknown = [n for n in names if n not in env.datasets]
-    if unknown:
-        return [], f"unknown dataset(s) {unknown}; declared: {sorted(env.datasets)}"
-    return names, None
+    return choose(req.datasets, env.datasets, kind="dataset")
 
 
 def audit_dataset(name: str, run: str) -> AuditRecord:

@@ -23,6 +23,7 @@ from llmedic.golden import Scorecard, sample_items
 from llmedic.incident import utcnow
 from llmedic.orchestration import dispatch_alerts
 from llmedic.playbook import AccuracySettings, load_playbook
+from llmedic.reviews.selection import choose
 
 __all__ = [
     "GoldenSampleRequest",
@@ -66,12 +67,8 @@ class SampleRecord(BaseModel):
 
 def check_request(env: EnvironmentFile, req: GoldenSampleRequest) -> tuple[list[str], str | None]:
     """The services to sample, or why the run cannot go on (then the list is empty)."""
-    with_golden = sorted({gs.service for gs in env.golden_sets.values()})
-    names = req.services or with_golden
-    unknown = [n for n in names if n not in with_golden]
-    if unknown:
-        return [], f"no golden set for {unknown}; services with one: {with_golden}"
-    return names, None
+    with_golden = {gs.service for gs in env.golden_sets.values()}
+    return choose(req.services, with_golden, "no golden set for {kind}(s)", kind="service")
 
 
 def _judge(

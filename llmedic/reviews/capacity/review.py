@@ -19,6 +19,7 @@ from llmedic.reviews.capacity.chart import chart_png
 from llmedic.reviews.capacity.history import ServiceReview, review_service
 from llmedic.reviews.capacity.report import LABELS, fmt, render, review_json, table_rows
 from llmedic.reviews.incidents import ReviewIncidents
+from llmedic.reviews.selection import choose
 
 __all__ = [
     "CapacityOutputs",
@@ -76,15 +77,10 @@ def check_request(env: EnvironmentFile, req: CapacityRequest) -> tuple[list[str]
     if env.metrics.kind != "prometheus":
         err = ConfigError(
             "the capacity review reads 30 days of history and needs Prometheus (metrics.kind: prometheus)",
-            hint="point metrics at your Prometheus; for the sandbox, `llmedic sandbox history` backfills one",
+            hint="point metrics at your Prometheus; for the sandbox, `llmedic sandbox-history` backfills one",
         )
         return [], f"{err.code}: {err.message}"
-    declared = [s.name for s in env.services]
-    names = req.services or declared
-    unknown = [n for n in names if n not in set(declared)]
-    if unknown:
-        return [], f"unknown service(s) {unknown}; declared: {declared}"
-    return names, None
+    return choose(req.services, [s.name for s in env.services], kind="service")
 
 
 def review_one(service: str, reserve: float | None, lookback_days: int | None, now: float) -> ServiceOutcome:
