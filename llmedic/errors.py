@@ -14,6 +14,7 @@ Two families, so callers can tell "fix your file" from "something outside failed
         ├── MetricsSourceError    Prometheus / direct scrape unreachable or answering nonsense
         ├── EndpointError         the target LLM service unreachable or answering nonsense
         ├── ControlError          drain / restart / scale actions refused or failed
+        │   └── BlastRadiusExceeded  too many of a service's instances acted on within the window
         ├── RemoteCommandError    a shell command (local or SSH) failed or timed out
         ├── OrchestrationError    the Prefect API refused or is unreachable
         │   └── FlowRunNotFound   the Prefect server has no such flow run (deleted, or another server)
@@ -44,6 +45,7 @@ __all__ = [
     "ApprovalRefused",
     "ApprovalRequired",
     "AuthoringError",
+    "BlastRadiusExceeded",
     "ConfigError",
     "ControlError",
     "DataStoreError",
@@ -152,6 +154,13 @@ class ControlError(OperationalError):
     """An action on the target service (drain, restart, scale, limits) was refused or failed."""
 
     code = "control-failed"
+
+
+class BlastRadiusExceeded(ControlError):
+    """A drain, restart or reset would take more of a service's instances than ``limits:`` allows
+    within its window, counted over every concurrent incident; llmedic escalates instead."""
+
+    code = "blast-radius-exceeded"
 
 
 class RemoteCommandError(OperationalError):

@@ -51,6 +51,7 @@ TABLES = {
     "alembic_version",
     "audit_cache",
     "audit_records",
+    "blast_radius",
     "incident_notices",
     "incidents",
     "kb_reports",

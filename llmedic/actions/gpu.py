@@ -14,6 +14,7 @@ from llmedic.adapters.shell import make_shell, run_template
 from llmedic.catalog import AnomalyType
 from llmedic.errors import ControlError
 from llmedic.incident import utcnow
+from llmedic.limits import limit_acts
 
 __all__ = ["DrainNodeParams", "ResetGpuParams", "drain_node", "reset_gpu"]
 
@@ -49,6 +50,7 @@ def reset_gpu(p: ResetGpuParams, rt: ActionContext) -> ActionOutcome:
     host = rt.env.host(rt.instance.host)
     shell = make_shell(host)
     gpus = _instance_gpus(rt)
+    limit_acts(rt, [rt.instance], "reset_gpu")
     if not rt.control.state(rt.instance).drained:
         rt.control.drain(rt.instance)  # never reset a GPU under traffic
     done = []
@@ -87,6 +89,7 @@ def drain_node(p: DrainNodeParams, rt: ActionContext) -> ActionOutcome:
             f"draining host {host!r} would leave {rt.service.name!r} without a healthy instance; refused",
             hint="bring capacity in elsewhere first (scale_out), then drain",
         )
+    limit_acts(rt, on_node, "drain_node")
     for inst in on_node:
         if not rt.control.state(inst).drained:
             rt.control.drain(inst)

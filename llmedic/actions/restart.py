@@ -9,6 +9,7 @@ from pydantic import Field
 from llmedic.actions.catalogue import SERVICE_ANOMALIES, ActionOutcome, Params, action
 from llmedic.actions.context import ActionContext
 from llmedic.catalog import AnomalyType
+from llmedic.limits import limit_acts
 
 __all__ = ["RestartParams", "RollingRestartParams", "restart_instance", "rolling_restart"]
 
@@ -28,6 +29,7 @@ class RestartParams(Params):
 )
 def restart_instance(p: RestartParams, rt: ActionContext) -> ActionOutcome:
     """Restart the incident's instance."""
+    limit_acts(rt, [rt.instance], "restart_instance")
     rt.control.restart(rt.instance, ready_timeout=p.ready_timeout_seconds)
     return ActionOutcome(f"{rt.instance.name} restarted and healthy")
 
@@ -51,7 +53,9 @@ class RollingRestartParams(Params):
 def rolling_restart(p: RollingRestartParams, rt: ActionContext) -> ActionOutcome:
     """Restart the service's instances one after the other."""
     done: list[str] = []
-    for inst in rt.in_rotation():
+    targets = rt.in_rotation()
+    limit_acts(rt, targets, "rolling_restart", fleet=True)
+    for inst in targets:
         # One at a time, each out of rotation while it restarts; the incident's own instance may
         # already be drained by the isolation step and stays so until recovery.
         was_drained = rt.control.state(inst).drained

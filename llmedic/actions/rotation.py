@@ -9,6 +9,7 @@ from llmedic.actions.catalogue import SERVICE_ANOMALIES, ActionOutcome, NoParams
 from llmedic.actions.context import ActionContext
 from llmedic.catalog import AnomalyType
 from llmedic.errors import ControlError
+from llmedic.limits import limit_acts
 
 __all__ = [
     "ScaleInParams",
@@ -29,6 +30,7 @@ __all__ = [
 )
 def drain_instance(p: NoParams, rt: ActionContext) -> ActionOutcome:
     """Take the incident's instance out of rotation."""
+    limit_acts(rt, [rt.instance], "drain_instance")
     rt.control.drain(rt.instance)
     return ActionOutcome(f"{rt.instance.name} drained")
 

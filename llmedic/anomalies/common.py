@@ -78,6 +78,9 @@ def drain_if(
         return Isolation(
             **t.stamp(f"dry run: would drain {rt.instance.name}", actions=[action]), isolated=False
         )
+    from llmedic.limits import limit_acts  # the blast-radius limit, over every concurrent incident
+
+    limit_acts(rt, [rt.instance], "drain_instance")  # over it: BlastRadiusExceeded, the incident escalates
     rt.control.drain(rt.instance)
     action = action.model_copy(update={"applied": True, "result": "drained", "at": utcnow()})
     t.decide("isolate", "drain", f"{others} healthy instance(s) carry the traffic meanwhile")

@@ -12,6 +12,7 @@ One module per concern; this package's namespace is the interface (``from llmedi
 - :mod:`~llmedic.config.routing` — team routes, SMTP, notification retries, receiver, alert rules
 - :mod:`~llmedic.config.reviews` — schedules, the capacity review, backups
 - :mod:`~llmedic.config.network` — network links and their artifacts
+- :mod:`~llmedic.config.limits` — the blast-radius limit across incidents
 - :mod:`~llmedic.config.environment` — ``EnvironmentFile`` (``llmedic.yaml``) and ``load_environment``
 """
 
@@ -26,6 +27,7 @@ from llmedic.config.datasets import (
     GoldenSetConfig,
 )
 from llmedic.config.environment import EnvironmentFile, load_environment
+from llmedic.config.limits import LimitsConfig
 from llmedic.config.network import NetworkConfig, NetworkLink, SyncArtifact
 from llmedic.config.reviews import BackupArtifact, CapacityConfig, ScheduleConfig, ServiceCapacity
 from llmedic.config.routing import AlertRule, NotifyConfig, ReceiverConfig, SmtpConfig, TeamRoute
@@ -59,6 +61,7 @@ __all__ = [
     "GoldenSetConfig",
     "HostConfig",
     "InstanceConfig",
+    "LimitsConfig",
     "MetricsConfig",
     "NetworkConfig",
     "NetworkLink",

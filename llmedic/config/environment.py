@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 
 from llmedic.config._base import Name, _Strict
 from llmedic.config.datasets import DatasetConfig, GoldenSetConfig
+from llmedic.config.limits import LimitsConfig
 from llmedic.config.network import NetworkConfig
 from llmedic.config.reviews import BackupArtifact, CapacityConfig, ScheduleConfig
 from llmedic.config.routing import AlertRule, NotifyConfig, ReceiverConfig, SmtpConfig, TeamRoute
@@ -41,6 +42,8 @@ class EnvironmentFile(_Strict):
     capacity: CapacityConfig = CapacityConfig()
     backups: dict[Name, BackupArtifact] = Field(default_factory=dict)
     network: NetworkConfig = NetworkConfig()
+    limits: LimitsConfig = LimitsConfig()
+    """The blast-radius limit on drains, restarts and resets, over every concurrent incident."""
     prefect_ui_url: AnyHttpUrl | None = None
     """Base URL of the Prefect UI, used for links in notifications and reports."""
     approvers: dict[Name, TeamRoute] = Field(default_factory=dict)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "audit_cache",
     "audit_records",
+    "blast_radius",
     "incident_notices",
     "incidents",
     "kb_reports",
@@ -108,6 +109,20 @@ audit_cache = sa.Table(
     sa.Column("doc", Doc, nullable=False),
 )
 """Audits of immutable dataset versions, keyed by dataset, version, reference and declaration."""
+
+blast_radius = sa.Table(
+    "blast_radius",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("service", sa.String(200), nullable=False),
+    sa.Column("instance", sa.String(200), nullable=False),
+    sa.Column("incident_id", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("at", When, nullable=False),
+    sa.Index("blast_radius_service_at", "service", "at"),
+)
+"""Every drain, restart and reset llmedic did to an instance (``llmedic.limits``): the
+blast-radius limit counts the distinct instances of a service acted on within its window."""
 
 outbox = sa.Table(
     "outbox",

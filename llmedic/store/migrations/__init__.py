@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 __all__ = ["HEAD", "upgrade"]
 
-HEAD = "0001"
+HEAD = "0002"
 """The newest revision."""
 
 
