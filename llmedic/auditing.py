@@ -25,7 +25,12 @@ from llmedic.store.files import atomic_write
 from llmedic.store.tables import audit_records
 
 # DataAudit: what audit_version returns (the step runtime names it through this seam, not the data home)
-__all__ = ["AuditHistory", "AuditRecord", "DataAudit", "audit_version"]
+__all__ = ["AUDIT_FORMAT", "AuditHistory", "AuditRecord", "DataAudit", "audit_version"]
+
+AUDIT_FORMAT = "2"
+"""Part of every cached audit's key: raised when the audit's judgement changes (2: outlier fences
+from the reference, per group; each drifted column a breach), so no audit made by an older llmedic
+is read back as if it were made now."""
 
 
 def audit_version(
@@ -41,7 +46,7 @@ def audit_version(
     v = store.version(name, ref)
     state = store.state(name)
     ref_id = state.reference if reference and state.reference and state.reference != v.id else None
-    digest = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+    digest = hashlib.sha256((AUDIT_FORMAT + cfg.model_dump_json()).encode()).hexdigest()[:12]
     cache = store.root / name / "audits" / f"{v.id}--{ref_id or 'none'}--{digest}.json"
     if not fresh and cache.exists():
         try:

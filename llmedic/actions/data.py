@@ -51,8 +51,22 @@ def repair_dataset(p: RepairParams, rt: ActionContext) -> ActionOutcome:
     name, cfg = rt.ctx.target, rt.dataset
     before = rt.store.current(name)
     source, frame = rt.store.read(name, cfg, rt.ctx.version or "current")
-    focus = sorted({f.column for f in rt.audit(source.id).breaches(rt.ctx.anomaly) if f.column})
-    repaired, log = apply_operations(frame, cfg, list(p.operations), focus=focus)
+    audit = rt.audit(source.id)
+    drifted = [f for f in audit.breaches(AnomalyType.DATA_QUALITY) if f.kind == "drift" and f.column]
+    if drifted:
+        raise ControlError(
+            f"{name}@{source.id} drifted from the reference {audit.reference}: "
+            + "; ".join(f.message for f in drifted)[:600]
+            + "; a repair only changes broken cells and cannot make a shifted distribution right, "
+            "so nothing was written",
+            hint="roll back to the last good version (the data_quality playbook's roll_back), or, if the "
+            "new distribution is right, make this version the reference: `llmedic data reference`",
+        )
+    focus = sorted({f.column for f in audit.breaches(rt.ctx.anomaly) if f.column})
+    state = rt.store.state(name)
+    ref_id = state.reference if state.reference and state.reference != source.id else None
+    reference = rt.store.read(name, cfg, ref_id)[1] if ref_id else None
+    repaired, log = apply_operations(frame, cfg, list(p.operations), focus=focus, reference=reference)
     lost = 1 - log.rows_after / log.rows_before
     if lost > p.max_row_loss_share:
         raise ControlError(

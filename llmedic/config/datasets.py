@@ -56,6 +56,10 @@ class ColumnSchema(_Strict):
     """Mask the column's values wherever samples are shown (evidence, reports, the CLI)."""
     drift: bool = True
     """Compare the column with the reference version."""
+    group_by: str | None = None
+    """Numeric columns whose values legitimately differ by group (doses of different drugs in one
+    column): judge outliers per value of this column, against the same group of the reference
+    version (default: the dataset's ``segment_column``; neither: the whole column)."""
 
     @field_validator("regex")
     @classmethod
@@ -75,6 +79,8 @@ class ColumnSchema(_Strict):
             raise ValueError(f"min/max apply to int and float columns, not {self.dtype}")
         if self.date_formats and self.dtype not in ("date", "datetime"):
             raise ValueError(f"date_formats apply to date and datetime columns, not {self.dtype}")
+        if self.group_by is not None and self.dtype not in ("int", "float"):
+            raise ValueError(f"group_by applies to int and float columns (their outliers), not {self.dtype}")
         return self
 
 
@@ -138,7 +144,8 @@ class DatasetConfig(_Strict):
     key: list[str] = Field(default_factory=list)
     """Columns that identify a row; a repeated key is a duplicate."""
     segment_column: str | None = None
-    """Missing values are also broken down by this column."""
+    """Missing values are also broken down by this column, and numeric columns' outlier fences are
+    computed per value of it (unless a column names its own ``group_by``)."""
     time_column: str | None = None
     """Missing values are also broken down by day of this column."""
     missing_tokens: list[str] = Field(default_factory=lambda: list(DEFAULT_MISSING_TOKENS))
@@ -164,6 +171,12 @@ class DatasetConfig(_Strict):
                 unknown = [c for c in cols if c not in self.columns]
                 if unknown:
                     raise ValueError(f"{role} names {unknown}, which are not under columns:")
+            for name, col in self.columns.items():
+                if col.group_by is not None and (col.group_by not in self.columns or col.group_by == name):
+                    raise ValueError(
+                        f"columns.{name}.group_by names {col.group_by!r}: name another column declared "
+                        "under columns: (the one whose values tell the groups apart, e.g. the drug)"
+                    )
         try:
             "".encode(self.encoding)
         except LookupError:

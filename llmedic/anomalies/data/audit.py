@@ -10,6 +10,12 @@ need, and reports it as :class:`~llmedic.anomalies.data.findings.Finding` object
 * ``data_quality`` — values out of range or outside the allowed set, outliers, duplicate rows and
   keys, drift against the reference version.
 
+The reference version is the known-good distribution: outliers are judged by *its* fences (per
+group when the column has one, :mod:`llmedic.anomalies.data.basis`), and every drift-enabled column
+that drifted is a breach of its own, whatever share of the columns drifted. Drift is measured on
+the cells no per-cell check found broken, so a few broken cells are outliers (repaired), not drift,
+while a systematic change of the values (a unit change) is drift (rolled back).
+
 Pure: no I/O, no Prefect. The same function backs ``llmedic data validate``, every data flow's
 confirm/reproduce/verify step, the monthly audit and the benchmark.
 """
@@ -21,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from llmedic.anomalies.data.basis import basis_text, fences_for, group_of
 from llmedic.anomalies.data.conformance import Parsed, as_text, isin_text, missing_mask, parse_column
-from llmedic.anomalies.data.duplicates import duplicated_rows
+from llmedic.anomalies.data.duplicates import duplicate_findings
 from llmedic.anomalies.data.findings import (
     ColumnReport,
     DataAudit,
@@ -31,7 +38,7 @@ from llmedic.anomalies.data.findings import (
     effective_schema,
     finding,
 )
-from llmedic.anomalies.data.outliers import fences, outlier_mask
+from llmedic.anomalies.data.outliers import METHODS, FenceSet
 from llmedic.config import ColumnSchema, DatasetConfig, DataThresholds
 from llmedic.drift import column_drift
 from llmedic.redact import MASK, redact_text
@@ -39,13 +46,12 @@ from llmedic.redact import MASK, redact_text
 __all__ = ["audit_frame"]
 
 
-def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
-    """At most ``rows`` rows, drawn without replacement (seeded), in their original order."""
-    if len(frame) <= rows:
-        return frame
-    keep = np.zeros(len(frame), dtype=bool)
-    keep[np.random.default_rng(seed).choice(len(frame), size=rows, replace=False)] = True
-    return frame[keep]
+@dataclass(frozen=True)
+class _Ref:
+    """The reference version a batch is judged against (``frame`` None: there is none)."""
+
+    frame: pd.DataFrame | None = None
+    version: str | None = None
 
 
 @dataclass
@@ -62,6 +68,8 @@ class _Column:
     t: DataThresholds
     checks: set[str]
     findings: list[Finding]
+    broken: np.ndarray
+    """Cells a per-cell check found broken (type, range, allowed set, outliers): left out of drift."""
 
     def share(self, count: int) -> float:
         return count / self.n if self.n else 0.0
@@ -164,6 +172,7 @@ def _check_range(c: _Column, x: np.ndarray) -> None:
         lo = x < col.min if col.min is not None else np.zeros(c.n, dtype=bool)
         out = np.logical_or(lo, x > col.max, out=lo) if col.max is not None else lo
     if out.any():
+        c.broken |= out
         count = int(out.sum())
         c.report.invalid["range"] = count
         c.findings.append(
@@ -179,35 +188,63 @@ def _check_range(c: _Column, x: np.ndarray) -> None:
         )
 
 
-def _check_outliers(c: _Column, x: np.ndarray) -> None:
+def _where(f: FenceSet, mask: np.ndarray, method: str) -> str:
+    """The limits the outliers broke: the column's, or those of (up to three of) their groups."""
+    if f.labels is None or not f.groups:
+        low, high = f.overall.limits(method)
+        return f"[{low:.4g}, {high:.4g}]"
+    parts = []
+    for key in list(dict.fromkeys(f.labels[mask].tolist()))[:3]:
+        g = f.groups.get(key)
+        low, high = (g or f.overall).limits(method)
+        parts.append(
+            f"{key} [{low:.4g}, {high:.4g}]" + ("" if g else " (the column's: too few in the group)")
+        )
+    return ", ".join(parts)
+
+
+def _check_outliers(c: _Column, x: np.ndarray, frame: pd.DataFrame, cfg: DatasetConfig, ref: _Ref) -> None:
+    """Values outside the fences of the reference (per group), or of the batch without one."""
     t, report = c.t, c.report
-    f = fences(x, iqr_k=t.iqr_k, robust_z=t.robust_z) if "outliers" in c.checks else None
+    if "outliers" not in c.checks:
+        return
+    f = fences_for(x, frame, c.name, c.col, cfg, ref.frame)
     if f is None:
         return
-    report.stats["median"] = f.median
-    report.outlier_counts = {m: f.count(m) for m in ("iqr", "robust_z", "sigma3")}
+    finite = np.isfinite(x)
+    if finite.any():
+        report.stats["median"] = float(np.median(x[finite]))
+    masks = {m: f.mask(x, m) for m in METHODS}
+    report.outlier_counts = {m: int(masks[m].sum()) for m in METHODS}
+    o = f.overall
     report.outlier_fences = {
-        "iqr_low": f.iqr_low,
-        "iqr_high": f.iqr_high,
-        "robust_low": f.robust_low,
-        "robust_high": f.robust_high,
-        "sigma_low": f.sigma_low,
-        "sigma_high": f.sigma_high,
+        "iqr_low": o.iqr_low,
+        "iqr_high": o.iqr_high,
+        "robust_low": o.robust_low,
+        "robust_high": o.robust_high,
+        "sigma_low": o.sigma_low,
+        "sigma_high": o.sigma_high,
     }
-    count = f.count(t.outlier_method)
+    group = group_of(c.name, c.col, cfg)
+    basis = basis_text(f, group, ref.version)
+    report.outlier_basis = basis
+    report.outlier_group_fences = {k: list(g.limits(t.outlier_method)) for k, g in f.groups.items()}
+    mask = masks[t.outlier_method]
+    c.broken |= mask
+    count = int(mask.sum())
     if not count:
         return
-    mask = outlier_mask(x, f, t.outlier_method)
     report.invalid["outliers"] = count
-    low, high = f.limits(t.outlier_method)
+    counts = report.outlier_counts
     c.findings.append(
         finding(
             "outliers",
             count,
             c.n,
             t.max_outlier_share,
-            f"{c.name}: {count} outliers by {t.outlier_method} (outside [{low:.4g}, {high:.4g}]); "
-            f"IQR {f.iqr_count}, robust z {f.robust_count}, 3σ {f.sigma_count}",
+            f"{c.name}: {count} outliers by {t.outlier_method} against {basis} (outside "
+            f"{_where(f, mask, t.outlier_method)}); IQR {counts['iqr']}, robust z {counts['robust_z']}, "
+            f"3σ {counts['sigma3']}",
             column=c.name,
             mask=mask,
         )
@@ -232,6 +269,7 @@ def _check_allowed(c: _Column, frame: pd.DataFrame) -> None:
         bad_values = as_text(s[bad]).str.strip()
     if not bad.any():
         return
+    c.broken |= bad
     count = int(bad.sum())
     c.report.invalid["allowed"] = count
     counts = bad_values.value_counts().head(8)
@@ -253,7 +291,7 @@ def _check_allowed(c: _Column, frame: pd.DataFrame) -> None:
 
 
 def _audit_column(
-    frame: pd.DataFrame, name: str, col: ColumnSchema, cfg: DatasetConfig, findings: list[Finding]
+    frame: pd.DataFrame, name: str, col: ColumnSchema, cfg: DatasetConfig, findings: list[Finding], ref: _Ref
 ) -> _Column:
     """Profile one column: missing values, formats, then range / outliers / allowed values on the
     valid ones (findings in that order)."""
@@ -264,13 +302,14 @@ def _audit_column(
     parsed = parse_column(s, col, missing, formats="formats" in checks, stamps=name == cfg.time_column)
     n_miss = int(missing.sum())
     report = ColumnReport(name=name, dtype=col.dtype, missing=n_miss, missing_share=n_miss / n if n else 0.0)
-    c = _Column(name, col, s, missing, parsed, report, n, cfg.thresholds, checks, findings)
+    broken = np.array(parsed.invalid, dtype=bool, copy=True)
+    c = _Column(name, col, s, missing, parsed, report, n, cfg.thresholds, checks, findings, broken)
     _check_missing(c)
     _check_formats(c)
     if col.dtype in ("int", "float"):
         x = _numbers(c)
         _check_range(c, x)
-        _check_outliers(c, x)
+        _check_outliers(c, x, frame, cfg, ref)
     _check_allowed(c, frame)
     return c
 
@@ -307,60 +346,33 @@ def _missing_by_row(
         }
 
 
-def _duplicates(audit: DataAudit, frame: pd.DataFrame, cfg: DatasetConfig, findings: list[Finding]) -> None:
-    """Rows repeating an earlier row exactly, then rows repeating its key with other values."""
-    n, t, checks = len(frame), cfg.thresholds, set(cfg.checks)
-    dup = duplicated_rows(frame, frame.columns) if "duplicates" in checks else np.zeros(n, dtype=bool)
-    audit.duplicate_rows = int(dup.sum())
-    if audit.duplicate_rows:
-        findings.append(
-            finding(
-                "duplicate_rows",
-                audit.duplicate_rows,
-                n,
-                t.max_duplicate_share,
-                f"{audit.duplicate_rows} rows repeat an earlier row exactly",
-                mask=dup,
-            )
-        )
-    if cfg.key and "duplicates" in checks and all(k in frame.columns for k in cfg.key):
-        kdup = duplicated_rows(frame, cfg.key) & ~dup
-        audit.duplicate_keys = int(kdup.sum())
-        if audit.duplicate_keys:
-            findings.append(
-                finding(
-                    "duplicate_keys",
-                    audit.duplicate_keys,
-                    n,
-                    t.max_duplicate_share,
-                    f"{audit.duplicate_keys} rows repeat the key {cfg.key} of an earlier row with other values",
-                    mask=kdup,
-                )
-            )
-
-
-def _drift_values(side: pd.DataFrame, name: str, col: ColumnSchema, cfg: DatasetConfig) -> pd.Series:
-    """One side's values of a column, as drift compares them (numbers parsed, categories stripped)."""
-    miss = missing_mask(side[name], cfg.missing_tokens)
+def _reference_values(reference: pd.DataFrame, name: str, col: ColumnSchema, cfg: DatasetConfig) -> pd.Series:
+    """The reference's values of a column, as drift compares them (numbers parsed, categories stripped)."""
+    miss = missing_mask(reference[name], cfg.missing_tokens)
     if col.dtype in ("int", "float"):
-        return parse_column(side[name], col, miss).values
-    return as_text(side[name]).str.strip().where(~pd.Series(miss, index=side.index))
+        return parse_column(reference[name], col, miss, formats=False).values
+    return as_text(reference[name]).str.strip().where(~pd.Series(miss, index=reference.index))
+
+
+def _batch_values(c: _Column) -> pd.Series:
+    """The batch's values of a column that no per-cell check found broken (missing ones dropped)."""
+    keep = ~(c.missing | c.broken)
+    if c.col.dtype in ("int", "float"):
+        return c.parsed.values.iloc[np.flatnonzero(keep)]
+    return as_text(c.s.iloc[np.flatnonzero(keep)]).str.strip()
 
 
 def _drift(
     audit: DataAudit,
-    frame: pd.DataFrame,
     reference: pd.DataFrame,
     cfg: DatasetConfig,
     columns: list[_Column],
     findings: list[Finding],
 ) -> None:
-    """Per-column drift against the reference, and dataset drift when enough columns drifted."""
+    """Per-column drift against the reference: each drifted column is a breach of its own; the
+    dataset drifts when enough columns drifted (a finding of its own, the summary)."""
     t = cfg.thresholds
     compared: list[str] = []
-    # Drift is measured on samples (drawn once per side, the same rows for every column).
-    ref_sample = _sample(reference, t.drift_sample_rows, seed=0)
-    cur_sample = _sample(frame, t.drift_sample_rows, seed=1)
     for c in columns:
         name, col = c.name, c.col
         if (
@@ -370,8 +382,7 @@ def _drift(
         ):
             continue
         numeric = col.dtype in ("int", "float")
-        values = [_drift_values(side, name, col, cfg) for side in (ref_sample, cur_sample)]
-        d = column_drift(name, values[0], values[1], numeric, t)
+        d = column_drift(name, _reference_values(reference, name, col, cfg), _batch_values(c), numeric, t)
         if d is None:
             continue
         compared.append(name)
@@ -384,6 +395,19 @@ def _drift(
         }
         if d.drifted:
             audit.drifted_columns.append(name)
+            findings.append(
+                finding(
+                    "drift",
+                    1,
+                    1,
+                    0.0,
+                    f"{name} drifted from the reference{' ' + audit.reference if audit.reference else ''} "
+                    f"(its cells that pass every per-cell check): {d.describe()}",
+                    column=name,
+                    patterns=[d.describe()],
+                    breach=True,
+                )
+            )
     if not compared:
         return
     audit.drift_share = len(audit.drifted_columns) / len(compared)
@@ -423,8 +447,9 @@ def audit_frame(
     Findings come column by column (missing, formats, range, outliers, allowed values), then
     duplicate rows and keys, then drift."""
     findings: list[Finding] = []
+    ref = _Ref(reference, reference_version)
     columns = [
-        _audit_column(frame, name, col, cfg, findings)
+        _audit_column(frame, name, col, cfg, findings, ref)
         for name, col in effective_schema(frame, cfg).items()
         if name in frame.columns
     ]
@@ -438,9 +463,9 @@ def audit_frame(
         rows_with_missing=0,
     )
     _missing_by_row(audit, frame, cfg, columns)
-    _duplicates(audit, frame, cfg, findings)
+    duplicate_findings(audit, frame, cfg, findings)
     if reference is not None and "drift" in cfg.checks:
-        _drift(audit, frame, reference, cfg, columns, findings)
+        _drift(audit, reference, cfg, columns, findings)
     audit.column_reports = [c.report for c in columns]
     audit.findings = findings
     return audit

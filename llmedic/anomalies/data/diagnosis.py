@@ -10,8 +10,13 @@ names of its playbook):
 * ``data_format`` (:class:`FormatDiagnosis`): ``bad_encoding``, ``mixed_date_formats``,
   ``type_mismatch``, ``pattern_violations`` (the commonest kind of bad cell wins), or
   ``batch_broken``;
-* ``data_quality`` (:class:`QualityDiagnosis`): ``drift`` (dataset drift against the reference),
-  ``duplicates``, ``outliers``, ``invalid_values`` (out of range / not allowed), or ``batch_broken``.
+* ``data_quality`` (:class:`QualityDiagnosis`): ``drift`` (a drift-enabled column drifted from the
+  reference, whatever share of the columns did), ``duplicates``, ``outliers``, ``invalid_values``
+  (out of range / not allowed), or ``batch_broken``.
+
+A systematic change is never repaired: when a column drifted, ``data_quality`` is ``drift`` and
+``data_missing`` / ``data_format`` are ``batch_broken`` (both roll back), because no edit of some
+cells makes a shifted distribution right.
 
 Each includes ``none``: the audit finds no breach of the kind (the confirm step and the audit
 disagree); the shipped playbooks let it escalate on purpose.
@@ -129,6 +134,12 @@ def diagnose_data(
         return _NONE[anomaly], f"no {anomaly.value} breach in {audit.version}"
     share = rows_hit(audit, anomaly)
     worst: Finding = max(breaches, key=lambda f: f.share)
+    drifted = [f for f in audit.breaches(AnomalyType.DATA_QUALITY) if f.kind == "drift" and f.column]
+    drift_reason = "; ".join(f.message for f in drifted)
+    if drifted and anomaly == AnomalyType.DATA_MISSING:
+        return MissingDiagnosis.BATCH_BROKEN, f"the batch also drifted from the reference: {drift_reason}"
+    if drifted and anomaly == AnomalyType.DATA_FORMAT:
+        return FormatDiagnosis.BATCH_BROKEN, f"the batch also drifted from the reference: {drift_reason}"
     if anomaly == AnomalyType.DATA_MISSING:
         if worst.share > rollback_row_share or share > rollback_row_share:
             return MissingDiagnosis.BATCH_BROKEN, (
@@ -165,9 +176,11 @@ def diagnose_data(
             f.message + (f" [{', '.join(f.patterns[:3])}]" if f.patterns else "") for f in breaches
         )
         return _FORMAT_DIAGNOSIS[kind], detail
-    drift = next((f for f in breaches if f.kind == "drift"), None)
-    if drift is not None:
-        return QualityDiagnosis.DRIFT, drift.message + ": " + "; ".join(drift.patterns)
+    drift = [f for f in breaches if f.kind == "drift"]
+    if drift:
+        return QualityDiagnosis.DRIFT, "; ".join(
+            f.message + ("" if f.column or not f.patterns else ": " + "; ".join(f.patterns)) for f in drift
+        )
     if share > rollback_row_share:
         return (
             QualityDiagnosis.BATCH_BROKEN,

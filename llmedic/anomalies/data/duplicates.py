@@ -12,7 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["duplicated_rows", "row_hashes"]
+from llmedic.anomalies.data.findings import DataAudit, Finding, finding
+from llmedic.config import DatasetConfig
+
+__all__ = ["duplicate_findings", "duplicated_rows", "row_hashes"]
 
 _M1, _M2, _GOLDEN = (
     np.uint64(0xBF58476D1CE4E5B9),
@@ -85,3 +88,37 @@ def duplicated_rows(frame: pd.DataFrame, columns: Iterable[str]) -> np.ndarray:
     codes = pd.DataFrame({i: _codes(sub[c]).view(np.int64) for i, c in enumerate(cols)})
     out[np.flatnonzero(cand)[codes.duplicated().to_numpy()]] = True
     return out
+
+
+def duplicate_findings(
+    audit: DataAudit, frame: pd.DataFrame, cfg: DatasetConfig, findings: list[Finding]
+) -> None:
+    """Rows repeating an earlier row exactly, then rows repeating its key with other values."""
+    n, t, checks = len(frame), cfg.thresholds, set(cfg.checks)
+    dup = duplicated_rows(frame, frame.columns) if "duplicates" in checks else np.zeros(n, dtype=bool)
+    audit.duplicate_rows = int(dup.sum())
+    if audit.duplicate_rows:
+        findings.append(
+            finding(
+                "duplicate_rows",
+                audit.duplicate_rows,
+                n,
+                t.max_duplicate_share,
+                f"{audit.duplicate_rows} rows repeat an earlier row exactly",
+                mask=dup,
+            )
+        )
+    if cfg.key and "duplicates" in checks and all(k in frame.columns for k in cfg.key):
+        kdup = duplicated_rows(frame, cfg.key) & ~dup
+        audit.duplicate_keys = int(kdup.sum())
+        if audit.duplicate_keys:
+            findings.append(
+                finding(
+                    "duplicate_keys",
+                    audit.duplicate_keys,
+                    n,
+                    t.max_duplicate_share,
+                    f"{audit.duplicate_keys} rows repeat the key {cfg.key} of an earlier row with other values",
+                    mask=kdup,
+                )
+            )

@@ -81,7 +81,12 @@ class ColumnReport(BaseModel):
     """Finding kind → cells (type, date_format, pattern, encoding, range, allowed, outliers)."""
     stats: dict[str, float] = Field(default_factory=dict)
     outlier_fences: dict[str, float] = Field(default_factory=dict)
+    """The column's overall fences of each rule (from the reference when there is one)."""
     outlier_counts: dict[str, int] = Field(default_factory=dict)
+    outlier_basis: str = ""
+    """What the outliers were judged by: the reference's fences (per group), or the batch's own."""
+    outlier_group_fences: dict[str, list[float]] = Field(default_factory=dict)
+    """Grouped columns: each group's (low, high) fences of the dataset's ``outlier_method``."""
     date_formats: dict[str, int] = Field(default_factory=dict)
     drift: dict[str, float | str | bool] | None = None
 

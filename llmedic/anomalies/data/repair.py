@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
+from llmedic.anomalies.data.basis import fences_for, group_of, labels
 from llmedic.anomalies.data.conformance import MOJIBAKE, as_text, missing_mask, parse_column
 from llmedic.anomalies.data.duplicates import duplicated_rows
 from llmedic.anomalies.data.findings import effective_schema
-from llmedic.anomalies.data.outliers import fences, outlier_mask
+from llmedic.anomalies.data.knn import knn_fill
 from llmedic.anomalies.data.repair_ops import (
     Coerce,
     Dedupe,
@@ -94,48 +94,12 @@ def _targets(
     return [c for c in names if pred(schema[c])]
 
 
-def _knn(
-    frame: pd.DataFrame, schema: dict[str, ColumnSchema], cfg: DatasetConfig, target: str, k: int
-) -> tuple[pd.Series, int]:
-    numeric = [c for c, s in schema.items() if _numeric(s) and c in frame.columns]
-    parsed = {
-        c: parse_column(frame[c], schema[c], missing_mask(frame[c], cfg.missing_tokens)).values.to_numpy(
-            dtype="float64", na_value=np.nan
-        )
-        for c in numeric
-    }
-    y = parsed[target]
-    feats = [c for c in numeric if c != target]
-    out = y.copy()
-    todo = np.flatnonzero(np.isnan(y))
-    fallback = 0
-    if not feats:
-        fallback = len(todo)
-        out[todo] = np.nanmedian(y)
-        return pd.Series(out, index=frame.index), fallback
-    X = np.column_stack([parsed[c] for c in feats])
-    mu, sd = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
-    sd[sd == 0] = 1
-    Z = (X - mu) / sd
-    usable = ~np.isnan(Z)
-    donors_all = ~np.isnan(y)
-    patterns = (
-        pd.Series([tuple(r) for r in usable[todo]], index=todo) if len(todo) else pd.Series([], dtype=object)
-    )
-    for pattern, rows in patterns.groupby(patterns, sort=False):
-        cols = np.array(pattern, dtype=bool)
-        idx = rows.index.to_numpy()
-        donors = donors_all & usable[:, cols].all(axis=1) if cols.any() else np.zeros(len(y), dtype=bool)
-        if not cols.any() or donors.sum() == 0:
-            out[idx] = np.nanmedian(y)
-            fallback += len(idx)
-            continue
-        tree = cKDTree(Z[donors][:, cols])
-        kk = min(k, int(donors.sum()))
-        _, nn = tree.query(Z[idx][:, cols], k=kk)
-        nn = np.asarray(nn).reshape(len(idx), kk)
-        out[idx] = y[donors][nn].mean(axis=1)
-    return pd.Series(out, index=frame.index), fallback
+def _by_group(x: pd.Series, groups: Any, strategy: str, col: ColumnSchema, fill: float) -> pd.Series:
+    """Missing values filled with their group's mean or median (``fill`` for a group with none)."""
+    grouped = x.groupby(groups)
+    per = grouped.transform("mean") if strategy == "mean" else grouped.transform("median")
+    out = x.fillna(per).fillna(fill)
+    return out.round() if col.dtype == "int" else out
 
 
 def _impute(
@@ -153,7 +117,7 @@ def _impute(
         if _numeric(col):
             x = parsed.values
             if op.strategy == "knn":
-                filled, fallback = _knn(frame, schema, cfg, name, op.k)
+                filled, fallback = knn_fill(frame, schema, cfg, name, op.k)
                 how = f"knn k={op.k}" + (
                     f" ({fallback} rows without neighbours took the median)" if fallback else ""
                 )
@@ -171,6 +135,9 @@ def _impute(
                 if col.dtype == "int":
                     fill = float(round(fill))
                 filled, how = x.fillna(fill), f"{op.strategy} {fill:g}"
+                groups = labels(frame, group_of(name, col, cfg))
+                if groups is not None and op.strategy in ("mean", "median"):
+                    filled, how = _by_group(x, groups, op.strategy, col, fill), f"{op.strategy} per group"
             new = x.where(~pd.Series(miss, index=frame.index), filled)
             changed = pd.Series(miss & new.notna().to_numpy(), index=frame.index)
             frame[name] = _render(new, col, frame[name]).where(changed, frame[name])
@@ -411,32 +378,42 @@ def _rules(
 
 
 def _outliers(
-    frame: pd.DataFrame, cfg: DatasetConfig, schema: dict[str, ColumnSchema], op: Outliers, log: RepairLog
+    frame: pd.DataFrame,
+    cfg: DatasetConfig,
+    schema: dict[str, ColumnSchema],
+    op: Outliers,
+    log: RepairLog,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    t = cfg.thresholds
-    method = op.method or t.outlier_method
+    """Outliers by the fences the audit judges by (the reference's, per group; else the batch's):
+    only the cells outside them change."""
+    method = op.method or cfg.thresholds.outlier_method
     drop = np.zeros(len(frame), dtype=bool)
     for name in _targets(frame, schema, op, _numeric):
         col = schema[name]
         miss = missing_mask(frame[name], cfg.missing_tokens)
         x = parse_column(frame[name], col, miss).values
         arr = x.to_numpy(dtype="float64", na_value=np.nan)
-        f = fences(arr, iqr_k=t.iqr_k, robust_z=t.robust_z)
+        f = fences_for(arr, frame, name, col, cfg, reference)
         if f is None:
             continue
-        mask = outlier_mask(arr, f, method)
+        mask = f.mask(arr, method)
         n = int(mask.sum())
         if not n:
             continue
-        lo, hi = f.limits(method)
+        basis = "the reference's fences" if f.basis == "reference" else "the batch's own fences"
+        if f.groups:
+            basis += f" per {group_of(name, col, cfg)}"
         if op.treatment == "remove":
             drop |= mask
-            log.note(f"{name}: {n} outliers by {method} marked for removal")
+            log.note(f"{name}: {n} outliers by {method} (against {basis}) marked for removal")
         elif op.treatment == "cap":
-            frame[name] = _render(x.clip(lo, hi), col, frame[name]).where(
+            lo, hi = f.bounds(method)
+            capped = pd.Series(np.clip(arr, lo, hi), index=frame.index)
+            frame[name] = _render(capped, col, frame[name]).where(
                 pd.Series(mask, index=frame.index), frame[name]
             )
-            log.note(f"{name}: {n} outliers by {method} capped to [{lo:.4g}, {hi:.4g}]", name, n)
+            log.note(f"{name}: {n} outliers by {method} capped to {basis}", name, n)
         else:
             frame[f"{name}_outlier"] = mask
             log.note(f"{name}: {n} outliers by {method} flagged in {name}_outlier", name, n)
@@ -479,18 +456,26 @@ _HANDLERS: dict[str, Callable[..., pd.DataFrame]] = {
 
 
 def apply_operations(
-    frame: pd.DataFrame, cfg: DatasetConfig, operations: list[Any], focus: list[str] | None = None
+    frame: pd.DataFrame,
+    cfg: DatasetConfig,
+    operations: list[Any],
+    focus: list[str] | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, RepairLog]:
     """Run the operations in order on a copy of ``frame``. ``focus``: the columns an incident found
     in breach; operations that name no columns work on those only (a repair fixes what is broken and
-    leaves the rest of the data as it was)."""
+    leaves the rest of the data as it was). ``reference``: the dataset's reference version, whose
+    fences decide which values are outliers (as in the audit); without it, the batch's own."""
     out = frame.copy()
     schema = effective_schema(frame, cfg)
     log = RepairLog(rows_before=len(frame))
     for op in operations:
         if focus is not None and op.columns is None and op.op != "dedupe":
             op = op.model_copy(update={"columns": [c for c in focus if c in schema]})
-        out = _HANDLERS[op.op](out, cfg, schema, op, log)
+        if op.op == "outliers":
+            out = _outliers(out, cfg, schema, op, log, reference)
+        else:
+            out = _HANDLERS[op.op](out, cfg, schema, op, log)
     if out.empty:
         raise ControlError(
             "the repair would leave no rows", hint="roll back to the last good version instead"

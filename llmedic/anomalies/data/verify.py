@@ -1,5 +1,6 @@
 """The data verification criteria: consumers see an unquarantined version, this anomaly's breaches
-are gone, no new kind of breach appeared, and the published copy is that version byte for byte."""
+are gone, no new kind of breach appeared, no column drifted from the reference (a repair that leaves
+the batch shifted fails), and the published copy is that version byte for byte."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def verify(rt: Runtime, confirmed: DataConfirmation) -> DataVerification:
     current = rt.store.version(name, "current")
     after = rt.audit(current.id, fresh=True)
     left = after.breaches(ctx.anomaly)
+    drifted = sorted({f.column for f in after.breaches() if f.kind == "drift" and f.column})
     kinds_before = {f.kind for f in before.breaches()}
     new = sorted({f.kind for f in after.breaches()} - kinds_before)
     checks = [
@@ -58,6 +60,12 @@ def verify(rt: Runtime, confirmed: DataConfirmation) -> DataVerification:
         ),
         VerificationCheck(
             name="new_breach_kinds", passed=not new, observed=", ".join(new) or "none", expected="none"
+        ),
+        VerificationCheck(
+            name="no_drift_from_reference",
+            passed=not drifted,
+            observed=", ".join(drifted) or ("none" if after.reference else "is the reference"),
+            expected=f"no drifted column against {after.reference or 'the reference'}",
         ),
     ]
     published = _published_copy(rt, current.sha256, current.id)
