@@ -55,6 +55,8 @@ class Step(StrEnum):
     VERIFY = "verify"
     ROLLBACK = "rollback"
     RECOVER = "recover"
+    WATCH = "watch"
+    """Re-verification after recovery (the playbook's ``remediation.watch_seconds``)."""
     ARCHIVE = "archive"
 
 
@@ -265,6 +267,8 @@ class Incident(_Record):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)
     verification: Verification | None = None
+    attempts: list[FixAttempt] = Field(default_factory=list)
+    """Every fix tried, in order (``remediation.max_attempts``); the report shows one row each."""
     pending_approval: dict[str, Any] | None = None
     """While waiting at a gate: action, risk, deadline, flow_run_id, the gate's nonce, approvers,
     who was sent a code, refused attempts so far and why the last one was refused."""

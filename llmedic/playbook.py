@@ -25,6 +25,7 @@ from llmedic.catalog import AnomalyType, Risk, parse_anomaly
 from llmedic.config import Settings
 from llmedic.errors import PlaybookError
 from llmedic.incident import Step
+from llmedic.remediation import RemediationPolicy
 from llmedic.yamlfile import format_loc, load_model, validate_model
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "MemoryLeakSettings",
     "NetworkSettings",
     "Playbook",
+    "RemediationPolicy",
     "StepPolicy",
     "load_all_playbooks",
     "load_playbook",
@@ -301,6 +303,8 @@ class Playbook(_Strict):
     never retried)."""
     fixes: list[FixOption] = Field(min_length=1)
     approval: ApprovalPolicy = ApprovalPolicy()
+    remediation: RemediationPolicy = RemediationPolicy()
+    """Fixes tried per incident and the watch after recovery (``llmedic/remediation.py``)."""
     isolate: bool = True
     """Isolate (drain / quarantine) before reproducing, when it is safe to."""
 
@@ -387,12 +391,9 @@ class Playbook(_Strict):
         """The settings as their anomaly's model."""
         return model.model_validate(self.settings)
 
-    def fix_for(self, diagnosis: str) -> FixOption | None:
-        """The first fix whose ``when`` lists the diagnosis."""
-        for fix in self.fixes:
-            if diagnosis in fix.when:
-                return fix
-        return None
+    def fix_for(self, diagnosis: str, tried: frozenset[str] = frozenset()) -> FixOption | None:
+        """The first fix whose ``when`` lists the diagnosis (leaving out the names in ``tried``)."""
+        return next((f for f in self.fixes if diagnosis in f.when and f.name not in tried), None)
 
 
 def _sub_errors(model: type[BaseModel], data: Any, where: str) -> list[str]:

@@ -1,8 +1,10 @@
 """The guide's response process, shared by every anomaly flow.
 
 detect & confirm → assess impact & route → collect evidence → choose a fix → isolate → reproduce →
-(approval gate, for risky fixes) → fix → verify → recover, or roll back when verification fails →
-archive with a post-mortem. A flow only wires: it calls ``respond(AnomalyType.X, request)``; each
+(approval gate, for risky fixes) → fix → verify → recover and watch; when verification fails: roll
+back, re-assess and try the next fix (``remediation.max_attempts``); when no fix can be applied or
+none worked: contain (the failing instance out of rotation when the others carry the traffic) and
+escalate saying what a human must do → archive with a post-mortem. A flow only wires: it calls ``respond(AnomalyType.X, request)``; each
 step task (``tasks/confirm.py`` ...) calls into the anomaly type's home (``llmedic.anomalies``), and
 this module reads the steps' typed results (``llmedic.anomalies.base``), never a key in a dict. The
 order, the gate, the compensation and the record are the same for every anomaly type.
@@ -13,10 +15,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from prefect import Task
-from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
-from prefect.states import Completed, Failed
-from pydantic import BaseModel
 
 from llmedic.anomalies.base import (
     Assessment,
@@ -33,84 +32,33 @@ from llmedic.errors import LlmedicError, StepFailed, VerificationFailed
 from llmedic.incident import (
     ApprovalRecord,
     Decision,
+    FixAttempt,
     Incident,
     IncidentRequest,
     Outcome,
     Step,
-    StepRecord,
     StepResult,
 )
 from llmedic.playbook import FixOption, Playbook, load_playbook
 from llmedic.store.incidents import IncidentStore
 from llmedic.store.knowledge import KnowledgeBase
-from tasks.approve import open_gate, wait_for_decision
 from tasks.archive import archive_incident
 from tasks.assess import assess
 from tasks.confirm import confirm
 from tasks.detect import log_unexpected, open_incident, record_unopened
 from tasks.evidence import evidence
 from tasks.fix import apply_fix, compensate
-from tasks.isolate import isolate, release
+from tasks.gating import ask_approval
+from tasks.isolate import contain, isolate, release
 from tasks.notify import notification_of, notify_team
 from tasks.reproduce import reproduce
 from tasks.runtime import StepContext, run_step
-from tasks.verify import verify
+from tasks.summary import IncidentSummary, summary_of, to_state
+from tasks.verify import reassess, verify, watch
 
 __all__ = ["IncidentSummary", "Response", "respond", "summary_of", "to_state"]
 
 R = TypeVar("R", bound=StepResult)
-
-
-class IncidentSummary(BaseModel):
-    """What a flow run returns (and the demo prints)."""
-
-    incident_id: str
-    anomaly: str
-    target: str
-    outcome: str
-    escalated: bool
-    escalation_reason: str = ""
-    """Why a human must look (empty unless escalated)."""
-    diagnosis: str
-    fix: str | None
-    approval: str | None
-    verified: bool | None
-    report_path: str | None
-    flow_run_id: str
-    seconds: float | None
-
-
-def summary_of(incident: Incident) -> IncidentSummary:
-    """The summary of an incident."""
-    fix = next((a for a in incident.actions if a.name not in ("drain_instance", "undrain_instance")), None)
-    appr = incident.approvals[-1] if incident.approvals else None
-    return IncidentSummary(
-        incident_id=incident.id,
-        anomaly=incident.anomaly.value,
-        target=incident.target,
-        outcome=incident.outcome.value,
-        escalated=incident.escalated,
-        escalation_reason=incident.escalation_reason,
-        diagnosis=incident.diagnosis,
-        fix=(fix.name + (" (dry run)" if fix.dry_run else "")) if fix else None,
-        approval=(f"{'approved' if appr.approved else 'rejected'} by {appr.by}") if appr else None,
-        verified=incident.verification.passed if incident.verification else None,
-        report_path=incident.report_path,
-        flow_run_id=incident.flow_run_id,
-        seconds=incident.duration_seconds,
-    )
-
-
-def to_state(summary: IncidentSummary) -> State[Any]:
-    """Failed when the incident needs a human (escalated, which includes rolled back and timed-out
-    approvals), so it stands out in the Prefect UI; Completed otherwise."""
-    # The reason goes in the state's message: it is what the Prefect UI shows beside a Failed run.
-    message = f"{summary.incident_id}: {summary.outcome}" + (
-        f" (escalated: {summary.escalation_reason})" if summary.escalated else ""
-    )
-    if summary.escalated or summary.outcome in (Outcome.FAILED_ROLLED_BACK.value, Outcome.ESCALATED.value):
-        return Failed(message=message, data=summary.model_dump())
-    return Completed(message=message, data=summary.model_dump())
 
 
 class Response:
@@ -128,6 +76,8 @@ class Response:
         self.incident, self.ctx, self.playbook, self.store, self.kb = incident, ctx, playbook, store, kb
         self.running: list[Step] = []
         """The step under way, so an unexpected error can say where it happened."""
+        self.found: tuple[Findings, str] | None = None
+        """The latest diagnosis and the assessed scope: what containment acts on."""
 
     # --- the steps (each a task calling into the anomaly type's home) ----------------------------
 
@@ -146,8 +96,8 @@ class Response:
     def reproduce(self) -> Reproduction:
         return self.step(reproduce, Step.REPRODUCE)
 
-    def verify(self, confirmed: Confirmation) -> VerificationResult:
-        return self.step(verify, Step.VERIFY, confirmed)
+    def verify(self, confirmed: Confirmation, attempt: int) -> VerificationResult:
+        return self.step(verify, Step.VERIFY, confirmed, attempt)
 
     def release(self, isolated: bool) -> StepResult:
         result: Recovery = self.step(release, Step.RECOVER, isolated)
@@ -175,7 +125,7 @@ class Response:
             return self._steps()
         except LlmedicError as exc:
             self.incident.decisions.append(Decision(topic="error", choice=exc.code, reason=str(exc)))
-            return self.finish(Outcome.ESCALATED, f"{exc.code}: {exc.message}")
+            return self.finish(Outcome.ESCALATED, self._contained(f"{exc.code}: {exc.message}"))
         except Exception as exc:
             # Anything else a step raised (a task past its timeout, a library's exception, a bug)
             # ends the incident the same way. Exception, never BaseException: Prefect's Pause (a
@@ -184,27 +134,50 @@ class Response:
             reason = f"{where} raised {type(exc).__name__}: {exc}"
             log_unexpected(reason, exc)
             self.incident.decisions.append(Decision(topic="error", choice=StepFailed.code, reason=reason))
-            return self.finish(Outcome.ESCALATED, f"{StepFailed.code}: {reason}")
+            return self.finish(Outcome.ESCALATED, self._contained(f"{StepFailed.code}: {reason}"))
 
-    def _choose(self, found: Findings) -> FixOption | None:
-        """The playbook's first fix for the diagnosis (recorded either way)."""
+    def _choose(self, found: Findings, tried: frozenset[str] = frozenset()) -> FixOption | None:
+        """The playbook's first fix for the diagnosis not tried yet (recorded either way)."""
         incident = self.incident
         diagnosis = str(found.diagnosis.value)
         incident.diagnosis = f"{diagnosis}: {found.reason}"
-        fix = self.playbook.fix_for(diagnosis)
+        fix = self.playbook.fix_for(diagnosis, tried)
+        untried = f" not tried yet (tried: {', '.join(sorted(tried))})" if tried else ""
         if fix is None:
             incident.decisions.append(
                 Decision(
-                    topic="fix", choice="none", reason=f"the playbook has no fix for diagnosis {diagnosis!r}"
+                    topic="fix",
+                    choice="none",
+                    reason=f"the playbook has no fix for diagnosis {diagnosis!r}{untried}",
                 )
             )
             return None
         incident.decisions.append(
             Decision(
-                topic="fix", choice=fix.name, reason=f"first fix for {diagnosis!r}; risk {fix.risk.value}"
+                topic="fix",
+                choice=fix.name,
+                reason=f"first fix for {diagnosis!r}{untried}; risk {fix.risk.value}",
             )
         )
         return fix
+
+    def _contained(self, reason: str, why: str = "") -> str:
+        """Containment before an escalation: ``reason`` plus what was contained and what a human
+        must do. Never raises (it runs on the error path too): a containment that fails is said."""
+        if self.found is None:  # nothing diagnosed yet: nothing known to contain
+            return reason
+        found, scope = self.found
+        human = found.human_action or f"look into the diagnosis {found.diagnosis.value!r}"
+        try:
+            held = self.step(contain, Step.ISOLATE, found, scope, why or reason)
+        except Exception as exc:  # Exception only: Prefect's signals (BaseException) pass through
+            log_unexpected(f"containment failed: {type(exc).__name__}: {exc}", exc)
+            return f"{reason}; containment failed ({type(exc).__name__}: {exc}); a human must {human}"
+        if held.isolated:
+            return f"{reason}; {held.summary}; a human must {human}"
+        if held.status == "skipped" and held.summary.startswith("not contained"):
+            return f"{reason}; {held.summary}; a human must {human}"
+        return f"{reason}; a human must {human}"
 
     def _steps(self) -> IncidentSummary:
         incident, ctx = self.incident, self.ctx
@@ -215,98 +188,150 @@ class Response:
         incident.scope, incident.impact = assessed.scope, assessed.impact
         self.notify("opened", f"{incident.title}; {incident.impact}")
         found = self.evidence(confirmed, assessed)
+        self.found = (found, assessed.scope)
         fix = self._choose(found)
         if fix is None:
-            return self.finish(
-                Outcome.ESCALATED, f"no fix in the playbook for diagnosis {found.diagnosis.value!r}"
-            )
+            why = f"no fix in the playbook for diagnosis {found.diagnosis.value!r}"
+            return self.finish(Outcome.ESCALATED, self._contained(why))
         isolated = self.isolate(found)
         self.reproduce()
         if ctx.dry_run:
             self.step(apply_fix, Step.FIX, fix, None)
             return self.finish(Outcome.DRY_RUN)
+        return self._remediate(confirmed, assessed, fix, isolated.isolated)
+
+    def _remediate(
+        self, confirmed: Confirmation, assessed: Assessment, fix: FixOption, isolated: bool
+    ) -> IncidentSummary:
+        """Try fixes until one is verified, up to ``remediation.max_attempts``: after a failed
+        verification, compensate, re-assess and take the next untried fix for the new diagnosis."""
+        most = self.playbook.remediation.max_attempts
+        tried: list[str] = []
+        for number in range(1, most + 1):
+            attempt, approval = self._attempt(number, fix, confirmed)
+            tried.append(fix.name)
+            if attempt.result == "resolved":
+                self.release(isolated)
+                return self._watch(confirmed)
+            if attempt.result == "rejected" and approval is not None:
+                return self._rejected(fix, approval, isolated)
+            if attempt.result == "fix_failed":
+                return self.finish(Outcome.ESCALATED, self._contained(attempt.summary))
+            last = f"{VerificationFailed.code}: after {fix.name}: {attempt.summary}"
+            if len(tried) > 1:
+                last += f" (fixes tried: {', '.join(tried)})"
+            if number == most:
+                self.incident.decisions.append(
+                    Decision(
+                        topic="fix", choice="stop", reason=f"{most} fix(es) tried (remediation.max_attempts)"
+                    )
+                )
+                return self.finish(Outcome.FAILED_ROLLED_BACK, self._contained(last))
+            found = self.step(reassess, Step.EVIDENCE, confirmed, assessed, number + 1)
+            self.found = (found, assessed.scope)
+            nxt = self._choose(found, frozenset(tried))
+            if nxt is None:
+                return self.finish(Outcome.FAILED_ROLLED_BACK, self._contained(last))
+            if not isolated:  # the new diagnosis may call for a drain the first one did not
+                isolated = self.isolate(found).isolated
+            fix = nxt
+        raise AssertionError("unreachable: the loop returns on its last attempt")  # pragma: no cover
+
+    def _attempt(
+        self, number: int, fix: FixOption, confirmed: Confirmation
+    ) -> tuple[FixAttempt, ApprovalRecord | None]:
+        """One fix: its gate (its own: the gate's keys name the fix), the fix, its verification,
+        its compensation when verification fails; recorded on the incident."""
+        incident = self.incident
+        record = FixAttempt(
+            number=number,
+            fix=fix.name,
+            action=fix.action,
+            risk=fix.risk,
+            diagnosis=incident.diagnosis,
+            result="resolved",
+        )
         approval = None
         if self.playbook.approval.needs_approval(fix.risk):
             approval = self._approval(fix)
+            verdict = "approved" if approval.approved else "rejected"
+            record = record.model_copy(update={"approval": f"{verdict} by {approval.by}"})
             if not approval.approved:
-                return self._rejected(fix, approval, isolated)
-        fixed = self.step(apply_fix, Step.FIX, fix, approval)
-        verified = self.verify(confirmed)
-        if not verified.passed:
-            applied = fixed.action
-            undo = self.step(compensate, Step.ROLLBACK, applied)
-            for a in incident.actions:
-                if a.name == applied.name and a.at == applied.at:
-                    a.compensated = undo.status == "ok"
-                    a.compensated_at = undo.finished_at
-            return self.finish(
-                Outcome.FAILED_ROLLED_BACK, f"{VerificationFailed.code}: after {fix.name}: {verified.summary}"
+                return self._record(
+                    record, "rejected", f"{verdict} by {approval.by} via {approval.via}"
+                ), approval
+        try:
+            fixed = self.step(apply_fix, Step.FIX, fix, approval, confirmed)
+        except LlmedicError as exc:  # refused by a safety rule, or failed: nothing to undo is known
+            incident.decisions.append(Decision(topic="error", choice=exc.code, reason=str(exc)))
+            return self._record(record, "fix_failed", f"{exc.code}: {exc.message}"), approval
+        # A fleet fix whose canary failed: the canary's verification is the fix's (canary undone).
+        verified = fixed.canary_failed or self.verify(confirmed, number)
+        if verified.passed:
+            return self._record(record, "resolved", verified.summary), approval
+        applied = fixed.action
+        undo = self.step(compensate, Step.ROLLBACK, applied)
+        for a in incident.actions:
+            if a.name == applied.name and a.at == applied.at:
+                a.compensated = undo.status == "ok"
+                a.compensated_at = undo.finished_at
+        record = record.model_copy(update={"compensated": undo.status == "ok"})
+        return self._record(record, "verification_failed", verified.summary), approval
+
+    def _record(self, attempt: FixAttempt, result: str, summary: str) -> FixAttempt:
+        """Put ``attempt`` with its result on the incident (saved)."""
+        done = attempt.model_copy(update={"result": result, "summary": summary})
+        self.incident.attempts.append(done)
+        self.store.save(self.incident)
+        return done
+
+    def _watch(self, confirmed: Confirmation) -> IncidentSummary:
+        """After recovery, re-run the verification for ``remediation.watch_seconds``; the incident
+        stays open meanwhile (an alert on its target joins it). A relapse continues the timeline,
+        is contained and escalates; a clean watch resolves."""
+        policy, incident = self.playbook.remediation, self.incident
+        rounds = policy.watch_rounds
+        if not rounds:
+            return self.finish(Outcome.RESOLVED)
+        incident.decisions.append(
+            Decision(
+                topic="watch",
+                choice=f"{rounds} round(s)",
+                reason=f"re-verify every {policy.watch_interval_seconds:g}s for {policy.watch_seconds:g}s after recovery",
             )
-        self.release(isolated.isolated)
+        )
+        verify_policy = self.playbook.step_policy(Step.VERIFY)  # a round: the pause + a verification
+        timeout = {"timeout_seconds": verify_policy.timeout_seconds + policy.watch_interval_seconds}
+        step_policy = self.playbook.steps.get(Step.WATCH) or verify_policy.model_copy(update=timeout)
+        for k in range(1, rounds + 1):
+            self.running[:] = [Step.WATCH]
+            held = run_step(watch, step_policy, self.ctx, confirmed, k, rounds, policy.watch_interval_seconds)
+            self.running.clear()
+            incident.apply(held)
+            self.store.save(incident)
+            if not held.passed:
+                last = incident.attempts[-1]
+                incident.attempts[-1] = last.model_copy(
+                    update={"result": "relapsed", "summary": f"{last.summary}; relapsed: {held.summary}"}
+                )
+                incident.decisions.append(
+                    Decision(topic="watch", choice="relapse", reason=f"after {last.fix}: {held.summary}")
+                )
+                why = f"{VerificationFailed.code}: relapsed after {last.fix} (watch {k}/{rounds}): {held.summary}"
+                return self.finish(Outcome.ESCALATED, self._contained(why, why="relapse"))
         return self.finish(Outcome.RESOLVED)
 
     def _approval(self, fix: FixOption) -> ApprovalRecord:
-        """Open the approval gate for ``fix`` and wait for the decision (the flow suspends or pauses)."""
-        incident, store, playbook, flow_run_id = (
-            self.incident,
-            self.store,
-            self.playbook,
-            self.ctx.flow_run_id,
-        )
-        gate = self.step(open_gate, Step.APPROVE, fix, playbook.approval)
-        incident.notifications.extend(gate.code_notifications)
-        pending: dict[str, Any] = {
-            "action": fix.name,
-            "risk": fix.risk.value,
-            "requested_at": gate.requested_at.isoformat(),
-            "deadline": gate.deadline.isoformat(),
-            "flow_run_id": flow_run_id,
-            "nonce": gate.nonce,
-            "approvers": list(playbook.approval.approvers),
-            "codes_sent_to": gate.codes_sent_to,
-            "refused_attempts": 0,
-        }
-        incident.pending_approval = dict(pending)
-        store.save(incident)
-        self.notify(
-            "approval",
-            f"approve {fix.name} ({fix.risk.value} risk) before {gate.deadline.isoformat()}: "
-            f"llmedic approve {flow_run_id} --by NAME"
-            + (" (with your token), or the one-time code sent to you" if playbook.approval.approvers else ""),
-        )
+        """Open the approval gate for ``fix`` and wait for the decision (``tasks/gating.py``)."""
+        return ask_approval(self, fix)
 
-        def refused(attempt: ApprovalRecord) -> None:
-            # Recorded and shown, never a rejection: anyone can type garbage into the form.
-            incident.approvals.append(attempt)
-            pending["refused_attempts"] += 1
-            pending["last_refused"] = f"{attempt.by}: {attempt.refused}"
-            incident.pending_approval = dict(pending)
-            store.save(incident)
-
-        approval = wait_for_decision(self.ctx, playbook, incident, fix, gate, refused)
-        incident.approvals.append(approval)
-        incident.pending_approval = None
-        how = f", verified by {approval.identity}" if approval.verified else ", unverified"
-        incident.timeline.append(
-            StepRecord(
-                step=Step.APPROVE,
-                started_at=approval.requested_at,
-                finished_at=approval.decided_at,
-                status="ok",
-                summary=f"{'approved' if approval.approved else 'rejected'} by {approval.by} via {approval.via}{how}"
-                + (f": {approval.comment}" if approval.comment else ""),
-            )
-        )
-        store.save(incident)
-        return approval
-
-    def _rejected(self, fix: FixOption, approval: ApprovalRecord, isolated: Isolation) -> IncidentSummary:
+    def _rejected(self, fix: FixOption, approval: ApprovalRecord, isolated: bool) -> IncidentSummary:
         """A rejected (or timed-out, or refused too often) fix: the incident ends rejected."""
         reasons = {
             "timeout": f"no decision on {fix.name} before the deadline",
             "policy": f"{self.playbook.approval.max_attempts} refused approval attempts on {fix.name}",
         }
-        if isolated.isolated:
+        if isolated:
             self.incident.decisions.append(
                 Decision(
                     topic="isolation",
@@ -314,6 +339,9 @@ class Response:
                     reason=f"{self.ctx.target} stays drained until a human acts",
                 )
             )
+        else:  # the fix will not run: the broken instance must not serve while a human is awaited
+            line = self._contained(f"{fix.name} {'timed out' if approval.via == 'timeout' else 'rejected'}")
+            self.incident.decisions.append(Decision(topic="containment", choice="on rejection", reason=line))
         return self.finish(Outcome.REJECTED, reasons.get(approval.via))
 
     def finish(self, outcome: Outcome, escalate: str | None = None) -> IncidentSummary:

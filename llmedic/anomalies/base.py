@@ -66,6 +66,9 @@ class Findings(StepResult):
     """A member of the home's ``Diagnosis`` enum (subclasses narrow the type)."""
     reason: str
     """Why: the figures behind the diagnosis, in a sentence."""
+    human_action: str = ""
+    """What a human must do when llmedic cannot fix it (e.g. ``reboot or replace node gpu-3``),
+    said in the escalation; empty: look into the diagnosis."""
 
 
 class Isolation(StepResult):
@@ -129,6 +132,12 @@ class Home(Generic[C, A, F]):
     verify: Callable[[Runtime, C], VerificationResult]
     release: Callable[[Runtime, bool], Recovery]
     """Undo the isolation once the fix is verified (called with ``Isolation.isolated``)."""
+    contain: Callable[[Runtime, F, str], Isolation] | None = None
+    """Containment when no fix can be applied or none worked (refused by a safety rule, failed,
+    rejected, verification failed, relapsed): take the failing instance out of rotation whenever
+    the others can carry the traffic, whatever the diagnosis (called with the assessed scope; a
+    fleet-wide problem is not contained by draining one instance). None: the home's isolation
+    step is all the containment there is (a quarantined dataset, a release freeze)."""
 
 
 AnyHome = Home[Any, Any, Any]

@@ -17,6 +17,8 @@ from llmedic.incident import ActionRecord, Step, Verification, VerificationCheck
 from llmedic.registry import Release, config_diff
 
 __all__ = [
+    "FLEET_SCOPES",
+    "contain_instance",
     "drain_if",
     "release_drain",
     "release_evidence",
@@ -53,7 +55,6 @@ def drain_if(
 ) -> Isolation:
     """Drain the incident's instance when the diagnosis is ``drain_for`` and enough healthy
     instances remain; record why not otherwise (shared by every playbook that drains)."""
-    ctx = rt.ctx
     t = StepTimer(Step.ISOLATE)
     if not rt.playbook.isolate:
         t.decide("isolate", "no", "the playbook turns isolation off")
@@ -66,6 +67,39 @@ def drain_if(
         reason = f"only {others} healthy instance(s) would remain (minimum {min_healthy})"
         t.decide("isolate", "no", reason)
         return Isolation(**t.stamp(reason, status="skipped"), isolated=False)
+    return _drain(rt, t, others)
+
+
+FLEET_SCOPES = frozenset({"fleet", "service"})
+"""Assessed scopes no single instance's drain contains (it would only load the others)."""
+
+
+def contain_instance(rt: Runtime, others: int, min_healthy: int, scope: str) -> Isolation:
+    """Containment: take the incident's instance out of rotation whatever the diagnosis, whenever
+    ``others`` healthy instances (at least ``min_healthy``, at least one) carry the traffic; the
+    record says why not otherwise. Already drained: nothing to do, it stays out."""
+    t = StepTimer(Step.ISOLATE)
+    name = rt.instance.name
+    if scope in FLEET_SCOPES:
+        reason = f"the problem is {scope}-wide: draining {name} would only load the others"
+        t.decide("contain", "no", reason)
+        return Isolation(**t.stamp(f"not contained: {reason}", status="skipped"), isolated=False)
+    if rt.control.state(rt.instance).drained:
+        t.decide("contain", "already", f"{name} is already out of rotation; it stays out")
+        return Isolation(**t.stamp(f"contained: {name} already out of rotation"), isolated=True)
+    if others < max(1, min_healthy):
+        reason = f"only {others} healthy instance(s) would remain (minimum {max(1, min_healthy)})"
+        t.decide("contain", "no", reason)
+        return Isolation(**t.stamp(f"not contained: {reason}", status="skipped"), isolated=False)
+    drained = _drain(rt, t, others, topic="contain")
+    if drained.isolated:
+        return drained.model_copy(update={"summary": f"contained: {name} out of rotation"})
+    return drained
+
+
+def _drain(rt: Runtime, t: StepTimer, others: int, topic: str = "isolate") -> Isolation:
+    """Drain the incident's instance (recorded only, in a dry run)."""
+    ctx = rt.ctx
     action = ActionRecord(
         name="drain_instance",
         risk=Risk.LOW,
@@ -74,7 +108,7 @@ def drain_if(
         dry_run=ctx.dry_run,
     )
     if ctx.dry_run:
-        t.decide("isolate", "would drain", f"{others} healthy instance(s) carry the traffic meanwhile")
+        t.decide(topic, "would drain", f"{others} healthy instance(s) carry the traffic meanwhile")
         return Isolation(
             **t.stamp(f"dry run: would drain {rt.instance.name}", actions=[action]), isolated=False
         )
@@ -83,7 +117,7 @@ def drain_if(
     limit_acts(rt, [rt.instance], "drain_instance")  # over it: BlastRadiusExceeded, the incident escalates
     rt.control.drain(rt.instance)
     action = action.model_copy(update={"applied": True, "result": "drained", "at": utcnow()})
-    t.decide("isolate", "drain", f"{others} healthy instance(s) carry the traffic meanwhile")
+    t.decide(topic, "drain", f"{others} healthy instance(s) carry the traffic meanwhile")
     return Isolation(**t.stamp(f"drained {rt.instance.name}", actions=[action]), isolated=True)
 
 

@@ -12,6 +12,7 @@ from llmedic.adapters.endpoint import Endpoint
 from llmedic.adapters.gpu import GpuSnapshot, dcgm_gpus, host_snapshot, kernel_log
 from llmedic.anomalies.common import system_evidence
 from llmedic.anomalies.gpu.diagnosis import (
+    Diagnosis,
     GpuAction,
     GpuVerdict,
     XidEvent,
@@ -28,7 +29,7 @@ from llmedic.errors import LlmedicError
 from llmedic.incident import Step
 from llmedic.playbook import GpuSettings
 
-__all__ = ["assess", "canary", "confirm", "evidence", "read_gpus", "verdicts"]
+__all__ = ["assess", "canary", "confirm", "evidence", "human_action", "read_gpus", "verdicts"]
 
 
 def _dcgm(rt: Runtime, t: StepTimer, mine: list[Any]) -> list[XidEvent]:
@@ -229,4 +230,16 @@ def evidence(rt: Runtime, confirmed: GpuConfirmation, assessed: GpuAssessment) -
         diagnosis=diagnosis,
         reason=reason,
         healthy_others=len(assessed.serving),
+        human_action=human_action(diagnosis, rt.instance.host, rt.instance.name),
     )
+
+
+def human_action(diagnosis: Diagnosis, host: str, instance: str) -> str:
+    """What a human must do when llmedic cannot fix ``diagnosis`` (said in the escalation)."""
+    if diagnosis in (Diagnosis.GPU_LOST, Diagnosis.NODE_FAILURE):
+        return f"reboot or replace node {host}"
+    if diagnosis == Diagnosis.GPU_RESET_NEEDED:
+        return f"reset the GPU of {instance} on {host} (nvidia-smi -r), or replace node {host}"
+    if diagnosis in (Diagnosis.THERMAL_THROTTLE, Diagnosis.POWER_THROTTLE, Diagnosis.THROTTLE):
+        return f"check the cooling and power of node {host}"
+    return f"read the XIDs and the service log of {instance} on {host}"

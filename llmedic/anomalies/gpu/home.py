@@ -5,7 +5,7 @@ verify; put the instance back."""
 from __future__ import annotations
 
 from llmedic.anomalies.base import Home, Isolation, Reproduction
-from llmedic.anomalies.common import drain_if, release_drain
+from llmedic.anomalies.common import contain_instance, drain_if, release_drain
 from llmedic.anomalies.gpu.diagnosis import Diagnosis
 from llmedic.anomalies.gpu.evidence import assess, canary, confirm, evidence
 from llmedic.anomalies.gpu.results import GpuAssessment, GpuConfirmation, GpuFindings
@@ -14,7 +14,7 @@ from llmedic.anomalies.runtime import Runtime, StepTimer
 from llmedic.incident import Step
 from llmedic.playbook import GpuSettings
 
-__all__ = ["HOME", "isolate", "reproduce"]
+__all__ = ["HOME", "contain", "isolate", "reproduce"]
 
 _DRAIN_FOR = (Diagnosis.APP_ERROR, Diagnosis.GPU_RESET_NEEDED)
 
@@ -29,6 +29,15 @@ def isolate(rt: Runtime, found: GpuFindings) -> Isolation:
         found.healthy_others,
         rt.settings_as(GpuSettings).min_healthy_instances,
         "the fix drains the node itself, or the GPU only throttles (load is shed instead)",
+    )
+
+
+def contain(rt: Runtime, found: GpuFindings, scope: str) -> Isolation:
+    """A fix refused (a node drain that would empty the service), failed or rejected: the broken
+    instance still leaves rotation when the other serving instances carry the traffic (a node-wide
+    fault is contained instance by instance: the node's other instances may still serve)."""
+    return contain_instance(
+        rt, found.healthy_others, rt.settings_as(GpuSettings).min_healthy_instances, scope
     )
 
 
@@ -52,4 +61,5 @@ HOME: Home[GpuConfirmation, GpuAssessment, GpuFindings] = Home(
     reproduce=reproduce,
     verify=verify,
     release=release_drain,
+    contain=contain,
 )
