@@ -22,6 +22,7 @@ __all__ = [
     "ApprovalRecord",
     "Decision",
     "EvidenceItem",
+    "FixAttempt",
     "Incident",
     "IncidentRequest",
     "NotificationDelivery",
@@ -238,6 +239,25 @@ class NotificationRecord(_Record):
             routes.setdefault(d.route, []).append(d.describe())
         said = " | ".join(f"{route}: " + "; ".join(parts) for route, parts in routes.items())
         return f"{self.team} ← {self.text} — {said}"
+
+
+class FixAttempt(_Record):
+    """One fix tried on the incident: the diagnosis it answered, its gate, how it ended."""
+
+    number: int
+    """1 for the first fix, 2 for the one tried after it failed verification, ..."""
+    fix: str
+    action: str
+    risk: Risk
+    diagnosis: str
+    """The diagnosis (``name: reason``) the fix was chosen for."""
+    approval: str = "not needed"
+    """``approved by NAME``, ``rejected by NAME`` or ``not needed``."""
+    result: Literal["resolved", "verification_failed", "fix_failed", "rejected", "relapsed"]
+    summary: str = ""
+    compensated: bool = False
+    """Its compensation ran (after a failed verification)."""
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Incident(_Record):
