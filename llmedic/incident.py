@@ -25,6 +25,7 @@ __all__ = [
     "FixAttempt",
     "Incident",
     "IncidentRequest",
+    "JoinedAlert",
     "NotificationDelivery",
     "NotificationRecord",
     "Outcome",
@@ -260,6 +261,19 @@ class FixAttempt(_Record):
     at: datetime = Field(default_factory=utcnow)
 
 
+class JoinedAlert(_Record):
+    """An alert that joined an open incident instead of starting a run of its own (one incident per
+    cause: another instance of a service the incident is keyed to, or one grouped by the receiver)."""
+
+    at: datetime
+    key: str
+    """The alert's notification key in the receiver's outbox."""
+    target: str
+    """The instance the alert is about."""
+    alertname: str = ""
+    why: str = ""
+
+
 class Incident(_Record):
     """Everything llmedic knows about one incident."""
 
@@ -297,6 +311,9 @@ class Incident(_Record):
     report_path: str | None = None
     related: list[str] = Field(default_factory=list)
     resolved_alerts: list[datetime] = Field(default_factory=list)
+    joined_alerts: list[JoinedAlert] = Field(default_factory=list)
+    """Alerts about other instances that joined this incident (kept by the state store, like
+    ``resolved_alerts``: the receiver records them while the run holds the incident)."""
 
     def apply(self, result: StepResult) -> None:
         """Fold a step's result into the record."""

@@ -10,7 +10,7 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from llmedic.alerts import Alert
+from llmedic.alerts import GROUPED_LABEL, Alert, stand_in
 from llmedic.catalog import AnomalyType, Category, anomaly_info
 from llmedic.config import EnvironmentFile, Settings, load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError, StepFailed
@@ -67,13 +67,13 @@ def _locate(
     if (
         found is None
         and not link
-        and info.category == Category.MODEL
+        and (info.category == Category.MODEL or GROUPED_LABEL in alert.labels)
         and target in {s.name for s in env.services}
     ):
-        # A model-quality alert names the service; its first instance stands in for steps
-        # that need one (reproduce), the others are judged with it.
+        # A model-quality alert, or the receiver's alert for several instances at once, names the
+        # service; one instance (the first alerting) stands in for steps that need one.
         svc = env.service(target)
-        found = (svc, svc.instances[0])
+        found = (svc, stand_in(svc, alert))
     if found is None:
         if link:  # a network incident is about a link (an endpoint the services depend on)
             return _Located(target=target)

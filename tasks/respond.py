@@ -186,6 +186,9 @@ class Response:
             return self.finish(Outcome.FALSE_POSITIVE)
         assessed = self.assess(confirmed)
         incident.scope, incident.impact = assessed.scope, assessed.impact
+        from llmedic.receiver.grouping import after_assess  # one incident per cause
+
+        after_assess(incident, self.store, settings_from_env())
         self.notify("opened", f"{incident.title}; {incident.impact}")
         found = self.evidence(confirmed, assessed)
         self.found = (found, assessed.scope)

@@ -472,7 +472,7 @@ ENV = EnvironmentFile.model_validate(
             }
         ],
         "alert_rules": [{"match": {"alertname": "VLLMHighP99Latency"}, "anomaly": "latency"}],
-        "receiver": {"max_dispatch_attempts": 3},
+        "receiver": {"max_dispatch_attempts": 3, "group_window_seconds": 0},
     }
 )
 UNKNOWN = "target {!r} is not an instance, service, dataset or network link of llmedic.yaml"

@@ -62,6 +62,11 @@ class ReceiverConfig(_Strict):
     """Failed tries to start an alert's run (backing off 1 s, 2 s, … 60 s: about 15 minutes at the
     default) before its outbox row goes ``dead`` and the ops team is told; ``llmedic alerts retry``
     re-queues it."""
+    group_window_seconds: float = Field(5.0, ge=0, le=300)
+    """One incident per cause: the first firing alert about an instance of a service is held this
+    long; alerts of the same anomaly type about other instances of that service arriving meanwhile
+    start one service-scope run instead of one run each (the others join its incident). 0 disables
+    grouping (every alert is dispatched at once)."""
 
 
 class AlertRule(_Strict):

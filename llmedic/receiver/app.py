@@ -126,7 +126,7 @@ class ReceiverMetrics:
         if state == "started":
             self.runs_started.inc()
             self.dispatch_latency.observe(seconds)
-        elif state == "duplicate":
+        elif state in ("duplicate", "joined"):
             self.deduplicated.inc()
         elif state == "throttled":
             self.throttled.inc()

@@ -7,6 +7,12 @@ For each pending notification, in order of arrival:
   incident is still open: ``duplicate`` (a second rule about the same instance joins the live
   incident rather than racing it). A run that ended, or is gone from the Prefect server, never
   suppresses, whatever its incident record still says;
+* ``firing`` about an instance of a service whose incident is open and live (fleet-wide by
+  assess, or a grouped run): ``joined`` — recorded on that incident, no run of its own;
+* ``firing`` about an instance, with ``receiver.group_window_seconds`` > 0: held for the window
+  (still ``pending``); then, with alerts of the same type about other instances of the same service
+  pending, ONE run for the service starts and those rows are ``joined`` to it
+  (``llmedic/receiver/grouping.py``);
 * past the target's run budget (``receiver.max_runs_per_target_per_hour``): ``throttled`` — the team
   is told instead of another run starting (circuit breaker);
 * otherwise a deployment run is started with the alert's idempotency key (the last line of dedup).
@@ -28,12 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llmedic.alerts import Alert, service_alert
 from llmedic.catalog import Team, anomaly_info
 from llmedic.config import EnvironmentFile
 from llmedic.errors import FlowRunNotFound, OrchestrationError
 from llmedic.incident import Outcome, utcnow
 from llmedic.notify import notify_team
 from llmedic.orchestration import Dispatched, dispatch_alerts, read_run
+from llmedic.receiver.grouping import Group, joinable, service_of
 from llmedic.receiver.outbox import Outbox, OutboxRow
 from llmedic.store.incidents import IncidentStore
 
@@ -50,8 +58,8 @@ Liveness = Literal["live", "ended", "unknown"]
 
 @dataclass
 class Dispatcher:
-    """Moves rows from ``pending`` to ``started`` / ``duplicate`` / ``attached`` / ``throttled`` /
-    ``dead``."""
+    """Moves rows from ``pending`` to ``started`` / ``duplicate`` / ``joined`` / ``attached`` /
+    ``throttled`` / ``dead``."""
 
     outbox: Outbox
     store: IncidentStore
@@ -66,6 +74,8 @@ class Dispatcher:
         default_factory=lambda: queue.Queue(maxsize=1000), init=False, repr=False
     )
     _sender: threading.Thread | None = field(default=None, init=False, repr=False)
+    _taken: set[int] = field(default_factory=set, init=False, repr=False)
+    """Rows joined to a group run during the current pass (their fetched copy is stale)."""
 
     def _tell(self, team: Team, text: str, about: str) -> None:
         """Queue a notification for the sender thread. Delivery retries with backoff (up to
@@ -147,6 +157,9 @@ class Dispatcher:
                     row,
                     f"cannot tell whether run {previous} of this target is live (API down, or never started)",
                 )
+        grouped = self._by_service(row, alert)
+        if grouped is not None:
+            return grouped
         budget = self.env.receiver.max_runs_per_target_per_hour
         if alert.anomaly and self.outbox.runs_since(alert.target, time.time() - 3600) >= budget:
             self._tell(
@@ -164,6 +177,79 @@ class Dispatcher:
         state = "started" if result.status in ("started", "duplicate") else result.status
         self.outbox.mark(row.id, state, flow_run_id=result.flow_run_id)
         return state
+
+    def _by_service(self, row: OutboxRow, alert: Alert) -> str | None:
+        """Join the service's open incident, hold the row for the grouping window, or start one run
+        for the service with its peers; ``None``: dispatch the row on its own."""
+        service = service_of(self.env, alert)
+        if service is None or alert.anomaly is None:
+            return None
+        for inc in self.store.open_for(alert.anomaly.value, service):
+            if not joinable(inc):
+                continue
+            live = self.liveness(inc.flow_run_id)
+            if live == "live":
+                self.store.join(
+                    inc.flow_run_id, Group.joined(row, f"joined {inc.id}, the incident of {service}")
+                )
+                self.outbox.mark(row.id, "joined", flow_run_id=inc.flow_run_id)
+                return "joined"
+            if live == "unknown":
+                return self._failed(
+                    row,
+                    f"cannot tell whether run {inc.flow_run_id} of {service} is live (API down, or never started)",
+                )
+        window = self.env.receiver.group_window_seconds
+        if window <= 0:
+            return None
+        until = row.received_at + window
+        if time.time() < until:
+            self.outbox.hold(row.id, until)
+            return "pending"
+        peers = [
+            p
+            for p in self.outbox.pending_firing(alert.anomaly.value, until)
+            if p.id != row.id
+            and p.target != row.target
+            and p.alert is not None
+            and service_of(self.env, p.alert) == service
+            and not self._own_run_live(p)
+        ]
+        if not peers:
+            return None
+        return self._start_group(Group(row, service, peers), alert, window)
+
+    def _own_run_live(self, row: OutboxRow) -> bool:
+        """Has this row's own instance a live run? (then the row is its duplicate, in its own turn)"""
+        previous = self.outbox.last_run_for_target(row.anomaly or "", row.target)
+        return previous is not None and self.liveness(previous) != "ended"
+
+    def _start_group(self, group: Group, alert: Alert, window: float) -> str:
+        """One run for the service; the peers join its incident."""
+        try:
+            (result,) = self.dispatch([service_alert(alert, group.service, group.instances)])
+        except OrchestrationError as exc:
+            return self._failed(group.first, exc.message)
+        run = result.flow_run_id
+        if run is None or result.status not in ("started", "duplicate"):
+            self.outbox.mark(group.first.id, result.status, flow_run_id=run)
+            return result.status
+        self.outbox.mark(group.first.id, "started", flow_run_id=run)
+        for peer in group.peers:
+            if self.outbox.join_pending(peer.id, run):
+                self._taken.add(peer.id)
+                why = f"grouped with {group.first.target} within {window:g} s (one run for {group.service})"
+                self.store.join(run, Group.joined(peer, why))
+                if self.on_event:
+                    self.on_event("joined", peer, time.time() - peer.received_at)
+        log.warning(
+            "%d alerts about %s: one run %s for the service (%s)",
+            len(group.instances),
+            group.service,
+            run,
+            ", ".join(group.instances),
+        )
+        return "started"
 
     def _failed(self, row: OutboxRow, error: str) -> str:
         """Count a failed attempt: back off, or at the limit mark the row dead and tell ops."""
@@ -192,7 +278,10 @@ class Dispatcher:
     def drain_once(self, limit: int = 100) -> int:
         """Handle every due row once; returns how many were handled."""
         rows = self.outbox.due(limit)
+        self._taken.clear()
         for row in rows:
+            if row.id in self._taken:  # joined to a group run earlier in this pass
+                continue
             try:
                 state = self.handle(row)
             except Exception as exc:

@@ -38,6 +38,7 @@ STATES = (
     "pending",
     "started",
     "duplicate",
+    "joined",
     "attached",
     "throttled",
     "unrouted",
@@ -45,7 +46,8 @@ STATES = (
     "unknown-target",
     "dead",
 )
-"""Every state of a row. ``pending`` waits for the dispatcher; the others are where it ended."""
+"""Every state of a row. ``pending`` waits for the dispatcher; the others are where it ended
+(``joined``: the alert joined the open incident of its service, see ``receiver/grouping.py``)."""
 RETRYABLE = ("dead", "throttled", "unknown-target")
 """States ``llmedic alerts retry`` re-queues (an ``invalid`` row has no alert to dispatch)."""
 
@@ -337,6 +339,51 @@ class Outbox:
                 .values(attempts=outbox.c.attempts + 1, next_attempt=time.time() + delay, error=error)
             )
         return float(delay)
+
+    def hold(self, row_id: int, until: float) -> None:
+        """Keep a pending row back until ``until`` (the grouping window), no attempt counted."""
+        with self._tx() as db:
+            db.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == row_id, outbox.c.state == "pending")
+                .values(next_attempt=until)
+            )
+
+    def pending_firing(self, anomaly: str, received_by: float) -> list[OutboxRow]:
+        """Pending firing rows of an anomaly type received by a time, oldest first (the peers a
+        held row may be grouped with; due or not)."""
+        return self._rows(
+            outbox.c.state == "pending",
+            outbox.c.status == "firing",
+            outbox.c.anomaly == anomaly,
+            outbox.c.received_at <= received_by,
+        )
+
+    def join_pending(self, row_id: int, flow_run_id: str) -> bool:
+        """Mark a still-pending row ``joined`` to a run; False when another dispatcher took it first."""
+        with self._tx() as db:
+            done = db.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == row_id, outbox.c.state == "pending")
+                .values(state="joined", flow_run_id=flow_run_id, error=None, dispatched_at=time.time())
+            )
+        return bool(done.rowcount == 1)
+
+    def joined_to(self, flow_run_id: str) -> list[OutboxRow]:
+        """Rows that joined a run's incident instead of starting one."""
+        return self._rows(outbox.c.state == "joined", outbox.c.flow_run_id == flow_run_id)
+
+    def release(self, row_ids: Sequence[int], why: str) -> None:
+        """Joined rows back to ``pending`` (due now, no attempts counted): their alert turned out not
+        to share the incident's cause and must get a run of its own."""
+        if not row_ids:
+            return
+        with self._tx() as db:
+            db.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_(list(row_ids)), outbox.c.state == "joined")
+                .values(state="pending", flow_run_id=None, attempts=0, next_attempt=0, error=why)
+            )
 
     def requeue(self, key: str) -> OutboxRow:
         """Put a ``dead``, ``throttled`` or ``unknown-target`` row back to ``pending`` with no

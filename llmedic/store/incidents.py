@@ -4,6 +4,12 @@ incident a flow run handles.
 
 Saving replaces the whole record; :meth:`IncidentStore.save_if_open` is the compare-and-set the
 flow-run hooks and the reconciler use, so two of them racing to close one incident close it once.
+
+An incident's *key* is the ``target`` column of its row: the instance it is about, or its service
+once the incident is service-scope (its target is the service, or assess found the scope
+fleet-wide: :data:`SERVICE_SCOPES`). Alerts about other instances of a service whose incident is
+open join it (:meth:`IncidentStore.join`, kept in ``incident_notices`` like resolved alerts, since
+the run saves the whole document).
 """
 
 from __future__ import annotations
@@ -15,24 +21,34 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from llmedic.errors import ConfigError
-from llmedic.incident import Incident, Outcome
+from llmedic.incident import Incident, JoinedAlert, Outcome
 from llmedic.store.base import Repository, utc
 from llmedic.store.tables import incident_notices, incidents
 
-__all__ = ["IncidentStore", "incident_row"]
+__all__ = ["SERVICE_SCOPES", "IncidentStore", "incident_key", "incident_row"]
+
+SERVICE_SCOPES = frozenset({"fleet", "service"})
+"""Assessment scopes that make an incident the service's: one cause for every instance."""
+
+
+def incident_key(incident: Incident) -> str:
+    """What the incident is keyed by: its service when it is service-scope, else its target."""
+    if incident.service and (incident.target == incident.service or incident.scope in SERVICE_SCOPES):
+        return incident.service
+    return incident.target
 
 
 def incident_row(incident: Incident) -> dict[str, Any]:
     """The row of an incident (without its id)."""
     return {
         "anomaly": incident.anomaly.value,
-        "target": incident.target,
+        "target": incident_key(incident),
         "outcome": incident.outcome.value,
         "pending": bool(incident.pending_approval) and incident.outcome == Outcome.OPEN,
         "opened_at": utc(incident.opened_at),
         "flow_run_id": incident.flow_run_id,
         # resolved_alerts live in incident_notices; the document keeps what the run recorded
-        "doc": incident.model_dump(mode="json", exclude={"resolved_alerts"}),
+        "doc": incident.model_dump(mode="json", exclude={"resolved_alerts", "joined_alerts"}),
     }
 
 
@@ -46,12 +62,15 @@ class IncidentStore(Repository):
     """Working copies of incidents; every save is one transaction (a crash never leaves half a record)."""
 
     def save(self, incident: Incident) -> None:
-        """Write (replace) the working copy."""
+        """Write (replace) the working copy; the alerts that joined it meanwhile are read back into
+        ``incident.joined_alerts``, so the record the run archives lists them."""
         row = {"id": _check_id(incident.id), **incident_row(incident)}
         with self.store.write() as db:
             done = db.execute(sa.update(incidents).where(incidents.c.id == incident.id).values(**row))
             if done.rowcount == 0:
                 db.execute(sa.insert(incidents).values(**row))
+            if incident.flow_run_id:
+                incident.joined_alerts = self._joined(db, incident.flow_run_id)
 
     def save_if_open(self, incident: Incident) -> bool:
         """Replace the stored record only while it is still open; False (nothing written) when
@@ -97,6 +116,14 @@ class IncidentStore(Repository):
         found = self._select(incidents.c.flow_run_id == flow_run_id)
         return found[0] if found else None
 
+    def open_for(self, anomaly: str, key: str) -> list[Incident]:
+        """Open incidents of an anomaly type keyed by ``key`` (an instance, or a service)."""
+        return self._select(
+            incidents.c.anomaly == anomaly,
+            incidents.c.target == key,
+            incidents.c.outcome == Outcome.OPEN.value,
+        )
+
     def pending_approvals(self) -> list[Incident]:
         """Incidents waiting at an approval gate."""
         return self._select(incidents.c.pending.is_(True))
@@ -104,7 +131,54 @@ class IncidentStore(Repository):
     def _with_notices(self, db: sa.Connection, incident: Incident) -> Incident:
         if incident.flow_run_id:
             incident.resolved_alerts = self._notices(db, incident.flow_run_id)
+            incident.joined_alerts = self._joined(db, incident.flow_run_id)
         return incident
+
+    @staticmethod
+    def _joined(db: sa.Connection, flow_run_id: str) -> list[JoinedAlert]:
+        rows = db.execute(
+            sa.select(incident_notices.c.detail)
+            .where(incident_notices.c.flow_run_id == flow_run_id, incident_notices.c.kind == "joined")
+            .order_by(incident_notices.c.seq)
+        )
+        out: list[JoinedAlert] = []
+        for (detail,) in rows:
+            try:
+                out.append(JoinedAlert.model_validate(detail))
+            except ValidationError:
+                continue  # a notice this version cannot read is skipped, never deleted
+        return out
+
+    def join(self, flow_run_id: str, alert: JoinedAlert) -> None:
+        """Record that an alert joined the incident a run handles (no run of its own)."""
+        with self.store.write() as db:
+            db.execute(
+                sa.insert(incident_notices).values(
+                    flow_run_id=flow_run_id,
+                    kind="joined",
+                    at=utc(alert.at),
+                    detail=alert.model_dump(mode="json"),
+                )
+            )
+
+    def unjoin(self, flow_run_id: str, keys: set[str]) -> None:
+        """Forget joined alerts (by outbox key) that turned out not to share the incident's cause."""
+        if not keys:
+            return
+        with self.store.write() as db:
+            rows = db.execute(
+                sa.select(incident_notices.c.seq, incident_notices.c.detail).where(
+                    incident_notices.c.flow_run_id == flow_run_id, incident_notices.c.kind == "joined"
+                )
+            ).all()
+            gone = [seq for seq, detail in rows if isinstance(detail, dict) and detail.get("key") in keys]
+            if gone:
+                db.execute(sa.delete(incident_notices).where(incident_notices.c.seq.in_(gone)))
+
+    def joined_alerts(self, flow_run_id: str) -> list[JoinedAlert]:
+        """The alerts that joined the incident a run handles, in order."""
+        with self.store.read() as db:
+            return self._joined(db, flow_run_id)
 
     @staticmethod
     def _notices(db: sa.Connection, flow_run_id: str) -> list[datetime]:

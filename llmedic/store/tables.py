@@ -50,8 +50,10 @@ incident_notices = sa.Table(
     sa.Column("flow_run_id", sa.String(64), nullable=False, index=True),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("at", When, nullable=False),
+    sa.Column("detail", Doc),
 )
-"""Append-only notices for the incident a run handles (the alert behind it resolved)."""
+"""Append-only notices for the incident a run handles (the alert behind it resolved; another alert
+joined it: ``detail`` holds the joined alert, revision 0003)."""
 
 kb_reports = sa.Table(
     "kb_reports",
