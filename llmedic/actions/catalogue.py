@@ -28,6 +28,7 @@ __all__ = [
     "Params",
     "action",
     "actions_for",
+    "completes_fleet",
     "get_action",
 ]
 
@@ -80,6 +81,9 @@ class Action:
     accepts: type[Params]
     """What the function receives: ``params``, or a subclass adding the state a compensation
     passes back (e.g. the versions each instance served before)."""
+    fleet: bool = False
+    """It acts on every in-rotation instance (``rt.in_rotation()``): ``tasks/fix.py`` applies it to
+    one canary instance first, verifies it there, then applies it to the rest."""
 
     def bind(self, raw: Mapping[str, Any]) -> Params:
         """``raw`` (a fix's params, or a recorded compensation's) as the model the function takes."""
@@ -109,6 +113,7 @@ def action(
     anomalies: Iterable[AnomalyType],
     description: str,
     accepts: type[Params] | None = None,
+    fleet: bool = False,
 ) -> Callable[[F], F]:
     """Register the decorated function as the action ``name``."""
 
@@ -125,6 +130,7 @@ def action(
             anomalies=frozenset(anomalies),
             description=description,
             accepts=accepts or params,
+            fleet=fleet,
         )
         return fn
 
@@ -153,3 +159,9 @@ def check_compensations() -> None:
     }
     if missing:
         raise RuntimeError(f"actions name compensations that are not registered: {missing}")
+
+
+def completes_fleet(rt: ActionContext) -> bool:
+    """False while a fleet action runs on its canary only (``tasks/fix.py``): what it records about
+    the whole service (a release in the model registry) waits until the rest are done."""
+    return bool(getattr(rt, "completes_fleet", True))

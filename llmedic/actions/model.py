@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from llmedic.actions.catalogue import ActionOutcome, Params, action
+from llmedic.actions.catalogue import ActionOutcome, Params, action, completes_fleet
 from llmedic.actions.context import ActionContext
 from llmedic.catalog import AnomalyType
 from llmedic.errors import ControlError
@@ -58,6 +58,7 @@ def _switch(rt: ActionContext, variant: str, previous: dict[str, str]) -> tuple[
     accepts=SwitchModelUndo,
     compensation="switch_model",
     anomalies={AnomalyType.LATENCY},
+    fleet=True,
     description="serve another model version (e.g. quantised) on every in-rotation instance, one at a time "
     "(rollback switches each back to the version it served)",
 )
@@ -87,6 +88,7 @@ class RollbackModelUndo(RollbackModelParams):
     accepts=RollbackModelUndo,
     compensation="rollback_model",
     anomalies={AnomalyType.ACCURACY_DROP},
+    fleet=True,
     description="serve the last good model version on every in-rotation instance, one at a time, record "
     "the release and mark the bad version (rollback switches each instance back)",
 )
@@ -106,6 +108,10 @@ def rollback_model(p: RollbackModelUndo, rt: ActionContext) -> ActionOutcome:
         target = good
     why, before = _switch(rt, target.version, p.previous)
     incident = rt.ctx.incident_id
+    was = current.version if current else "unknown"
+    undo = RollbackModelUndo(to=was, previous=before, compensating=True)
+    if not completes_fleet(rt):  # the canary only: the release is recorded once all serve it
+        return ActionOutcome(f"{svc}: {was} → {target.version} on the canary ({why})", undo)
     reg.record_release(
         svc,
         target.version,
@@ -127,8 +133,4 @@ def rollback_model(p: RollbackModelUndo, rt: ActionContext) -> ActionOutcome:
             ),
             incident=incident,
         )
-    was = current.version if current else "unknown"
-    return ActionOutcome(
-        f"{svc}: {was} → {target.version} ({why})",
-        RollbackModelUndo(to=was, previous=before, compensating=True),
-    )
+    return ActionOutcome(f"{svc}: {was} → {target.version} ({why})", undo)

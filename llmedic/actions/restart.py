@@ -47,6 +47,7 @@ class RollingRestartParams(Params):
     params=RollingRestartParams,
     compensation=None,
     anomalies={AnomalyType.MEMORY_LEAK},
+    fleet=True,
     description="restart every in-rotation instance one at a time, each drained first and back only once "
     "healthy; never more than one out at once (a restart cannot be undone; verification decides)",
 )
