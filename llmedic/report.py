@@ -74,7 +74,7 @@ def render_markdown(incident: Incident) -> str:
     lines += ["", "## Approvals", ""]
     lines += [_approval_line(a) for a in i.approvals] or ["- none needed"]
     lines += ["", "## Notifications", "", *_notifications(i)]
-    lines += _actions(i) + _verification(i)
+    lines += _attempts(i) + _actions(i) + _verification(i)
     lines += ["", "## Evidence", ""]
     for e in i.evidence:
         gap = " **(gap)**" if e.gap else ""
@@ -136,6 +136,28 @@ def _actions(i: Incident) -> list[str]:
             comp += " (ran)"
         applied = "dry run" if a.dry_run else ("yes" if a.applied else "no")
         lines.append(f"| {a.name} | {a.target} | {a.risk.value} | {applied} | {a.result or '—'} | {comp} |")
+    return lines
+
+
+def _attempts(i: Incident) -> list[str]:
+    """One row per fix tried (``remediation.max_attempts``), and the watch after recovery."""
+    if not i.attempts:
+        return []
+    lines = [
+        "",
+        "## Fix attempts",
+        "",
+        "| # | fix | diagnosis | risk | gate | result | rolled back | summary |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in i.attempts:
+        lines.append(
+            f"| {a.number} | {a.fix} | {_cell(a.diagnosis)} | {a.risk.value} | {a.approval} | {a.result} | "
+            f"{'yes' if a.compensated else 'no'} | {_cell(a.summary)} |"
+        )
+    watched = [r for r in i.timeline if r.step.value == "watch"]
+    if watched:
+        lines += ["", "Watch after recovery:", ""] + [f"- {_cell(r.summary)}" for r in watched]
     return lines
 
 
