@@ -23,13 +23,11 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmedic.catalog import AnomalyType, parse_anomaly
-from llmedic.config import AlertRule, EnvironmentFile, InstanceConfig, ServiceConfig
+from llmedic.config import AlertRule, EnvironmentFile
 from llmedic.errors import AlertPayloadError, UnknownAnomalyType
 from llmedic.yamlfile import format_loc, validate_model
 
 __all__ = [
-    "GROUPED_LABEL",
-    "STAND_IN_LABEL",
     "Alert",
     "AlertmanagerAlert",
     "AlertmanagerPayload",
@@ -44,8 +42,6 @@ __all__ = [
     "read_alertmanager",
     "read_generic",
     "read_grafana",
-    "service_alert",
-    "stand_in",
     "target_matcher",
 ]
 
@@ -479,43 +475,3 @@ def parse_grafana(body: Any, rules: Sequence[AlertRule] = ()) -> list[Alert]:
 def parse_generic(body: Any, rules: Sequence[AlertRule] = ()) -> list[Alert]:
     """Every alert of the generic form, or :class:`AlertPayloadError` naming the first unusable one."""
     return _all_usable(read_generic(body, rules))
-
-
-GROUPED_LABEL = "llmedic_grouped"
-"""Label of a service-scope alert the receiver made from several instances' alerts: their names."""
-STAND_IN_LABEL = "llmedic_stand_in"
-"""Label naming the instance that stands in, in a service-scope run, for steps that need one."""
-
-
-def service_alert(first: Alert, service: str, instances: Sequence[str]) -> Alert:
-    """The alert of one service-scope run for alerts about several instances of ``service``
-    (``first`` is the earliest; its instance stands in where a step needs one instance)."""
-    labels = {
-        **first.labels,
-        "target": service,
-        GROUPED_LABEL: ",".join(instances),
-        STAND_IN_LABEL: first.target,
-    }
-    return first.model_copy(
-        update={
-            "target": service,
-            "labels": labels,
-            "fingerprint": labels_fingerprint(labels),
-            "annotations": {
-                **first.annotations,
-                "summary": f"{first.alertname} on {len(instances)} instances of {service}: "
-                + ", ".join(instances),
-            },
-        }
-    )
-
-
-def stand_in(service: ServiceConfig, alert: Alert) -> InstanceConfig:
-    """The instance a service-scope run uses where a step needs one: the one its alert names
-    (:data:`STAND_IN_LABEL`, an instance of ``service``), else the service's first instance."""
-    named = alert.labels.get(STAND_IN_LABEL, "")
-    for inst in [*service.instances, *service.standby]:
-        netloc = inst.base_url.split("://", 1)[-1]
-        if named in (inst.name, netloc, inst.base_url):
-            return inst
-    return service.instances[0]

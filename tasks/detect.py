@@ -10,12 +10,13 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from llmedic.alerts import GROUPED_LABEL, Alert, stand_in
+from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, Category, anomaly_info
 from llmedic.config import EnvironmentFile, Settings, load_environment, settings_from_env
 from llmedic.errors import ConfigError, LlmedicError, StepFailed
 from llmedic.incident import Incident, IncidentRequest, Step, StepRecord, utcnow
 from llmedic.playbook import load_playbook
+from llmedic.receiver.grouping import GROUPED_LABEL, stand_in
 from llmedic.reconcile import close_escalated
 from llmedic.store.incidents import IncidentStore
 from tasks.runtime import StepContext, step_task

@@ -106,3 +106,42 @@ def test_a_game_day_through_the_whole_stack(tmp_path: Path) -> None:
             for what, value in secrets.items():
                 assert value.encode() not in data, f"the {what} leaked into {path}"
     assert scanned > 50 and (home / "prefect" / "prefect.db").exists()
+
+
+@pytest.mark.fault(
+    tried="a scenario whose data fault changes nothing a user reads (mojibake on ASCII-only text, a "
+    "date rewrite on a column with no dates)",
+    survives="the game day refuses it before any alert, naming the scenario, the fault and why; a "
+    "fault that changes the data is accepted",
+)
+@pytest.mark.parametrize(
+    ("fault", "column", "values", "refused"),
+    [
+        ("mojibake", "text", ["plain ascii", "also ascii", "still ascii"], True),
+        ("mojibake", "text", ["café au lait", "naïve", "Zürich"], False),
+        ("date_format", "text", ["no", "dates", "here"], True),
+        ("outliers", "dose", ["1", "2", "3"], False),
+    ],
+)
+def test_a_fault_that_changes_nothing_is_refused(
+    fault: str, column: str, values: list[str], refused: bool
+) -> None:
+    import pandas as pd
+
+    from llmedic_sandbox.gameday.runner import refuse_invisible
+    from llmedic_sandbox.gameday.scenario import DatasetFault
+
+    frame = pd.DataFrame({column: values})
+    spec = DatasetFault.model_validate(
+        {"kind": "dataset", "dataset": "notes", "fault": fault, "column": column, "share": 1.0}
+    )
+    if not refused:
+        refuse_invisible("probe", spec, frame)
+        return
+    with pytest.raises(ConfigError) as err:
+        refuse_invisible("probe", spec, frame)
+    assert err.value.message == (
+        f"scenario 'probe': fault {fault!r} on column {column!r} of dataset 'notes' changes nothing "
+        "(the faulted version is identical to the current one, 3 rows), so no user could see it and "
+        "any alert would be a false positive"
+    )

@@ -11,18 +11,18 @@ from typing import Any
 import httpx
 import pytest
 
-from llmedic.alerts import GROUPED_LABEL, STAND_IN_LABEL, Alert
+from llmedic.alerts import Alert
 from llmedic.catalog import AnomalyType, anomaly_info
 from llmedic.config import EnvironmentFile, Settings
 from llmedic.incident import Incident, utcnow
 from llmedic.receiver.app import ReceiverAuth, create_receiver_app
 from llmedic.receiver.dispatcher import Dispatcher
-from llmedic.receiver.grouping import after_assess
+from llmedic.receiver.grouping import GROUPED_LABEL, STAND_IN_LABEL, after_assess
 from llmedic.receiver.outbox import Outbox
 from llmedic.store.incidents import IncidentStore
 from tests.test_receiver import TOKEN, FakePrefect, serving
 
-WINDOW = 0.3
+WINDOW = 2.0  # wide enough for three HTTP posts on a loaded machine
 
 
 def env(window: float = WINDOW) -> EnvironmentFile:
@@ -137,7 +137,7 @@ def test_alerts_about_one_service_start_one_run(
     fake = Recording()
     store = IncidentStore(tmp_path)
     d = Dispatcher(outbox, store, env(window), dispatch=fake)
-    d.liveness = lambda run_id: "live"  # type: ignore[method-assign]
+    d.liveness = lambda run_id: "live"  # type: ignore[method-assign, assignment]
     app = create_receiver_app(outbox, ReceiverAuth(bearer=TOKEN), [])
     with serving(app) as url:
         post(
@@ -182,7 +182,7 @@ def test_an_open_fleet_wide_incident_takes_in_its_services_alerts(
     fake = Recording()
     store = IncidentStore(tmp_path)
     d = Dispatcher(outbox, store, env(0), dispatch=fake)
-    d.liveness = lambda run_id: "live"  # type: ignore[method-assign]
+    d.liveness = lambda run_id: "live"  # type: ignore[method-assign, assignment]
     app = create_receiver_app(outbox, ReceiverAuth(bearer=TOKEN), [])
     with serving(app) as url:
         post(url, alert("chat-0"))
@@ -210,7 +210,7 @@ def test_a_grouped_run_with_an_instance_cause_releases_the_others(outbox: Outbox
     fake = Recording()
     store = IncidentStore(tmp_path)
     d = Dispatcher(outbox, store, env(), dispatch=fake)
-    d.liveness = lambda run_id: "live"  # type: ignore[method-assign]
+    d.liveness = lambda run_id: "live"  # type: ignore[method-assign, assignment]
     app = create_receiver_app(outbox, ReceiverAuth(bearer=TOKEN), [])
     with serving(app) as url:
         post(url, alert("chat-0"), alert("chat-1"))

@@ -34,14 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llmedic.alerts import Alert, service_alert
+from llmedic.alerts import Alert
 from llmedic.catalog import Team, anomaly_info
 from llmedic.config import EnvironmentFile
 from llmedic.errors import FlowRunNotFound, OrchestrationError
 from llmedic.incident import Outcome, utcnow
 from llmedic.notify import notify_team
 from llmedic.orchestration import Dispatched, dispatch_alerts, read_run
-from llmedic.receiver.grouping import Group, joinable, service_of
+from llmedic.receiver.grouping import Group, joinable, service_alert, service_of
 from llmedic.receiver.outbox import Outbox, OutboxRow
 from llmedic.store.incidents import IncidentStore
 

@@ -22,18 +22,66 @@ incident records that it did.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmedic.alerts import GROUPED_LABEL, STAND_IN_LABEL, Alert
+from llmedic.alerts import Alert, labels_fingerprint
 from llmedic.catalog import Category, anomaly_info
-from llmedic.config import EnvironmentFile, Settings
+from llmedic.config import EnvironmentFile, InstanceConfig, ServiceConfig, Settings
 from llmedic.incident import Decision, Incident, JoinedAlert, utcnow
 from llmedic.receiver.outbox import Outbox, OutboxRow
 from llmedic.store.incidents import SERVICE_SCOPES, IncidentStore
 
-__all__ = ["Group", "after_assess", "joinable", "service_of"]
+__all__ = [
+    "GROUPED_LABEL",
+    "STAND_IN_LABEL",
+    "Group",
+    "after_assess",
+    "joinable",
+    "service_alert",
+    "service_of",
+    "stand_in",
+]
 
 log = logging.getLogger("llmedic.receiver")
+GROUPED_LABEL = "llmedic_grouped"
+"""Label of a service-scope alert the receiver made from several instances' alerts: their names."""
+STAND_IN_LABEL = "llmedic_stand_in"
+"""Label naming the instance that stands in, in a service-scope run, for steps that need one."""
+
+
+def service_alert(first: Alert, service: str, instances: Sequence[str]) -> Alert:
+    """The alert of one service-scope run for alerts about several instances of ``service``
+    (``first`` is the earliest; its instance stands in where a step needs one instance)."""
+    labels = {
+        **first.labels,
+        "target": service,
+        GROUPED_LABEL: ",".join(instances),
+        STAND_IN_LABEL: first.target,
+    }
+    return first.model_copy(
+        update={
+            "target": service,
+            "labels": labels,
+            "fingerprint": labels_fingerprint(labels),
+            "annotations": {
+                **first.annotations,
+                "summary": f"{first.alertname} on {len(instances)} instances of {service}: "
+                + ", ".join(instances),
+            },
+        }
+    )
+
+
+def stand_in(service: ServiceConfig, alert: Alert) -> InstanceConfig:
+    """The instance a service-scope run uses where a step needs one: the one its alert names
+    (:data:`STAND_IN_LABEL`, an instance of ``service``), else the service's first instance."""
+    named = alert.labels.get(STAND_IN_LABEL, "")
+    for inst in [*service.instances, *service.standby]:
+        netloc = inst.base_url.split("://", 1)[-1]
+        if named in (inst.name, netloc, inst.base_url):
+            return inst
+    return service.instances[0]
 
 
 def service_of(env: EnvironmentFile, alert: Alert) -> str | None:

@@ -52,7 +52,26 @@ from llmedic_sandbox.gameday.scenario import (
 from llmedic_sandbox.gameday.score import ScoreRow, score
 from llmedic_sandbox.pyenv import BrokenEnv
 
-__all__ = ["GameDay"]
+__all__ = ["GameDay", "refuse_invisible"]
+
+
+def refuse_invisible(scenario: str, fault: DatasetFault, frame: Any) -> None:
+    """A data fault must change what a consumer reads: the faulted version must differ from the
+    one it is made from (mojibake on ASCII-only text, say, changes nothing). Raises
+    :class:`ConfigError` naming the scenario, the fault and why, instead of letting a fault that
+    changes nothing pass as a false positive."""
+    from llmedic_sandbox.data_faults import corrupt
+
+    bad = corrupt(frame, fault.fault, fault.column, fault.share, fault.seed)
+    if bad.shape == frame.shape and bad.astype(str).equals(frame.astype(str)):
+        where = f" on column {fault.column!r}" if fault.column else ""
+        raise ConfigError(
+            f"scenario {scenario!r}: fault {fault.fault!r}{where} of dataset {fault.dataset!r} changes "
+            f"nothing (the faulted version is identical to the current one, {len(frame)} rows), so no "
+            "user could see it and any alert would be a false positive",
+            hint="pick a fault and a column it visibly breaks (mojibake needs non-ASCII text), "
+            "or a larger share",
+        )
 
 
 @dataclass
@@ -243,9 +262,11 @@ class GameDay:
                 store.set_current(name, first.id, cfg, by=APPROVER, why="game day: reset between scenarios")
 
     def inject(
-        self, fault: SandboxFault | GpuFault | DatasetFault | ModelRelease | DepsFault | LinkFault
+        self,
+        fault: SandboxFault | GpuFault | DatasetFault | ModelRelease | DepsFault | LinkFault,
+        scenario_name: str = "",
     ) -> None:
-        """Apply one fault."""
+        """Apply one fault (a data fault that changes nothing is refused: :func:`refuse_invisible`)."""
         if isinstance(fault, SandboxFault):
             self.admin(fault.instance, "faults", fault.fault)
         elif isinstance(fault, GpuFault):
@@ -269,6 +290,8 @@ class GameDay:
 
             env = load_environment(self.config, self._settings())
             store = DataStore(self._settings().datasets_dir)
+            store.ensure_seeded(fault.dataset, env.dataset(fault.dataset))
+            refuse_invisible(scenario_name, fault, store.read(fault.dataset, env.dataset(fault.dataset))[1])
             inject(
                 store,
                 fault.dataset,
@@ -348,7 +371,7 @@ class GameDay:
                 self._baseline()
             injected_at = utcnow()
             for fault in scenario.inject:
-                self.inject(fault)
+                self.inject(fault, scenario.name)
                 self.log(f"  injected {fault.kind}: {fault.model_dump(exclude={'kind'}, exclude_none=True)}")
             paths = []
             for spec in scenario.alerts:

@@ -142,6 +142,14 @@ def _score_one(exp: Expect, row: ScoreRow, inc: Incident, injected: datetime) ->
         )
     if exp.outcome == Outcome.RESOLVED and not row.verified:
         row.problems.append("not verified")
+    if exp.joined is not None and len(inc.joined_alerts) != exp.joined:
+        row.problems.append(
+            f"{len(inc.joined_alerts)} alerts joined the incident "
+            f"({', '.join(j.target for j in inc.joined_alerts) or 'none'}), expected {exp.joined}"
+        )
+    gates = [a for a in inc.approvals if not a.refused]
+    if exp.joined and len(gates) > 1:
+        row.problems.append(f"{len(gates)} approval decisions on one incident, expected at most one")
     missing = sorted(set(exp.evidence) - {e.name for e in inc.evidence})
     if missing:
         row.problems.append(f"evidence missing: {', '.join(missing)}")
