@@ -42,12 +42,15 @@ def audit_version(
     fresh: bool = False,
     reference: bool = True,
 ) -> DataAudit:
-    """Audit one version (default: the current one) against its schema and the reference version."""
+    """Audit one version (default: the current one) against its schema and the reference version
+    (the reference itself is judged by its own distribution: none of its values is an outlier)."""
     v = store.version(name, ref)
     state = store.state(name)
     ref_id = state.reference if reference and state.reference and state.reference != v.id else None
     digest = hashlib.sha256((AUDIT_FORMAT + cfg.model_dump_json()).encode()).hexdigest()[:12]
-    cache = store.root / name / "audits" / f"{v.id}--{ref_id or 'none'}--{digest}.json"
+    self_ref = reference and state.reference == v.id
+    basis = "self" if self_ref else ref_id or "none"
+    cache = store.root / name / "audits" / f"{v.id}--{basis}--{digest}.json"
     if not fresh and cache.exists():
         try:
             return DataAudit.model_validate_json(cache.read_text(encoding="utf-8"))
@@ -55,6 +58,10 @@ def audit_version(
             pass  # a damaged cache entry is recomputed
     _, frame = store.read(name, cfg, v.id)
     ref_frame = store.read(name, cfg, ref_id)[1] if ref_id else None
+    if self_ref:
+        # The reference is the known-good distribution: judged by itself, its values are normal
+        # (its own fences, widened to its range) and it cannot drift from itself.
+        ref_frame, ref_id = frame, v.id
     result = audit_frame(
         frame, cfg, dataset=name, version=v.id, reference=ref_frame, reference_version=ref_id
     )

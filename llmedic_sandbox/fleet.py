@@ -129,7 +129,8 @@ def lab_dataset(publish_to: Path) -> dict[str, object]:
             "sample_id": {"dtype": "string", "nullable": False, "regex": r"lab-\d{4}", "drift": False},
             "patient": {"dtype": "string", "nullable": False, "drift": False},
             "drug": {"dtype": "category", "nullable": False},
-            "dose_mg": {"dtype": "float", "nullable": False, "min": 0, "max": 2000},
+            # One column, many drugs: metformin's 500-1000 mg are as normal as warfarin's 2.5-40 mg.
+            "dose_mg": {"dtype": "float", "nullable": False, "min": 0, "max": 2000, "group_by": "drug"},
             "inr": {"dtype": "float", "nullable": False, "min": 0.5, "max": 8},
             "measured_at": {"dtype": "date", "nullable": False, "date_formats": ["%Y-%m-%d"], "drift": False},
         },

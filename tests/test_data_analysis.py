@@ -420,3 +420,155 @@ def test_bad_values_in_findings_never_show_secrets() -> None:
     text = audit.model_dump_json()
     assert "sk-live-abcdefghijklmnopqrstu" not in text and "hunter2hunter2" not in text
     assert [f.patterns for f in columns_of(audit)] == [["'••••' × 2"], ["value •••• × 2"]]
+
+
+# --- issue 16: data judged against the reference -------------------------------------------------
+
+
+def lab(**dose: Any) -> tuple[pd.DataFrame, DatasetConfig]:
+    """The sandbox's lab results (real shipped CSV: doses of eight drugs in one column) as text cells."""
+    from pathlib import Path
+
+    from llmedic_sandbox.fleet import lab_dataset
+
+    decl: dict[str, Any] = lab_dataset(Path("unused.csv"))
+    decl["columns"]["dose_mg"] = {**decl["columns"]["dose_mg"], **dose}
+    if dose.get("group_by") is False:  # one set of fences for every drug
+        del decl["columns"]["dose_mg"]["group_by"]
+    return pd.read_csv(decl["path"], dtype=str, keep_default_na=False), DatasetConfig.model_validate(decl)
+
+
+@pytest.mark.parametrize(
+    ("group", "fault", "with_reference", "expected", "basis"),
+    [
+        # Judged against themselves, one set of fences for all drugs: every metformin dose is "an outlier".
+        (False, None, False, {"outliers": 27}, "this batch's own fences (no reference"),
+        (True, None, False, {"outliers": 10}, "this batch's own fences per drug (no reference"),
+        # The reference is the known-good distribution: none of its own values is an outlier.
+        (True, None, True, {}, "the reference v1's fences per drug"),
+        (False, None, True, {}, "the reference v1's fences"),
+        # 3 % of doses × 100: per drug, exactly those 6 cells (2 of them also out of range) ...
+        (True, "outliers", True, {"range": 2, "outliers": 6}, "the reference v1's fences per drug"),
+        # ... while one set of fences over all drugs misses the ones a metformin dose would explain.
+        (False, "outliers", True, {"range": 2, "outliers": 2}, "the reference v1's fences"),
+    ],
+)
+def test_outlier_fences_come_from_the_reference_per_group(
+    group: bool, fault: str | None, with_reference: bool, expected: dict[str, int], basis: str
+) -> None:
+    from llmedic_sandbox.data_faults import corrupt
+
+    good, cfg = lab(group_by="drug" if group else False)
+    batch = corrupt(good, fault, "dose_mg", 0.03, seed=5) if fault else good  # type: ignore[arg-type]
+    audit = audit_frame(
+        batch,
+        cfg,
+        reference=good if with_reference else None,
+        reference_version="v1" if with_reference else None,
+    )
+    assert {f.kind: f.count for f in audit.findings if f.column == "dose_mg"} == expected
+    report = audit.column("dose_mg")
+    assert report is not None and report.outlier_basis.startswith(basis)
+    outliers = next((f for f in audit.findings if f.kind == "outliers" and f.column == "dose_mg"), None)
+    if outliers is not None:
+        assert basis in outliers.message  # the finding says what it was judged by
+
+
+def test_values_the_reference_shows_are_never_outliers() -> None:
+    good, cfg = lab(group_by="drug")
+    # Every row takes a value the reference has for its own drug (reshuffled within each drug).
+    batch = good.copy()
+    batch["dose_mg"] = good.groupby("drug")["dose_mg"].transform(
+        lambda s: s.sample(frac=1, random_state=1).to_numpy()
+    )
+    audit = audit_frame(batch, cfg, reference=good, reference_version="v1")
+    assert [f.kind for f in audit.findings] == []
+    # A dose the reference shows for another drug only: an outlier for this one.
+    batch.loc[batch.index[batch["drug"] == "warfarin"][0], "dose_mg"] = "1000"
+    assert [(f.kind, f.count) for f in audit_frame(batch, cfg, reference=good).findings] == [("outliers", 1)]
+
+
+@pytest.mark.fault(
+    tried="a unit change: every value of one numeric column × 1.5, one drifted column of three",
+    survives="the column is a data_quality drift breach on its own (under the dataset's drift_share); "
+    "every data anomaly diagnoses it as a batch to roll back, never to repair",
+)
+def test_a_drifted_column_is_a_breach_on_its_own() -> None:
+    from llmedic_sandbox.data_faults import corrupt
+
+    good, cfg = lab(group_by="drug")
+    batch = corrupt(good, "shift", "dose_mg", 1.0)
+    batch.loc[0:2, "drug"] = ""  # and a few missing drugs (a data_missing breach)
+    batch.loc[3, "measured_at"] = "01/10/2026"  # and a date in another format (a data_format breach)
+    audit = audit_frame(batch, cfg, reference=good, reference_version="v1")
+    assert audit.drifted_columns == ["dose_mg"] and not audit.dataset_drift  # 1 of 3 < drift_share 0.5
+    drift = [(f.column, f.breach) for f in audit.findings if f.kind == "drift"]
+    assert drift == [("dose_mg", True), (None, False)]
+    assert [diagnose_data(a, audit, 0.3, 0.05)[0] for a in DATA] == ["batch_broken", "batch_broken", "drift"]
+
+
+DATA = [AnomalyType.DATA_MISSING, AnomalyType.DATA_FORMAT, AnomalyType.DATA_QUALITY]
+
+
+@pytest.mark.parametrize(
+    ("fault", "share", "drifted"),
+    [
+        ("outliers", 0.03, []),  # 6 broken cells are outliers, not a shifted distribution
+        ("outliers", 0.1, []),
+        ("wrong_type", 0.1, []),  # 'N/A' cells are type errors, not drift
+        ("shift", 1.0, ["dose_mg"]),
+    ],
+)
+def test_drift_is_measured_on_the_cells_no_check_found_broken(
+    fault: str, share: float, drifted: list[str]
+) -> None:
+    from llmedic_sandbox.data_faults import corrupt
+
+    good, cfg = lab(group_by="drug")
+    audit = audit_frame(corrupt(good, fault, "dose_mg", share, seed=5), cfg, reference=good)  # type: ignore[arg-type]
+    assert audit.drifted_columns == drifted
+
+
+@pytest.mark.fault(
+    tried="a clean repair of a multi-modal column (doses of eight drugs) with 6 broken cells",
+    survives="only the 6 broken cells change (capped to their drug's reference fences, or blanked and "
+    "imputed with their drug's median); every legitimate value, metformin's included, is untouched",
+)
+def test_a_repair_changes_only_the_cells_found_broken() -> None:
+    from llmedic.actions.data import RepairParams
+    from llmedic.playbook import load_playbook
+    from llmedic_sandbox.data_faults import corrupt
+
+    good, cfg = lab(group_by="drug")
+    batch = corrupt(good, "outliers", "dose_mg", 0.03, seed=5)
+    clean = next(f for f in load_playbook(AnomalyType.DATA_QUALITY).fixes if f.name == "clean")
+    ops = RepairParams.model_validate(clean.params).operations
+    out, log = apply_operations(batch, cfg, list(ops), focus=["dose_mg"], reference=good)
+    broken = batch["dose_mg"] != good["dose_mg"]
+    changed = out["dose_mg"] != batch["dose_mg"]
+    assert changed.tolist() == broken.tolist() and int(broken.sum()) == 6
+    assert list(zip(out["drug"][changed], out["dose_mg"][changed], strict=True)) == [
+        ("warfarin", "137.5"),  # capped to warfarin's reference fence
+        ("atorvastatin", "57.5"),
+        ("warfarin", "137.5"),
+        ("rivaroxaban", "7.5"),  # 4000 mg, out of range: blanked, then rivaroxaban's median
+        ("metformin", "850"),  # 85000 mg: metformin's median, not the column's 10
+        ("lisinopril", "40"),
+    ]
+    assert audit_frame(out, cfg, reference=good).breaches() == []
+    # Without a reference the repair says it judged by the batch's own fences.
+    _, log = apply_operations(batch, cfg, [Outliers(op="outliers")], focus=["dose_mg"])
+    assert "the batch's own fences per drug" in log.steps[0]
+
+
+@pytest.mark.parametrize(
+    ("column", "error"),
+    [
+        ({"dtype": "string", "group_by": "drug"}, "group_by applies to int and float columns"),
+        ({"dtype": "float", "group_by": "nowhere"}, "group_by names 'nowhere'"),
+        ({"dtype": "float", "group_by": "x"}, "group_by names 'x'"),
+    ],
+)
+def test_group_by_must_name_another_declared_column(column: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        config({"x": column, "drug": {"dtype": "category"}})

@@ -55,10 +55,9 @@ def repair_dataset(p: RepairParams, rt: ActionContext) -> ActionOutcome:
     drifted = [f for f in audit.breaches(AnomalyType.DATA_QUALITY) if f.kind == "drift" and f.column]
     if drifted:
         raise ControlError(
-            f"{name}@{source.id} drifted from the reference {audit.reference}: "
-            + "; ".join(f.message for f in drifted)[:600]
-            + "; a repair only changes broken cells and cannot make a shifted distribution right, "
-            "so nothing was written",
+            f"{name}@{source.id} drifted from the reference {audit.reference} in "
+            f"{', '.join(str(f.column) for f in drifted)}: a repair only changes broken cells and cannot "
+            "make a shifted distribution right, so nothing was written",
             hint="roll back to the last good version (the data_quality playbook's roll_back), or, if the "
             "new distribution is right, make this version the reference: `llmedic data reference`",
         )

@@ -46,6 +46,17 @@ class RepairLog:
     steps: list[str] = field(default_factory=list)
     cells_changed: dict[str, int] = field(default_factory=dict)
     rows_dropped: int = 0
+    blanked: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per column, the cells an operation of this repair set to missing (impossible values)."""
+
+    def blank(self, column: str, mask: np.ndarray) -> None:
+        """Remember cells set to missing (``impute`` with ``cells: blanked`` fills only those)."""
+        old = self.blanked.get(column)
+        self.blanked[column] = mask.copy() if old is None else old | mask
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Rows kept by an operation that dropped the others: the remembered cells follow them."""
+        self.blanked = {c: m[rows] for c, m in self.blanked.items()}
 
     def note(self, text: str, column: str | None = None, cells: int = 0) -> None:
         """Record one change."""
@@ -108,6 +119,8 @@ def _impute(
     for name in _targets(frame, schema, op, lambda s: True):
         col = schema[name]
         miss = missing_mask(frame[name], cfg.missing_tokens)
+        if op.cells == "blanked":
+            miss &= log.blanked.get(name, np.zeros(len(frame), dtype=bool))
         if not miss.any():
             continue
         if not col.impute:
@@ -175,6 +188,7 @@ def _drop_rows(
         )
     log.rows_dropped += n
     log.note(f"dropped {n} rows ({share:.2%}) with missing values in {names}")
+    log.keep(~drop)
     return frame.loc[~drop].reset_index(drop=True)
 
 
@@ -369,6 +383,7 @@ def _rules(
         if bad.any():
             blank: Any = "" if frame[name].dtype == object or frame[name].dtype == "str" else np.nan
             frame.loc[bad, name] = blank
+            log.blank(name, bad)
             log.note(
                 f"{name}: {int(bad.sum())} values outside the range/allowed set set to missing",
                 name,
@@ -419,6 +434,7 @@ def _outliers(
             log.note(f"{name}: {n} outliers by {method} flagged in {name}_outlier", name, n)
     if drop.any():
         log.rows_dropped += int(drop.sum())
+        log.keep(~drop)
         frame = frame.loc[~drop].reset_index(drop=True)
     return frame
 
@@ -439,6 +455,7 @@ def _dedupe(
         log.note(
             f"removed {n} duplicate rows ({'same key' if op.by == 'key' else 'exact copies'}; first kept)"
         )
+        log.keep(~dup)
         frame = frame.loc[~dup].reset_index(drop=True)
     return frame
 

@@ -43,6 +43,10 @@ class Impute(OperationBase):
     """The constant for ``strategy: constant``."""
     k: int = Field(5, ge=1, le=50)
     """Neighbours for ``knn`` (distance over the other numeric columns, standardised)."""
+    cells: Literal["missing", "blanked"] = "missing"
+    """``missing``: every missing cell of the column; ``blanked``: only the cells an earlier
+    operation of this repair set to missing (the impossible values ``rules`` blanked), so a quality
+    repair leaves the batch's other missing cells as they were."""
 
 
 class DropRows(OperationBase):
