@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 __all__ = ["HEAD", "upgrade"]
 
-HEAD = "0002"
+HEAD = "0003"
 """The newest revision."""
 
 
