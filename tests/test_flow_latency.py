@@ -80,6 +80,7 @@ def test_approved_restart_resolves(sandbox: Fleet) -> None:
         "fix",
         "verify",
         "recover",
+        "watch",  # the latency playbook watches the recovered instance (remediation.watch_seconds)
         "archive",
     ]
     assert inc.diagnosis.startswith("instance_degraded")
@@ -228,7 +229,9 @@ def test_fleet_wide_slow_decoding_switches_to_the_quantised_variant(sandbox: Fle
     state, inc = run(request(settings=settings), approve())
     assert state.is_completed(), inc.escalation_reason
     assert inc.outcome == Outcome.RESOLVED and inc.diagnosis.startswith("slow_decode")
-    assert [(a.name, a.applied) for a in inc.actions] == [("switch_model", True)]
+    # Canary first: the switch is applied to one instance, verified there, then to the rest.
+    assert [(a.name, a.applied) for a in inc.actions] == [("switch_model", True), ("switch_model", True)]
+    assert [d.choice for d in inc.decisions if d.topic == "canary"][-1] == "verified"
     assert {sandbox.state(n)["model_version"] for n in ("sandbox-0", "sandbox-1", "sandbox-2")} == {
         "pharma-qa-1.0-awq"
     }

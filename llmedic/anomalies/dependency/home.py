@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from llmedic.adapters.pyenv import try_lock_env
 from llmedic.anomalies.base import Home, Isolation
-from llmedic.anomalies.common import drain_if, release_drain
+from llmedic.anomalies.common import contain_instance, drain_if, release_drain
 from llmedic.anomalies.dependency.diagnosis import Diagnosis
 from llmedic.anomalies.dependency.environment import broken_requirements
 from llmedic.anomalies.dependency.evidence import assess, confirm, evidence, service_paths
@@ -21,7 +21,7 @@ from llmedic.anomalies.runtime import Runtime, StepTimer
 from llmedic.incident import Step
 from llmedic.playbook import DependencySettings
 
-__all__ = ["HOME", "isolate", "reproduce"]
+__all__ = ["HOME", "contain", "isolate", "reproduce"]
 
 
 def isolate(rt: Runtime, found: DependencyFindings) -> Isolation:
@@ -33,6 +33,14 @@ def isolate(rt: Runtime, found: DependencyFindings) -> Isolation:
         found.healthy_others,
         rt.settings_as(DependencySettings).min_healthy_instances,
         "the lock is matched; re-pinning would change nothing",
+    )
+
+
+def contain(rt: Runtime, found: DependencyFindings, scope: str) -> Isolation:
+    """A fix refused, failed or rejected: the instance with the broken environment still leaves
+    rotation when the others carry the traffic."""
+    return contain_instance(
+        rt, found.healthy_others, rt.settings_as(DependencySettings).min_healthy_instances, scope
     )
 
 
@@ -75,4 +83,5 @@ HOME: Home[DependencyConfirmation, DependencyAssessment, DependencyFindings] = H
     reproduce=reproduce,
     verify=verify,
     release=release_drain,
+    contain=contain,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from llmedic.adapters.endpoint import summarise_probes
 from llmedic.anomalies.base import Home, Isolation
-from llmedic.anomalies.common import drain_if, release_drain
+from llmedic.anomalies.common import contain_instance, drain_if, release_drain
 from llmedic.anomalies.latency.diagnosis import Diagnosis
 from llmedic.anomalies.latency.evidence import assess, confirm, evidence
 from llmedic.anomalies.latency.results import (
@@ -19,7 +19,7 @@ from llmedic.anomalies.runtime import Runtime, StepTimer
 from llmedic.incident import Step
 from llmedic.playbook import LatencySettings
 
-__all__ = ["HOME", "isolate", "reproduce"]
+__all__ = ["HOME", "contain", "isolate", "reproduce"]
 
 
 def isolate(rt: Runtime, found: LatencyFindings) -> Isolation:
@@ -31,6 +31,24 @@ def isolate(rt: Runtime, found: LatencyFindings) -> Isolation:
         found.healthy_others,
         rt.settings_as(LatencySettings).min_healthy_instances,
         "draining would only push the load onto the other instances",
+    )
+
+
+def contain(rt: Runtime, found: LatencyFindings, scope: str) -> Isolation:
+    """A fix refused, failed or rejected: a degraded instance still leaves rotation when the others
+    carry the traffic. Slowness from load (queueing, KV-cache pressure, fleet overload) is not
+    contained: draining would only push the load onto the other instances."""
+    if found.diagnosis != Diagnosis.INSTANCE_DEGRADED:
+        return drain_if(
+            rt,
+            found.diagnosis,
+            Diagnosis.INSTANCE_DEGRADED,
+            found.healthy_others,
+            0,
+            "draining would only push the load onto the other instances",
+        )
+    return contain_instance(
+        rt, found.healthy_others, rt.settings_as(LatencySettings).min_healthy_instances, scope
     )
 
 
@@ -71,4 +89,5 @@ HOME: Home[LatencyConfirmation, LatencyAssessment, LatencyFindings] = Home(
     reproduce=reproduce,
     verify=verify,
     release=release_drain,
+    contain=contain,
 )

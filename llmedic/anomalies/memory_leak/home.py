@@ -5,7 +5,7 @@ it back."""
 from __future__ import annotations
 
 from llmedic.anomalies.base import Home, Isolation
-from llmedic.anomalies.common import drain_if, release_drain
+from llmedic.anomalies.common import contain_instance, drain_if, release_drain
 from llmedic.anomalies.memory_leak.diagnosis import Diagnosis
 from llmedic.anomalies.memory_leak.evidence import assess, confirm, evidence
 from llmedic.anomalies.memory_leak.results import (
@@ -20,7 +20,7 @@ from llmedic.errors import LlmedicError
 from llmedic.incident import Step
 from llmedic.playbook import MemoryLeakSettings
 
-__all__ = ["HOME", "isolate", "reproduce"]
+__all__ = ["HOME", "contain", "isolate", "reproduce"]
 
 
 def isolate(rt: Runtime, found: LeakFindings) -> Isolation:
@@ -33,6 +33,14 @@ def isolate(rt: Runtime, found: LeakFindings) -> Isolation:
         found.healthy_others,
         rt.settings_as(MemoryLeakSettings).min_healthy_instances,
         "every instance leaks; draining one would only load the others",
+    )
+
+
+def contain(rt: Runtime, found: LeakFindings, scope: str) -> Isolation:
+    """A fix refused, failed or rejected: the leaking instance still leaves rotation when the others
+    carry the traffic (it would otherwise run out of memory while the incident waits for a human)."""
+    return contain_instance(
+        rt, found.healthy_others, rt.settings_as(MemoryLeakSettings).min_healthy_instances, scope
     )
 
 
@@ -102,4 +110,5 @@ HOME: Home[LeakConfirmation, LeakAssessment, LeakFindings] = Home(
     reproduce=reproduce,
     verify=verify,
     release=release_drain,
+    contain=contain,
 )
