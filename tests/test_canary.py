@@ -92,7 +92,7 @@ def test_a_verified_canary_then_the_rest(sandbox: Fleet) -> None:
         ("switch_model", "sandbox-1", True, False),
         ("switch_model", "sandbox-0, sandbox-1, sandbox-2", True, False),
     ]
-    assert inc.actions[1].compensation_params["previous"] == {n: "pharma-qa-1.0" for n in FLEET}
+    assert inc.actions[1].compensation_params["previous"] == dict.fromkeys(FLEET, "pharma-qa-1.0")
     assert [(d.choice) for d in inc.decisions if d.topic == "canary"] == ["sandbox-1", "verified"]
     assert any(e.name.startswith("canary_verify_round_") for e in inc.evidence)
     assert {n: model_events(sandbox, n) for n in FLEET} == {n: [AWQ] for n in FLEET}

@@ -59,7 +59,7 @@ def test_a_refused_node_drain_still_contains_the_lost_instance(sandbox: Fleet) -
     with sandbox.gpu_scenario.with_name("kern.log").open("a") as fh:
         fh.write("[ 4711.2] NVRM: Xid (PCI:0000:11:00): 79, pid=2345, GPU has fallen off the bus.\n")
     req = request(AnomalyType.GPU_FAULT, "GpuXidError", "sandbox-1", {})
-    state, inc = run_flow(gpu_fault, req, approve(), timeout=180)
+    _state, inc = run_flow(gpu_fault, req, approve(), timeout=180)
     assert inc.outcome == Outcome.ESCALATED and inc.diagnosis.startswith("gpu_lost")
     host = inc.escalation_reason.rsplit("node ", 1)[-1]
     assert "refused" in inc.escalation_reason
@@ -103,7 +103,7 @@ def test_a_failed_fix_is_rolled_back_and_the_next_one_tried(sandbox: Fleet) -> N
 
     sandbox.admin("sandbox-1", "faults", {"kind": "slow", "delay_seconds": 2.5})
     req = request(AnomalyType.LATENCY, "VLLMHighP99Latency", "sandbox-1", LOWER_THEN_RESTART)
-    state, inc = run_flow(latency, req, approve(), timeout=240)
+    _state, inc = run_flow(latency, req, approve(), timeout=240)
     assert inc.outcome == Outcome.RESOLVED, inc.escalation_reason
     assert [(a.number, a.fix, a.result, a.compensated) for a in inc.attempts] == [
         (1, "lower_concurrency", "verification_failed", True),
@@ -127,7 +127,7 @@ def test_max_attempts_bounds_the_fixes_tried(
     sandbox.admin("sandbox-1", "faults", {"kind": "slow", "delay_seconds": 2.5})
     overrides = {**LOWER_THEN_RESTART, "remediation": {"max_attempts": max_attempts}}
     req = request(AnomalyType.LATENCY, "VLLMHighP99Latency", "sandbox-1", overrides)
-    state, inc = run_flow(latency, req, approve(), timeout=240)
+    _state, inc = run_flow(latency, req, approve(), timeout=240)
     assert inc.outcome == outcome
     assert [a.result for a in inc.attempts] == results
     assert sandbox.state("sandbox-1")["restarts"] == 0
@@ -156,7 +156,7 @@ def test_a_relapse_during_the_watch_escalates_the_same_incident(sandbox: Fleet) 
             4.0, sandbox.admin, ("sandbox-1", "faults", {"kind": "cuda_error", "survives_restart": True})
         ).start()
 
-    state, inc = run_flow(gpu_fault, req, decide, timeout=240)
+    _state, inc = run_flow(gpu_fault, req, decide, timeout=240)
     assert inc.outcome == Outcome.ESCALATED, inc.escalation_reason
     assert "relapsed after restart_worker" in inc.escalation_reason
     assert [a.result for a in inc.attempts] == ["relapsed"]

@@ -24,6 +24,7 @@ __all__ = [
     "Parsed",
     "Pattern",
     "as_text",
+    "fix_mojibake",
     "missing_mask",
     "parse_column",
     "shape_of",
@@ -334,3 +335,14 @@ def _is_number(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def fix_mojibake(value: str) -> str:
+    """Undo a UTF-8 text decoded as cp1252 or Latin-1 (what :data:`MOJIBAKE` finds); a value that
+    does not round-trip loses only its replacement characters."""
+    for enc in ("cp1252", "latin-1"):
+        try:
+            return value.encode(enc).decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+    return value.replace("\ufffd", "")

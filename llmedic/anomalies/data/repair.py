@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from llmedic.anomalies.data.basis import fences_for, group_of, labels
-from llmedic.anomalies.data.conformance import MOJIBAKE, as_text, missing_mask, parse_column
+from llmedic.anomalies.data.conformance import MOJIBAKE, as_text, fix_mojibake, missing_mask, parse_column
 from llmedic.anomalies.data.duplicates import duplicated_rows
 from llmedic.anomalies.data.findings import effective_schema
 from llmedic.anomalies.data.knn import knn_fill
@@ -294,15 +294,6 @@ def _dates(
     return frame
 
 
-def _fix_mojibake(value: str) -> str:
-    for enc in ("cp1252", "latin-1"):
-        try:
-            return value.encode(enc).decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            continue
-    return value.replace("\ufffd", "")
-
-
 def _encoding(
     frame: pd.DataFrame,
     cfg: DatasetConfig,
@@ -315,7 +306,7 @@ def _encoding(
         bad = text.str.contains(MOJIBAKE, regex=True).to_numpy(dtype=bool, na_value=False)
         if not bad.any():
             continue
-        fixed = text[bad].map(_fix_mojibake)
+        fixed = text[bad].map(fix_mojibake)
         out = text.copy()
         out[bad] = fixed
         frame[name] = out
