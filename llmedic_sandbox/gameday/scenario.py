@@ -138,6 +138,8 @@ class Expect(_Strict):
     """No action on the incident, none on any sandbox instance (controls)."""
     evidence: list[str] = Field(default_factory=list)
     """Evidence items that must be on the incident (e.g. a data hand-off)."""
+    escalation: str | None = None
+    """Text the escalation reason must contain (e.g. ``blast-radius-exceeded``, ``contained:``)."""
     joined: int | None = Field(None, ge=0)
     """How many alerts about other instances must have joined the incident (one incident per
     cause: ``receiver.group_window_seconds``, a fleet-wide incident keyed to its service)."""

@@ -142,6 +142,8 @@ def _score_one(exp: Expect, row: ScoreRow, inc: Incident, injected: datetime) ->
         )
     if exp.outcome == Outcome.RESOLVED and not row.verified:
         row.problems.append("not verified")
+    if exp.escalation and exp.escalation not in inc.escalation_reason:
+        row.problems.append(f"escalation {inc.escalation_reason!r} does not say {exp.escalation!r}")
     if exp.joined is not None and len(inc.joined_alerts) != exp.joined:
         row.problems.append(
             f"{len(inc.joined_alerts)} alerts joined the incident "

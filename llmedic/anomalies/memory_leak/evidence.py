@@ -35,14 +35,17 @@ def leak_verdict(s: MemoryLeakSettings, series: dict[str, Any]) -> LeakVerdict:
 
 
 def confirm(rt: Runtime) -> LeakConfirmation:
-    """Read the resident memory of every in-rotation instance of the service over the window and
-    judge each series (Theil–Sen + Hamed–Rao Mann–Kendall + projected time to the limit).
+    """Read the resident memory of every instance of the service over the window — drained ones too:
+    their processes still run, and an instance drained for another incident must not make one leak
+    look like half the fleet's — and judge each series (Theil–Sen + Hamed–Rao Mann–Kendall + projected time to the limit).
 
     Confirmed when the incident's instance leaks. A series too short to judge is not a verdict of
     health: that raises (``metrics-unavailable``) and the incident is escalated, not closed."""
     s = rt.settings_as(MemoryLeakSettings)
     t = StepTimer(Step.CONFIRM)
-    fleet = rt.in_rotation()
+    fleet = [*rt.service.instances]
+    if rt.instance not in fleet:
+        fleet.append(rt.instance)  # a standby instance's own incident
     series = rt.memory(fleet, s.window_seconds, s.sample_interval_seconds)
     verdicts = {name: leak_verdict(s, ser) for name, ser in series.items()}
     mine = verdicts[rt.instance.name]
