@@ -145,3 +145,139 @@ def test_a_fault_that_changes_nothing_is_refused(
         "(the faulted version is identical to the current one, 3 rows), so no user could see it and "
         "any alert would be a false positive"
     )
+
+
+_BASE = (
+    "name: x\ndescription: d\nalerts: [{labels: {a: b}}]\n"
+    "expect: [{anomaly: latency, target: t, outcome: resolved}]\ntimeout_seconds: 100\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("fault", "accepted", "message"),
+    [
+        ("{kind: sandbox, instance: s, fault: {kind: slow}}", 0.0, ""),
+        ("{kind: sandbox, instance: s, fault: {kind: slow}, after_seconds: 0}", 0.0, ""),
+        ("{kind: sandbox, instance: s, fault: {kind: slow}, after_seconds: 40}", 40.0, ""),
+        ("{kind: gpu, device: 1, xid: 79, after_seconds: 99.5}", 99.5, ""),
+        ("{kind: link, mode: drop, after_seconds: 12}", 12.0, ""),
+        (
+            "{kind: sandbox, instance: s, fault: {kind: slow}, after_seconds: -1}",
+            None,
+            "greater than or equal to 0",
+        ),
+        (
+            "{kind: sandbox, instance: s, fault: {kind: slow}, after_seconds: soon}",
+            None,
+            "after_seconds",
+        ),
+        (
+            "{kind: sandbox, instance: s, fault: {kind: slow}, after_seconds: 100}",
+            None,
+            "inject[0] (sandbox) after_seconds 100 is not under timeout_seconds 100: the scenario would "
+            "end before the fault is injected; lower after_seconds or raise timeout_seconds",
+        ),
+    ],
+)
+def test_a_fault_may_wait_after_the_start_but_not_past_the_timeout(
+    tmp_path: Path, fault: str, accepted: float | None, message: str
+) -> None:
+    f = tmp_path / "timed.yaml"
+    f.write_text(_BASE + f"inject: [{fault}]\n")
+    if accepted is not None:
+        (scenario,) = load_scenarios([f])
+        assert scenario.inject[0].after_seconds == accepted
+        return
+    with pytest.raises(ConfigError) as err:
+        load_scenarios([f])
+    assert str(f) in str(err.value) and message in str(err.value)
+
+
+def _waiting(run: str, pending: dict[str, str] | None, outcome: str = "open") -> object:
+    from llmedic.alerts import Alert
+    from llmedic.catalog import anomaly_info
+    from llmedic.incident import Incident, utcnow
+
+    info = anomaly_info(AnomalyType.LATENCY)
+    return Incident(
+        id=f"latency-{run}",
+        anomaly=AnomalyType.LATENCY,
+        category=info.category,
+        team=info.team,
+        title=info.title,
+        target="sandbox-1",
+        alert=Alert(target="sandbox-1"),
+        flow_run_id=run,
+        opened_at=utcnow(),
+        outcome=outcome,
+        pending_approval=pending,
+    )
+
+
+@pytest.mark.fault(
+    tried="one run that opens a second approval gate (the next fix after a failed verification)",
+    survives="the game day answers each gate once, keyed by (flow run, the gate's nonce), never "
+    "leaving the second one unanswered",
+)
+def test_every_gate_of_a_run_is_answered_once() -> None:
+    from llmedic.incident import Incident
+    from llmedic_sandbox.gameday.timed import gate_key
+
+    seen = [
+        # (flow run, pending approval, outcome) as _follow polls them → answer it?
+        (("r1", {"action": "lower_concurrency", "nonce": "n1"}, "open"), True),
+        (("r1", {"action": "lower_concurrency", "nonce": "n1"}, "open"), False),  # same gate
+        (("r1", None, "open"), False),  # between gates
+        (("r1", {"action": "restart_instance", "nonce": "n2"}, "open"), True),  # the second gate
+        (("r2", {"action": "restart_instance", "nonce": "n1"}, "open"), True),  # another run
+        (("r1", {"action": "restart_instance", "nonce": "n3"}, "resolved"), False),  # closed
+        (("", {"action": "restart_instance", "nonce": "n4"}, "open"), False),  # no run yet
+    ]
+    answered: set[tuple[str, str]] = set()
+    got = []
+    for (run, pending, outcome), _ in seen:
+        inc = _waiting(run, pending, outcome)
+        assert isinstance(inc, Incident)
+        key = gate_key(inc)
+        got.append(key is not None and key not in answered)
+        if key is not None:
+            answered.add(key)
+    assert got == [want for _, want in seen]
+    assert answered == {("r1", "n1"), ("r1", "n2"), ("r2", "n1")}
+
+
+@pytest.mark.fault(
+    tried="a timed fault (after_seconds) that fails to inject, and one due after the scenario ended",
+    survives="both are problems on the scorecard (what, when, why); the timer threads are cancelled "
+    "or joined, none left running",
+)
+def test_timed_faults_are_injected_late_cancelled_or_reported() -> None:
+    import threading
+    import time
+
+    from llmedic_sandbox.gameday.scenario import LinkFault, SandboxFault
+    from llmedic_sandbox.gameday.timed import DelayedFaults
+
+    got: list[tuple[str, float]] = []
+    started = time.monotonic()
+
+    def inject(fault: object) -> None:
+        if isinstance(fault, LinkFault):
+            raise ConfigError("no network link in this game day")
+        got.append(("sandbox", time.monotonic() - started))
+
+    soon = SandboxFault(kind="sandbox", instance="s", fault={"kind": "slow"}, after_seconds=0.2)
+    broken = LinkFault(kind="link", mode="drop", after_seconds=0.1)
+    never = SandboxFault(kind="sandbox", instance="s", fault={"kind": "leak"}, after_seconds=60)
+    delayed = DelayedFaults(inject, log=lambda _m: None)
+    for f in (soon, broken, never):
+        delayed.schedule(f, started)
+    time.sleep(0.5)
+    problems = delayed.stop()
+    assert [k for k, _ in got] == ["sandbox"] and 0.2 <= got[0][1] < 0.45
+    assert problems == [
+        "game day error [config-invalid] injecting link at 0.1 s: no network link in this game day",
+        "fault sandbox at 60 s was never injected: every incident closed (or the scenario timed out) "
+        "first; lower its after_seconds",
+    ]
+    assert not any(isinstance(t, threading.Timer) for t in threading.enumerate())

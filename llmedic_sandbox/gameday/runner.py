@@ -44,12 +44,12 @@ from llmedic_sandbox.gameday.scenario import (
     DepsFault,
     GpuFault,
     LinkFault,
-    ModelRelease,
     SandboxFault,
     Scenario,
     alertmanager_body,
 )
 from llmedic_sandbox.gameday.score import ScoreRow, score
+from llmedic_sandbox.gameday.timed import AnyFault, DelayedFaults, gate_key
 from llmedic_sandbox.pyenv import BrokenEnv
 
 __all__ = ["GameDay", "refuse_invisible"]
@@ -261,11 +261,7 @@ class GameDay:
             if cur is not None and cur.id != first.id:
                 store.set_current(name, first.id, cfg, by=APPROVER, why="game day: reset between scenarios")
 
-    def inject(
-        self,
-        fault: SandboxFault | GpuFault | DatasetFault | ModelRelease | DepsFault | LinkFault,
-        scenario_name: str = "",
-    ) -> None:
+    def inject(self, fault: AnyFault, scenario_name: str = "") -> None:
         """Apply one fault (a data fault that changes nothing is refused: :func:`refuse_invisible`)."""
         if isinstance(fault, SandboxFault):
             self.admin(fault.instance, "faults", fault.fault)
@@ -366,11 +362,15 @@ class GameDay:
             for e in scenario.expect
         ]
         monitoring: MonitoringStack | None = None
+        delayed = DelayedFaults(lambda f: self.inject(f, scenario.name), self.log)
         try:
             if "accuracy_baseline" in scenario.setup:
                 self._baseline()
-            injected_at = utcnow()
+            injected_at, started = utcnow(), time.monotonic()
             for fault in scenario.inject:
+                if fault.after_seconds > 0:
+                    delayed.schedule(fault, started)
+                    continue
                 self.inject(fault, scenario.name)
                 self.log(f"  injected {fault.kind}: {fault.model_dump(exclude={'kind'}, exclude_none=True)}")
             paths = []
@@ -400,6 +400,9 @@ class GameDay:
                 row.problems.append(f"game day error [{exc.code}]: {exc}")
             return rows
         finally:
+            late = delayed.stop()  # before scoring, and on an early return too
+            for row in rows:
+                row.problems.extend(late)
             if monitoring is not None:
                 monitoring.stop()
         score(scenario, rows, new, injected_at, paths, self._instance_actions)
@@ -411,17 +414,14 @@ class GameDay:
 
         assert self.stack is not None
         decisions = {(e.anomaly, e.target): e.approve for e in scenario.expect}
-        answered: set[str] = set()
+        answered: set[tuple[str, str]] = set()
         deadline = time.monotonic() + scenario.timeout_seconds
         with temporary_settings(updates={PREFECT_API_URL: self.stack.api_url}):
             while True:
                 new = [i for i in store.all() if i.id not in before]
                 for inc in new:
-                    if (
-                        inc.pending_approval
-                        and inc.flow_run_id not in answered
-                        and inc.outcome == Outcome.OPEN
-                    ):
+                    gate = gate_key(inc)
+                    if gate is not None and gate not in answered and inc.pending_approval:
                         state = read_run(inc.flow_run_id).state
                         if state is not None and state.is_paused():
                             approve = decisions.get((inc.anomaly, inc.target), False)
@@ -431,7 +431,7 @@ class GameDay:
                                 by=APPROVER,
                                 comment=f"game day {scenario.name}",
                             )
-                            answered.add(inc.flow_run_id)
+                            answered.add(gate)
                             self.log(
                                 f"  {'approved' if approve else 'rejected'} {inc.pending_approval['action']} ({inc.id})"
                             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmedic.alerts import labels_fingerprint
 from llmedic.catalog import AnomalyType
@@ -41,7 +41,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-class SandboxFault(_Strict):
+class _Timed(_Strict):
+    """What every fault has: when to inject it."""
+
+    after_seconds: float = Field(0, ge=0, le=3600)
+    """Inject it this long after the scenario's start (default 0: with the others, before the
+    alerts). A later one can bring a fault back after the fix (a relapse during the watch); it must
+    be under the scenario's ``timeout_seconds``."""
+
+
+class SandboxFault(_Timed):
     """A fault in one sandbox instance (``POST /admin/faults``)."""
 
     kind: Literal["sandbox"]
@@ -50,7 +59,7 @@ class SandboxFault(_Strict):
     """The fault body, e.g. ``{kind: slow, delay_seconds: 2.5}`` or ``{kind: leak, bytes_per_request: 5e7}``."""
 
 
-class GpuFault(_Strict):
+class GpuFault(_Timed):
     """A change to one fake GPU of the sandbox host, and optionally an XID in its kernel log."""
 
     kind: Literal["gpu"]
@@ -61,7 +70,7 @@ class GpuFault(_Strict):
     """Append ``NVRM: Xid … <xid>`` to the host's kernel log."""
 
 
-class DatasetFault(_Strict):
+class DatasetFault(_Timed):
     """A corrupted new version of a declared dataset (``llmedic_sandbox.data_faults``)."""
 
     kind: Literal["dataset"]
@@ -72,7 +81,7 @@ class DatasetFault(_Strict):
     seed: int = 0
 
 
-class ModelRelease(_Strict):
+class ModelRelease(_Timed):
     """A new model version released to every instance in rotation, recorded in the registry."""
 
     kind: Literal["model_release"]
@@ -84,7 +93,7 @@ class ModelRelease(_Strict):
     """How the new version misbehaves in the sandbox, e.g. ``{kind: wrong_answers, tags: [statin]}``."""
 
 
-class DepsFault(_Strict):
+class DepsFault(_Timed):
     """A bad deploy into the service's virtual environment (``llmedic_sandbox.pyenv``), after which
     ``instance`` restarts into it."""
 
@@ -94,7 +103,7 @@ class DepsFault(_Strict):
     """Pins installed off the lock (default: the release of ``vertical-utils`` that breaks ``vertical-core``)."""
 
 
-class LinkFault(_Strict):
+class LinkFault(_Timed):
     """The sandbox's network link ``registry`` (a fault-injecting proxy in front of an endpoint the
     service depends on, with a backup endpoint) put into a failure mode."""
 
@@ -160,6 +169,20 @@ class Scenario(_Strict):
     overrides: dict[AnomalyType, dict[str, Any]] = Field(default_factory=dict)
     """Playbook overrides for the game day (e.g. shorter leak observation windows)."""
     timeout_seconds: float = Field(300, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _timed_faults_fit(self) -> Scenario:
+        late = [
+            f"inject[{i}] ({f.kind}) after_seconds {f.after_seconds:g}"
+            for i, f in enumerate(self.inject)
+            if f.after_seconds >= self.timeout_seconds
+        ]
+        if late:
+            raise ValueError(
+                f"{', '.join(late)} is not under timeout_seconds {self.timeout_seconds:g}: the scenario "
+                "would end before the fault is injected; lower after_seconds or raise timeout_seconds"
+            )
+        return self
 
 
 def shipped_scenarios() -> list[Path]:
