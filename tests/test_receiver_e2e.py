@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from llmedic.orchestration import PrefectServer, prefect_env, stop_process, stop_runner
@@ -50,7 +51,7 @@ class Stack:
         self.env = prefect_env(home, self.api_url, poll_seconds=1)
         self.env.update(
             {
-                "LLMEDIC_CONFIG": str(fleet.config),
+                "LLMEDIC_CONFIG": str(self._ungrouped(fleet.config, tmp)),
                 "LLMEDIC_PLAYBOOKS_DIR": str(books),
                 "LLMEDIC_RECEIVER_TOKEN_FILE": str(self.token_file),
             }
@@ -58,6 +59,16 @@ class Stack:
         self.receiver_port = free_port()
         self.server: PrefectServer | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
+
+    @staticmethod
+    def _ungrouped(config: Path, tmp: Path) -> Path:
+        """The fleet's environment with alert grouping off: these tests count one run per alert (each
+        about another instance), which is what durability is judged by; grouping has its own tests."""
+        env = yaml.safe_load(config.read_text())
+        env.setdefault("receiver", {})["group_window_seconds"] = 0
+        out = tmp / "llmedic.yaml"
+        out.write_text(yaml.safe_dump(env))
+        return out
 
     @property
     def receiver_url(self) -> str:
