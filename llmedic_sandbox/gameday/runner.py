@@ -27,7 +27,6 @@ import httpx
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from llmedic.catalog import AnomalyType
 from llmedic.config import Settings, load_environment
 from llmedic.errors import ConfigError, LlmedicError, OrchestrationError
 from llmedic.incident import Incident, Outcome, utcnow
@@ -184,24 +183,22 @@ class GameDay:
         tmp.write_text(yaml.safe_dump(env, sort_keys=False))
         tmp.replace(self.config)
 
-    def _playbooks(self) -> Path:
-        """Shipped playbooks with every scenario's overrides applied (one merged file per type)."""
+    def _playbooks(self, scenario: Scenario | None = None) -> Path:
+        """The playbook directory the runs read: the shipped playbooks with ``scenario``'s overrides
+        only. It is rewritten before each scenario (a run reads its playbook when it starts, and a
+        scenario's runs end before the next scenario begins), so scenarios that override a playbook
+        differently run in one game day; without a scenario, every override is checked to load."""
         out = self.home / "playbooks"
         out.mkdir(exist_ok=True)
-        merged: dict[AnomalyType, dict[str, Any]] = {}
-        for s in self.scenarios:
+        for old in out.glob("*.yaml"):
+            old.unlink()
+        for s in [scenario] if scenario else self.scenarios:
             for anomaly, override in s.overrides.items():
-                if anomaly in merged and merged[anomaly] != override:
-                    raise ConfigError(
-                        f"scenario {s.name!r} overrides the {anomaly.value} playbook differently from another scenario",
-                        hint="run them in separate game days, or give them the same overrides",
+                book = load_playbook(anomaly, Settings(home=self.home), override)
+                if scenario:
+                    (out / f"{anomaly.value}.yaml").write_text(
+                        yaml.safe_dump(book.model_dump(mode="json"), sort_keys=False)
                     )
-                merged[anomaly] = override
-        for anomaly, override in merged.items():
-            book = load_playbook(anomaly, Settings(home=self.home), override)
-            (out / f"{anomaly.value}.yaml").write_text(
-                yaml.safe_dump(book.model_dump(mode="json"), sort_keys=False)
-            )
         return out
 
     def stop(self) -> None:
@@ -355,6 +352,7 @@ class GameDay:
         scorecard says what went wrong."""
         self.log(f"\n== {scenario.name}: {scenario.description}")
         self.reset()
+        self._playbooks(scenario)
         store = IncidentStore.from_settings(self._settings())
         before = {i.id for i in store.all()}
         rows = [
