@@ -281,10 +281,13 @@ def test_the_sweeper_of_llmedic_up_reconciles(clean_environ: Path) -> None:
 
 
 def wait_for_closed(store: IncidentStore, incident_id: str, timeout: float) -> Incident:
+    """The incident once closed *and* archived: the closing record is saved first (so nothing can
+    leave it open), the report a moment later (or the archive's failure on the record)."""
     deadline = time.monotonic() + timeout
     while True:
         inc = store.load(incident_id)
-        if inc.outcome != Outcome.OPEN:
+        archived = inc.report_path is not None or any(d.topic == "archive" for d in inc.decisions)
+        if inc.outcome != Outcome.OPEN and archived:
             return inc
         assert time.monotonic() < deadline, f"{incident_id} still open after {timeout:g}s"
         time.sleep(0.2)
