@@ -151,6 +151,11 @@ class BlastRadius:
             )
         return Claim(acted, total, self.limits.max_share_acted, self.limits.window_minutes)
 
+    def forget(self) -> int:
+        """Clear the ledger (the game day between independent scenarios); the number of acts forgotten."""
+        with self.store.write() as db:
+            return int(db.execute(sa.delete(blast_radius)).rowcount or 0)
+
     def acts(self, service: str, *, since: datetime | None = None) -> list[Act]:
         """The recorded acts on ``service`` (oldest first), within the window unless ``since``."""
         start = utc(since) if since else utcnow() - timedelta(minutes=self.limits.window_minutes)

@@ -27,13 +27,15 @@ import httpx
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from llmedic.config import Settings, load_environment
+from llmedic.config import LimitsConfig, Settings, load_environment
 from llmedic.errors import ConfigError, LlmedicError, OrchestrationError
 from llmedic.incident import Incident, Outcome, utcnow
+from llmedic.limits import BlastRadius
 from llmedic.monitoring import MonitoringStack, binaries, free_port
 from llmedic.orchestration import read_run
 from llmedic.playbook import load_playbook
 from llmedic.stack import Stack
+from llmedic.store.db import Store
 from llmedic.store.incidents import IncidentStore
 from llmedic_sandbox.faultproxy import FaultProxy
 from llmedic_sandbox.gameday.scenario import (
@@ -238,6 +240,9 @@ class GameDay:
         write_healthy_gpus(base / "gpu" / "gpu.json", len(self.urls))
         for log in (base / "logs").glob("*.log"):
             log.write_text("")
+        # Scenarios are independent experiments: one scenario's drains and restarts must not count
+        # against the next one's blast-radius limit (limits.window_minutes spans several scenarios).
+        BlastRadius(Store.from_settings(self._settings()), LimitsConfig()).forget()
         if self.pyenv is not None:
             self.pyenv.install("-r", str(self.pyenv.lock))
             for name in self.urls:
